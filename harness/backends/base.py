@@ -1,0 +1,48 @@
+"""The backend protocol. A backend is a small class with static facts (what it can run, checked
+in the pytest process without importing its runtime) and three calls made inside the worker:
+``version()``, ``compile()`` and, on the compiled artifact, ``run()``/``prepare()``."""
+
+from __future__ import annotations
+
+from typing import Callable, ClassVar, Protocol
+
+import numpy as np
+
+from ..models.base import Model
+from ..targets import TargetInfo
+
+
+class Compiled(Protocol):
+    label: str  # honest description of what was built, e.g. "untuned", "inductor default"
+
+    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """One inference on host arrays, returning host float arrays (used for parity)."""
+
+    def prepare(self, inputs: list[np.ndarray]) -> Callable[[], object]:
+        """A zero-argument callable doing one complete inference with inputs already bound;
+        this is what the timing loop calls."""
+
+    def thread_info(self) -> dict:
+        """Thread settings as the runtime reports them (not as requested)."""
+
+
+class Backend:
+    name: ClassVar[str]
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"torch", "onnx"})
+    targets: ClassVar[frozenset[str]] = frozenset({"llvm"})
+    module: ClassVar[str] = ""  # import name of the runtime package (for availability checks)
+
+    def unsupported_reason(self, model_kind: str, target: str) -> str | None:
+        """Why this backend cannot run a (model kind, target) cell, or None. No imports."""
+        if model_kind not in self.model_kinds:
+            return f"{self.name} runs {'/'.join(sorted(self.model_kinds))} models; this model is an {model_kind} graph"
+        if target not in self.targets:
+            return f"{self.name} does not support target {target!r} (supports: {', '.join(sorted(self.targets))})"
+        return None
+
+    def version(self) -> str:
+        """Imports the runtime; raises ImportError (or anything) when unusable."""
+        raise NotImplementedError
+
+    def compile(self, model: Model, target: TargetInfo, threads: int, example: list[np.ndarray]) -> Compiled:
+        raise NotImplementedError

@@ -1,0 +1,26 @@
+"""torch.compile with the inductor backend on CPU (default mode)."""
+
+from __future__ import annotations
+
+from .base import Backend
+from .torch_eager import TorchModuleRunner, set_torch_threads
+
+
+class TorchCompile(Backend):
+    name = "torch-compile"
+    model_kinds = frozenset({"torch"})
+    module = "torch"
+
+    def version(self):
+        import torch
+
+        return torch.__version__
+
+    def compile(self, model, target, threads, example):
+        import torch
+
+        set_torch_threads(threads)
+        compiled = torch.compile(model.torch_module(), backend="inductor", dynamic=False)
+        runner = TorchModuleRunner(compiled, "inductor, mode=default")
+        runner.run(example)  # torch.compile is lazy: trigger compilation inside compile_s
+        return runner

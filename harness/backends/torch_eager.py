@@ -1,0 +1,66 @@
+"""Eager PyTorch fp32: the reference latency."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Backend
+
+
+def torch_thread_info() -> dict:
+    import torch
+
+    return {"torch_num_threads": torch.get_num_threads(), "torch_num_interop_threads": torch.get_num_interop_threads()}
+
+
+def set_torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # only settable before any parallel work has started
+        pass
+
+
+class TorchModuleRunner:
+    def __init__(self, module, label: str):
+        self.module = module
+        self.label = label
+
+    def _call(self, tensors):
+        import torch
+
+        with torch.inference_mode():
+            return self.module(*tensors)
+
+    def run(self, inputs):
+        import torch
+
+        out = self._call([torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
+        outs = out if isinstance(out, (tuple, list)) else [out]
+        return [o.detach().numpy() for o in outs]
+
+    def prepare(self, inputs):
+        import torch
+
+        tensors = [torch.from_numpy(np.ascontiguousarray(x)) for x in inputs]
+        return lambda: self._call(tensors)
+
+    def thread_info(self):
+        return torch_thread_info()
+
+
+class TorchEager(Backend):
+    name = "torch"
+    model_kinds = frozenset({"torch"})
+    module = "torch"
+
+    def version(self):
+        import torch
+
+        return torch.__version__
+
+    def compile(self, model, target, threads, example):
+        set_torch_threads(threads)
+        return TorchModuleRunner(model.torch_module(), "eager fp32")

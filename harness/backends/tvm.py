@@ -1,0 +1,100 @@
+"""TVM Relax: from_onnx / from_exported_program, target llvm with the host's mcpu, Relax VM.
+
+Untuned: the default CPU pipeline legalizes ops to naive TIR (no parallel, no vectorize), so
+this measures TVM *without* MetaSchedule; results carry label "untuned"."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Backend
+
+
+def tvm_target(target_info, threads: int):
+    import tvm
+
+    attrs = {"kind": "llvm", "num-cores": threads}
+    if target_info.host_isa:
+        # "-mcpu=native" is ignored with the wheel's conda triple: name the triple and the CPU.
+        attrs["mtriple"] = "x86_64-linux-gnu" if tvm.target.codegen.llvm_get_system_cpu() else None
+        attrs["mcpu"] = tvm.target.codegen.llvm_get_system_cpu()
+        attrs = {k: v for k, v in attrs.items() if v}
+    return tvm.target.Target(attrs)
+
+
+def import_relax(model, example):
+    """Relax IRModule for a model: torch models via torch.export, ONNX graphs via from_onnx."""
+    from tvm import relax
+
+    if model.kind == "torch":
+        import torch
+        from tvm.relax.frontend.torch import from_exported_program
+
+        args = tuple(torch.from_numpy(x) for x in example)
+        exported = torch.export.export(model.torch_module(), args)
+        mod = from_exported_program(exported, keep_params_as_input=False)
+    else:
+        from tvm.relax.frontend.onnx import from_onnx
+
+        shapes = {spec.name: list(spec.shape) for spec in model.inputs}
+        dtypes = {spec.name: spec.dtype for spec in model.inputs}
+        mod = from_onnx(model.onnx_model(), shape_dict=shapes, dtype_dict=dtypes, keep_params_in_input=False)
+    return relax.transform.DecomposeOpsForInference()(mod)
+
+
+class TvmCompiled:
+    label = "untuned (default Relax CPU pipeline)"
+
+    def __init__(self, vm, device):
+        self.vm = vm
+        self.device = device
+
+    def _to_device(self, inputs):
+        import tvm
+
+        return [tvm.runtime.tensor(np.ascontiguousarray(x), self.device) for x in inputs]
+
+    def run(self, inputs):
+        out = self.vm["main"](*self._to_device(inputs))
+        return [o.numpy() for o in _flatten(out)]
+
+    def prepare(self, inputs):
+        args = self._to_device(inputs)
+        main = self.vm["main"]
+        return lambda: main(*args)
+
+    def thread_info(self):
+        import tvm
+
+        return {"tvm_num_threads": tvm.runtime.num_threads()}
+
+
+def _flatten(out):
+    if isinstance(out, (list, tuple)) or type(out).__name__ in ("Array", "ADT"):
+        items = []
+        for o in out:
+            items.extend(_flatten(o))
+        return items
+    return [out]
+
+
+class Tvm(Backend):
+    name = "tvm"
+    module = "tvm"
+    targets = frozenset({"llvm", "llvm-generic"})
+
+    def version(self):
+        import tvm
+
+        return tvm.__version__
+
+    def compile(self, model, target, threads, example):
+        import tvm
+        from tvm import relax
+
+        mod = import_relax(model, example)
+        executable = tvm.compile(mod, target=tvm_target(target, threads))
+        device = tvm.cpu()
+        compiled = TvmCompiled(relax.VirtualMachine(executable, device), device)
+        compiled.run(example)
+        return compiled

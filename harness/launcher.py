@@ -1,0 +1,121 @@
+"""Where a cell runs: in a fresh worker process (default) or inline (debugging only: thread
+settings cannot take effect in an already-running process).
+
+The process launcher sets the thread environment *before* the interpreter starts, gives the
+worker its own session (so a timeout kills the whole process group), captures stdout/stderr to
+files, and turns a crash, a kill or a timeout into a one-line reason for that cell only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import SCHEMA_VERSION
+from .cell import Cell
+from .threads import CpuBudget, cpu_budget, resolve_threads, thread_env
+
+DEFAULT_TIMEOUT_S = 600.0
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_request(cell: Cell, timing: dict | None = None, parity: dict | None = None, measure: bool = True,
+                  budget: CpuBudget | None = None) -> dict:
+    budget = budget or cpu_budget()
+    threads = resolve_threads(cell.threads, budget)
+    return {"schema_version": SCHEMA_VERSION, "cell": cell.to_dict(), "threads": threads, "timing": timing or {},
+            "parity": parity or {}, "measure": measure, "cpu_budget": budget.to_dict()}
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:] if line.strip())
+
+
+def _describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        extra = " (likely the OOM killer)" if -returncode == signal.SIGKILL else ""
+        return f"worker killed by {name}{extra}"
+    return f"worker exited with code {returncode}"
+
+
+def failure(cell: Cell, request: dict, message: str, **extra) -> dict:
+    return {"schema_version": SCHEMA_VERSION, "cell": cell.to_dict(), "status": "crashed", "message": message,
+            "threads": {"requested": cell.threads, "resolved": request["threads"]}, **extra}
+
+
+def run_in_process(cell: Cell, request: dict, timeout_s: float = DEFAULT_TIMEOUT_S, extra_env: dict | None = None) -> dict:
+    env = dict(os.environ)
+    env.update(thread_env(request["threads"]))
+    env.update(extra_env or {})
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
+    env.setdefault("PYTHONFAULTHANDLER", "1")  # a segfaulting worker prints a Python traceback
+    with tempfile.TemporaryDirectory(prefix="infer-bench-") as tmp:
+        tmpdir = Path(tmp)
+        req_path, res_path = tmpdir / "request.json", tmpdir / "result.json"
+        out_path, err_path = tmpdir / "stdout.txt", tmpdir / "stderr.txt"
+        req_path.write_text(json.dumps(request))
+        start = time.perf_counter()
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "harness.worker", str(req_path), str(res_path)],
+                                    env=env, stdout=out, stderr=err, cwd=str(PROJECT_ROOT), start_new_session=True)
+            try:
+                returncode = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                tail = _tail(err_path)
+                return failure(cell, request, f"timed out after {timeout_s:g}s (per-cell timeout; raise it with "
+                               f"--cell-timeout)" + (f"; stderr: {tail}" if tail else ""), wall_s=time.perf_counter() - start)
+        wall_s = time.perf_counter() - start
+        if returncode != 0 or not res_path.exists():
+            tail = _tail(err_path)
+            return failure(cell, request, _describe_exit(returncode) + (f"; stderr: {tail}" if tail else ""),
+                           returncode=returncode, wall_s=wall_s)
+        try:
+            result = json.loads(res_path.read_text())
+        except (OSError, ValueError) as exc:
+            return failure(cell, request, f"worker result unreadable: {exc}", wall_s=wall_s)
+        if result.get("schema_version") != SCHEMA_VERSION:
+            return failure(cell, request, f"worker answered schema {result.get('schema_version')}, expected {SCHEMA_VERSION}")
+        result["wall_s"] = wall_s
+        return result
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def run_inline(cell: Cell, request: dict) -> dict:
+    from .worker import run_request
+
+    start = time.perf_counter()
+    result = run_request(request)
+    result["wall_s"] = time.perf_counter() - start
+    result["launcher"] = "inline"
+    return result
+
+
+def run_cell(cell: Cell, launcher: str = "process", timeout_s: float = DEFAULT_TIMEOUT_S, **request_kwargs) -> dict:
+    request = build_request(cell, **request_kwargs)
+    if launcher == "inline":
+        return run_inline(cell, request)
+    result = run_in_process(cell, request, timeout_s)
+    result.setdefault("launcher", "process")
+    result["cpu_budget"] = request["cpu_budget"]
+    return result

@@ -1,0 +1,196 @@
+"""What a benchmarked model is: its inputs, its forms (torch module and/or ONNX graph), its FLOPs
+and its float64 ground truth. Models are built inside the worker process, deterministically from
+a seed, so nothing heavy crosses a process boundary."""
+
+from __future__ import annotations
+
+import copy
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+INPUT_SEED_TIMING = 1000   # inputs used for timing
+INPUT_SEED_PARITY = 2000   # fresh inputs used for the parity check (never the timing inputs)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    high: int = 0  # for integer inputs: values drawn from [0, high)
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        if self.dtype.startswith("int"):
+            return rng.integers(0, max(1, self.high), size=self.shape, dtype=self.dtype)
+        return rng.standard_normal(self.shape).astype(self.dtype)
+
+
+class Model:
+    """Base class. Subclasses set ``name``, ``kind`` ("torch" or "onnx") and ``inputs`` and
+    implement ``torch_module`` (torch kind) or ``onnx_model`` (onnx kind)."""
+
+    name: str
+    kind: str
+    inputs: list[InputSpec]
+
+    def make_inputs(self, seed: int) -> list[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return [spec.sample(rng) for spec in self.inputs]
+
+    # -- forms -----------------------------------------------------------------------------
+    def torch_module(self):
+        """A float32 torch.nn.Module in eval mode (torch kind only)."""
+        raise NotImplementedError(f"model {self.name!r} has no torch form")
+
+    def onnx_model(self):
+        """The model as an onnx.ModelProto (torch models are exported once and cached)."""
+        if getattr(self, "_onnx_cache", None) is None:
+            self._onnx_cache = self._export_onnx()
+        return self._onnx_cache
+
+    def _export_onnx(self):
+        import onnx
+        import torch
+
+        module = self.torch_module()
+        example = tuple(torch.from_numpy(x) for x in self.make_inputs(INPUT_SEED_TIMING))
+        buffer = io.BytesIO()
+        torch.onnx.export(
+            module, example, buffer, dynamo=False, opset_version=17,
+            input_names=[spec.name for spec in self.inputs], output_names=self.output_names(),
+        )
+        return onnx.load_from_string(buffer.getvalue())
+
+    def output_names(self) -> list[str]:
+        return ["output"]
+
+    # -- facts -----------------------------------------------------------------------------
+    def flops(self) -> int:
+        """FLOPs of one inference (2 per multiply-add), counted by torch's FlopCounterMode for
+        torch models and from ONNX shape inference for ONNX graphs."""
+        if self.kind == "torch":
+            import torch
+            from torch.utils.flop_counter import FlopCounterMode
+
+            module = self.torch_module()
+            args = [torch.from_numpy(x) for x in self.make_inputs(INPUT_SEED_TIMING)]
+            with FlopCounterMode(display=False) as counter, torch.no_grad():
+                module(*args)
+            return int(counter.get_total_flops())
+        from .onnx_graph import onnx_flops
+
+        return onnx_flops(self.onnx_model())
+
+    def reference(self, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(float64 ground truth, plain fp32 reference) outputs for ``inputs``.
+
+        torch models: the module in double precision, and eager fp32 PyTorch.
+        ONNX graphs: onnx's ReferenceEvaluator on a float64 copy, and on the fp32 graph."""
+        if self.kind == "torch":
+            import torch
+
+            module = self.torch_module()
+            with torch.no_grad():
+                fp32 = _as_list(module(*[torch.from_numpy(x) for x in inputs]))
+                m64 = copy.deepcopy(module).double()
+                fp64 = _as_list(m64(*[_to_double(torch.from_numpy(x)) for x in inputs]))
+            return [t.numpy().astype(np.float64) for t in fp64], [t.numpy() for t in fp32]
+        from onnx.reference import ReferenceEvaluator
+
+        from .onnx_graph import to_float64
+
+        graph = self.onnx_model()
+        names = [spec.name for spec in self.inputs]
+        feeds64 = {n: (x.astype(np.float64) if x.dtype == np.float32 else x) for n, x in zip(names, inputs)}
+        fp64 = ReferenceEvaluator(to_float64(graph)).run(None, feeds64)
+        fp32 = ReferenceEvaluator(graph).run(None, dict(zip(names, inputs)))
+        return [np.asarray(y, dtype=np.float64) for y in fp64], [np.asarray(y) for y in fp32]
+
+
+def _to_double(t):
+    return t.double() if t.is_floating_point() else t
+
+
+def _as_list(out):
+    if isinstance(out, (tuple, list)):
+        return list(out)
+    return [out]
+
+
+class TorchModel(Model):
+    """A model defined by a torch module factory (weights seeded)."""
+
+    kind = "torch"
+
+    def __init__(self, name: str, factory, inputs: list[InputSpec], seed: int = 0):
+        self.name = name
+        self.inputs = inputs
+        self._factory = factory
+        self._seed = seed
+        self._module = None
+
+    def torch_module(self):
+        if self._module is None:
+            import torch
+
+            torch.manual_seed(self._seed)
+            self._module = self._factory().float().eval()
+        return self._module
+
+    def set_module(self, module) -> None:
+        self._module = module.float().eval()
+        self._onnx_cache = None
+
+
+class OnnxModel(Model):
+    """A model given as an ONNX graph."""
+
+    kind = "onnx"
+
+    def __init__(self, name: str, graph, inputs: list[InputSpec] | None = None):
+        self.name = name
+        self._onnx_cache = graph
+        self.inputs = inputs if inputs is not None else graph_inputs(graph)
+        self._output_names = [o.name for o in graph.graph.output]
+
+    def output_names(self) -> list[str]:
+        return self._output_names
+
+
+_ONNX_DTYPES = {1: "float32", 7: "int64", 6: "int32", 11: "float64", 9: "bool"}
+
+
+class ShapeError(ValueError):
+    pass
+
+
+def graph_inputs(graph, overrides: dict[str, tuple[int, ...]] | None = None) -> list[InputSpec]:
+    """Input specs from an ONNX graph; dynamic dims must be given in ``overrides``."""
+    overrides = overrides or {}
+    inits = {init.name for init in graph.graph.initializer}
+    specs = []
+    for vi in graph.graph.input:
+        if vi.name in inits:
+            continue
+        tt = vi.type.tensor_type
+        if vi.name in overrides:
+            shape = tuple(overrides[vi.name])
+        else:
+            dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
+            if None in dims:
+                shown = "x".join(str(d) if d else "?" for d in dims)
+                raise ShapeError(
+                    f"input {vi.name!r} has dynamic shape {shown}; give it with "
+                    f"--input-shape {vi.name}={'x'.join(str(d or 1) for d in dims)}"
+                )
+            shape = tuple(dims)
+        dtype = _ONNX_DTYPES.get(tt.elem_type)
+        if dtype is None:
+            raise ShapeError(f"input {vi.name!r} has ONNX element type {tt.elem_type}, which the harness cannot generate")
+        specs.append(InputSpec(vi.name, shape, dtype, high=2 if dtype == "bool" else 100))
+    unknown = set(overrides) - {s.name for s in specs}
+    if unknown:
+        raise ShapeError(f"--input-shape names {sorted(unknown)} but the graph's inputs are {[s.name for s in specs]}")
+    return specs

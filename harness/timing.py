@@ -1,0 +1,87 @@
+"""The timing loop run inside the worker. It follows pytest-benchmark's fixture (calibrate the
+iterations per round against the timer's precision, warm up, then rounds = max(min_rounds,
+max_time / round time)) so that the --benchmark-min-rounds/-max-time/-min-time/-warmup options
+mean the same thing; the samples then become pytest-benchmark stats in the pytest process."""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class TimingOptions:
+    min_rounds: int = 5
+    max_time: float = 1.0
+    min_time: float = 0.000005
+    warmup: bool = True
+    warmup_iterations: int = 100000
+    calibration_precision: int = 10
+    disable_gc: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Samples:
+    round_s: list[float] = field(default_factory=list)  # wall time of each round (iterations calls)
+    iterations: int = 1
+    warmup_rounds: int = 0
+
+    @property
+    def per_call_s(self) -> list[float]:
+        return [r / self.iterations for r in self.round_s]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def timer_precision(timer=time.perf_counter) -> float:
+    best = math.inf
+    for _ in range(10):
+        t1 = timer()
+        t2 = timer()
+        while t2 == t1:
+            t2 = timer()
+        best = min(best, t2 - t1)
+    return best
+
+
+def _round(step, iterations: int, timer) -> float:
+    loops = range(iterations)
+    start = timer()
+    for _ in loops:
+        step()
+    return timer() - start
+
+
+def measure(step, options: TimingOptions = TimingOptions(), timer=time.perf_counter) -> Samples:
+    gc_was_enabled = gc.isenabled()
+    if options.disable_gc:
+        gc.disable()
+    try:
+        min_time = max(options.min_time, timer_precision(timer) * options.calibration_precision)
+        # calibrate: grow iterations until one round lasts min_time
+        iterations, warmup_rounds = 1, 0
+        while True:
+            duration = _round(step, iterations, timer)
+            if options.warmup:
+                start, done = time.time(), 0
+                while time.time() - start < options.max_time and done < options.warmup_iterations:
+                    duration = min(duration, _round(step, iterations, timer))
+                    done += iterations
+                    warmup_rounds += 1
+            if duration >= min_time:
+                break
+            iterations = max(iterations + 1, math.ceil(min_time * iterations / max(duration, 1e-12)))
+        rounds = max(options.min_rounds, math.ceil(options.max_time / max(duration, 1e-12)))
+        samples = Samples([], iterations, warmup_rounds)
+        for _ in range(rounds):
+            samples.round_s.append(_round(step, iterations, timer))
+        return samples
+    finally:
+        if gc_was_enabled:
+            gc.enable()
