@@ -62,7 +62,11 @@ def run_request(request: dict) -> dict:
     try:
         stage = "load backend"
         backend = get_backend(cell.backend)
-        result["backend_version"] = backend.version()
+        try:
+            result["backend_version"] = backend.version()
+        except ImportError as exc:  # missing or broken runtime: the cell is skipped, not failed
+            result.update(status="unavailable", stage=stage, message=f"{cell.backend} cannot be imported: {_first_line(exc)}")
+            return _finish(result)
         stage = "build model"
         model = build_model(cell.model, cell.model_options, cell.batch)
         result["model_kind"] = model.kind
@@ -94,6 +98,10 @@ def run_request(request: dict) -> dict:
         result["stage"] = stage
         result["message"] = f"{stage} failed: {type(exc).__name__}: {_first_line(exc)}"
         result["traceback"] = traceback.format_exc(limit=8)[-4000:]
+    return _finish(result)
+
+
+def _finish(result: dict) -> dict:
     result["threads"]["os_threads"] = os_thread_count()
     result["peak_rss_mb"] = peak_rss_mb()
     return result

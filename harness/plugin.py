@@ -1,0 +1,185 @@
+"""The pytest plugin: turns a suite's Matrix into parameters, runs each cell through the
+launcher and hands the samples to pytest-benchmark. Kept thin: the library underneath works
+without pytest.
+
+A suite module declares ``MATRIX = Matrix(...)`` and a test taking the ``cell`` and
+``measure_cell`` fixtures::
+
+    def test_latency(cell, measure_cell):
+        measure_cell(cell)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from .backends import UnknownBackendError, get_backend, registered
+from .cell import Cell
+from .launcher import DEFAULT_TIMEOUT_S, run_cell
+from .matrix import Matrix, MatrixError, parse_list
+from .models import UnknownModelError, UserModelError, is_batchable, model_kind, model_name_for
+from .models.user import parse_input_shapes
+from .record import median_s, record, timing_options_from
+from .targets import TARGETS
+
+RESULTS_KEY = pytest.StashKey[list]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("infer-bench", "infer-bench matrix and worker options")
+    for axis, example in (("models", "mlp,bert_tiny"), ("backends", "ort,tvm"), ("targets", "llvm"),
+                          ("sparsity", "0,0.9"), ("threads", "1,2,auto,host"), ("batch", "1,8")):
+        group.addoption(f"--{axis}", default=None, metavar="LIST",
+                        help=f"comma list replacing the suite's {axis} axis for this run, e.g. {example}")
+    group.addoption("--model-file", default=None, metavar="PATH.onnx",
+                    help="benchmark this ONNX file instead of the suite's models (input shapes from the file)")
+    group.addoption("--input-shape", action="append", default=[], metavar="NAME=1x3x224x224",
+                    help="shape for a dynamic input of --model-file (repeatable or comma list)")
+    group.addoption("--model-factory", default=None, metavar="package.module:function",
+                    help="benchmark a torch model: the function returns (module, example_inputs)")
+    group.addoption("--launcher", default="process", choices=("process", "inline"),
+                    help="process (default): one fresh worker process per cell, thread settings applied before "
+                         "any runtime loads; inline: in the pytest process (debugging; threads cannot change)")
+    group.addoption("--cell-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                    help=f"kill a cell's worker after this long (default {DEFAULT_TIMEOUT_S:g})")
+    group.addoption("--parity-multiplier", type=float, default=None, metavar="X",
+                    help="error budget = X * (fp32 reference error vs float64) + floor (default 10)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "smoke: the small default benchmark matrix")
+    config.addinivalue_line("markers", "full: cells outside the smoke matrix (nightly)")
+    config.stash[RESULTS_KEY] = []
+
+
+def _user_model(config) -> tuple[str, dict] | None:
+    path, factory = config.getoption("model_file"), config.getoption("model_factory")
+    if path and factory:
+        raise pytest.UsageError("--model-file and --model-factory are exclusive: give one")
+    shapes = parse_input_shapes(config.getoption("input_shape"))
+    if shapes and not path:
+        raise pytest.UsageError("--input-shape only applies to --model-file")
+    if path:
+        return model_name_for(path), {"model_file": path, "input_shapes": {k: list(v) for k, v in shapes.items()}}
+    if factory:
+        return model_name_for(factory), {"model_factory": factory}
+    return None
+
+
+def effective_matrix(matrix: Matrix, config) -> tuple[Matrix, dict]:
+    overrides = {axis: parse_list(config.getoption(axis)) for axis in ("models", "backends", "targets", "sparsity", "threads", "batch")
+                 if config.getoption(axis)}
+    options = {}
+    try:
+        user = _user_model(config)
+    except UserModelError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if user:
+        overrides["models"] = [user[0]]
+        options = {user[0]: user[1]}
+    try:
+        return matrix.override(**overrides), options
+    except MatrixError as exc:
+        raise pytest.UsageError(f"bad matrix option: {exc}") from None
+
+
+def unsupported_reason(cell: Cell) -> str | None:
+    """Why a cell cannot run here, decided without importing any runtime."""
+    backend = get_backend(cell.backend)
+    if backend.module and importlib.util.find_spec(backend.module) is None:
+        return f"backend {cell.backend}: package {backend.module!r} is not installed"
+    if cell.target not in TARGETS:
+        return f"unknown target {cell.target!r} (known: {', '.join(TARGETS)})"
+    reason = backend.unsupported_reason(model_kind(cell.model, cell.model_options), cell.target)
+    if reason:
+        return reason
+    if cell.batch is not None and not is_batchable(cell.model, cell.model_options):
+        return f"model {cell.model} has its batch size fixed by its graph; batch {cell.batch} cannot be applied"
+    return None
+
+
+def pytest_generate_tests(metafunc):
+    if "cell" not in metafunc.fixturenames:
+        return
+    matrix = getattr(metafunc.module, "MATRIX", None)
+    if not isinstance(matrix, Matrix):
+        raise pytest.UsageError(f"{metafunc.module.__file__}: a test using the 'cell' fixture needs a module-level MATRIX = Matrix(...)")
+    matrix, options = effective_matrix(matrix, metafunc.config)
+    for name in matrix.backends:
+        if name not in registered():
+            raise pytest.UsageError(f"{metafunc.module.__file__}: unknown backend {name!r}; registered: {', '.join(registered())}")
+    try:
+        cells = matrix.expand(unsupported_reason, options)
+    except (UnknownModelError, UnknownBackendError, MatrixError) as exc:
+        raise pytest.UsageError(f"{metafunc.module.__file__}: {exc}") from None
+    params = []
+    for mc in cells:
+        marks = [pytest.mark.smoke if mc.smoke else pytest.mark.full]
+        if mc.skip_reason:
+            marks.append(pytest.mark.skip(reason=mc.skip_reason))
+        params.append(pytest.param(mc.cell, id=mc.id, marks=marks))
+    metafunc.parametrize("cell", params)
+
+
+@pytest.fixture
+def measure_cell(request, benchmark):
+    """Run a cell in its worker and record it in pytest-benchmark; fails or skips the test with
+    a one-line reason when the cell cannot be measured."""
+    config = request.config
+
+    def _measure(cell: Cell) -> dict:
+        parity = {}
+        if config.getoption("parity_multiplier") is not None:
+            parity["multiplier"] = config.getoption("parity_multiplier")
+        result = run_cell(cell, launcher=config.getoption("launcher"), timeout_s=config.getoption("cell_timeout"),
+                          timing=timing_options_from(benchmark).to_dict(), parity=parity)
+        result["nodeid"] = request.node.nodeid
+        config.stash[RESULTS_KEY].append(result)
+        record(benchmark, result)
+        status = result["status"]
+        if status == "unavailable":
+            pytest.skip(result["message"])
+        if status != "ok":
+            detail = result.get("traceback", "")
+            pytest.fail(f"{cell.id}: {result['message']}" + (f"\n{detail}" if detail else ""), pytrace=False)
+        return result
+
+    return _measure
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    from .machine_profile import machine_profile
+
+    machine_info["infer_bench"] = machine_profile()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    results = config.stash.get(RESULTS_KEY, [])
+    if not results:
+        return
+    tr = terminalreporter
+    tr.section("infer-bench cells")
+    header = f"{'cell':<44} {'status':<13} {'median ms':>10} {'GFLOP/s':>8} {'compile s':>9} {'max rel err':>11} {'threads (runtime)':<28}"
+    tr.write_line(header)
+    for r in sorted(results, key=lambda r: r["nodeid"]):
+        med = median_s(r)
+        gf = r["flops"] / med / 1e9 if med and r.get("flops") else None
+        runtime = (r.get("threads") or {}).get("runtime") or {}
+        parity = r.get("parity") or {}
+        rel = max((o["max_rel_err"] for o in parity.get("outputs", [])), default=None)
+        flag = " oversubscribed" if _oversub(r) else ""
+        tr.write_line(f"{Cell.from_dict(r['cell']).id:<44} {r['status']:<13} {_f(med, 1e3, '.3f'):>10} {_f(gf, 1, '.2f'):>8} "
+                      f"{_f(r.get('compile_s'), 1, '.2f'):>9} {_f(rel, 1, '.2e'):>11} "
+                      f"{','.join(f'{k}={v}' for k, v in runtime.items()):<28}{flag}")
+
+
+def _oversub(result):
+    from .record import is_oversubscribed
+
+    return is_oversubscribed(result)
+
+
+def _f(value, scale, fmt):
+    return "-" if value is None else format(value * scale, fmt)
