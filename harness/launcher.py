@@ -32,12 +32,19 @@ def build_request(cell: Cell, timing: dict | None = None, parity: dict | None = 
             "parity": parity or {}, "measure": measure, "cpu_budget": budget.to_dict()}
 
 
-def _tail(path: Path, lines: int = 5) -> str:
+def _tail(path: Path, lines: int = 3) -> str:
+    """The last lines a worker printed; for a faulthandler dump (segfault, abort), the lines
+    before it, the fatal error and the innermost Python frame instead of the module list."""
     try:
-        text = path.read_text(errors="replace").strip().splitlines()
+        text = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         return ""
-    return " | ".join(line.strip() for line in text[-lines:] if line.strip())
+    fatal = next((i for i, line in enumerate(text) if line.startswith("Fatal Python error")), None)
+    if fatal is None:
+        return " | ".join(text[-lines:])
+    frames = [line for line in text[fatal + 1:] if line.startswith("File ")]
+    picked = text[max(0, fatal - lines):fatal] + [text[fatal]] + frames[:1]
+    return " | ".join(picked)
 
 
 def _describe_exit(returncode: int) -> str:

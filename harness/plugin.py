@@ -15,14 +15,14 @@ import importlib.util
 
 import pytest
 
-from .backends import UnknownBackendError, get_backend, registered
+from .backends import UnknownBackendError, get_backend
 from .cell import Cell
 from .launcher import DEFAULT_TIMEOUT_S, run_cell
-from .matrix import Matrix, MatrixError, parse_list
+from .matrix import Matrix, MatrixError, normalize_axis, parse_list
 from .models import UnknownModelError, UserModelError, is_batchable, model_kind, model_name_for
 from .models.user import parse_input_shapes
 from .record import median_s, record, timing_options_from
-from .targets import TARGETS
+from .targets import TARGETS, UnknownTargetError, get_target
 
 RESULTS_KEY = pytest.StashKey[list]()
 
@@ -52,15 +52,40 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "smoke: the small default benchmark matrix")
     config.addinivalue_line("markers", "full: cells outside the smoke matrix (nightly)")
     config.stash[RESULTS_KEY] = []
+    validate_options(config)
+
+
+CLI_AXES = ("models", "backends", "targets", "sparsity", "threads", "batch")
+
+
+def cli_axes(config) -> dict[str, list[str]]:
+    return {axis: parse_list(config.getoption(axis)) for axis in CLI_AXES if config.getoption(axis)}
+
+
+def validate_options(config) -> None:
+    """Bad command-line values stop the run before collection with one line (exit code 4)."""
+    try:
+        axes = cli_axes(config)
+        for axis, values in axes.items():
+            normalize_axis(axis, values)
+        for name in axes.get("backends", []):
+            get_backend(name)
+        for name in axes.get("targets", []):
+            get_target(name)
+        if _user_model(config) is None:
+            for name in axes.get("models", []):
+                model_kind(name)
+    except (MatrixError, UnknownBackendError, UnknownTargetError, UnknownModelError, UserModelError) as exc:
+        raise pytest.UsageError(f"infer-bench: {exc}") from None
 
 
 def _user_model(config) -> tuple[str, dict] | None:
     path, factory = config.getoption("model_file"), config.getoption("model_factory")
     if path and factory:
-        raise pytest.UsageError("--model-file and --model-factory are exclusive: give one")
+        raise UserModelError("--model-file and --model-factory are exclusive: give one")
     shapes = parse_input_shapes(config.getoption("input_shape"))
     if shapes and not path:
-        raise pytest.UsageError("--input-shape only applies to --model-file")
+        raise UserModelError("--input-shape only applies to --model-file")
     if path:
         return model_name_for(path), {"model_file": path, "input_shapes": {k: list(v) for k, v in shapes.items()}}
     if factory:
@@ -69,20 +94,13 @@ def _user_model(config) -> tuple[str, dict] | None:
 
 
 def effective_matrix(matrix: Matrix, config) -> tuple[Matrix, dict]:
-    overrides = {axis: parse_list(config.getoption(axis)) for axis in ("models", "backends", "targets", "sparsity", "threads", "batch")
-                 if config.getoption(axis)}
-    options = {}
-    try:
-        user = _user_model(config)
-    except UserModelError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    """The suite's matrix with this run's command-line axes (validated in pytest_configure)."""
+    overrides, options = cli_axes(config), {}
+    user = _user_model(config)
     if user:
         overrides["models"] = [user[0]]
         options = {user[0]: user[1]}
-    try:
-        return matrix.override(**overrides), options
-    except MatrixError as exc:
-        raise pytest.UsageError(f"bad matrix option: {exc}") from None
+    return matrix.override(**overrides), options
 
 
 def unsupported_reason(cell: Cell) -> str | None:
@@ -103,17 +121,15 @@ def unsupported_reason(cell: Cell) -> str | None:
 def pytest_generate_tests(metafunc):
     if "cell" not in metafunc.fixturenames:
         return
+    where = metafunc.module.__file__
     matrix = getattr(metafunc.module, "MATRIX", None)
     if not isinstance(matrix, Matrix):
-        raise pytest.UsageError(f"{metafunc.module.__file__}: a test using the 'cell' fixture needs a module-level MATRIX = Matrix(...)")
+        pytest.fail(f"{where}: a test using the 'cell' fixture needs a module-level MATRIX = Matrix(...)", pytrace=False)
     matrix, options = effective_matrix(matrix, metafunc.config)
-    for name in matrix.backends:
-        if name not in registered():
-            raise pytest.UsageError(f"{metafunc.module.__file__}: unknown backend {name!r}; registered: {', '.join(registered())}")
     try:
         cells = matrix.expand(unsupported_reason, options)
     except (UnknownModelError, UnknownBackendError, MatrixError) as exc:
-        raise pytest.UsageError(f"{metafunc.module.__file__}: {exc}") from None
+        pytest.fail(f"{where}: {exc}", pytrace=False)
     params = []
     for mc in cells:
         marks = [pytest.mark.smoke if mc.smoke else pytest.mark.full]

@@ -1,0 +1,86 @@
+"""Test-only backends that misbehave on purpose. Registered through INFER_BENCH_BACKENDS, e.g.
+``INFER_BENCH_BACKENDS="abort=tests.fake_backends:Abort"``; worker processes inherit it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+from harness.backends.base import Backend
+from harness.backends.torch_eager import TorchEager
+
+
+class _Fake(Backend):
+    module = ""
+
+    def version(self):
+        return "test"
+
+
+class Abort(_Fake):
+    name = "abort"
+
+    def compile(self, model, target, threads, example):
+        print("about to abort", file=sys.stderr, flush=True)
+        os.abort()
+
+
+class Segfault(_Fake):
+    name = "segfault"
+
+    def compile(self, model, target, threads, example):
+        print("about to segfault", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+class Hang(_Fake):
+    name = "hang"
+
+    def compile(self, model, target, threads, example):
+        print("hanging now", file=sys.stderr, flush=True)
+        time.sleep(3600)
+
+
+class Raises(_Fake):
+    name = "raises"
+
+    def compile(self, model, target, threads, example):
+        raise RuntimeError("the in-house compiler rejected op 'Gelu'")
+
+
+class Missing(_Fake):
+    name = "missing"
+
+    def version(self):
+        import package_that_does_not_exist  # noqa: F401
+
+
+class WrongAnswer(TorchEager):
+    """Eager torch whose outputs are off by 1% of their scale: must fail parity."""
+
+    name = "wrong"
+
+    def compile(self, model, target, threads, example):
+        compiled = super().compile(model, target, threads, example)
+        inner = compiled.run
+        compiled.run = lambda inputs: [o + 0.01 * (abs(o).max() + 1) for o in inner(inputs)]
+        return compiled
+
+
+class EnvReport(TorchEager):
+    """Eager torch that reports what torch picked up from the environment at import, before the
+    backend's own torch.set_num_threads call."""
+
+    name = "envreport"
+
+    def compile(self, model, target, threads, example):
+        import torch
+
+        at_import = torch.get_num_threads()
+        compiled = super().compile(model, target, threads, example)
+        info = compiled.thread_info
+        compiled.thread_info = lambda: {**info(), "torch_threads_at_import": at_import,
+                                        "omp_env_seen": os.environ.get("OMP_NUM_THREADS")}
+        return compiled

@@ -1,0 +1,104 @@
+"""Worker processes: crash, hang and error isolation; environment applied before import."""
+
+import json
+
+import pytest
+
+from harness.cell import Cell
+from harness.launcher import build_request, run_cell, run_in_process
+from harness.worker import main as worker_main
+
+FACTORY = {"model_factory": "tests.tiny_models:tiny_mlp"}
+FAKES = ",".join(f"{n}=tests.fake_backends:{c}" for n, c in [
+    ("abort", "Abort"), ("segfault", "Segfault"), ("hang", "Hang"), ("raises", "Raises"),
+    ("missing", "Missing"), ("wrong", "WrongAnswer"), ("envreport", "EnvReport")])
+FAST = {"max_time": 0.05, "min_rounds": 3, "warmup": False}
+
+
+@pytest.fixture(autouse=True)
+def fake_backends(monkeypatch):
+    monkeypatch.setenv("INFER_BENCH_BACKENDS", FAKES)
+
+
+def _cell(backend, threads="1"):
+    return Cell("tiny_mlp", backend, threads=threads, model_options=FACTORY)
+
+
+@pytest.mark.parametrize("backend, reason", [
+    ("abort", "worker killed by SIGABRT; stderr: "),
+    ("segfault", "worker killed by SIGSEGV; stderr: "),
+])
+def test_crashing_worker_fails_only_its_cell_with_signal_and_stderr(backend, reason):
+    result = run_cell(_cell(backend), timing=FAST)
+    assert result["status"] == "crashed"
+    assert result["message"].startswith(reason)
+    assert f"about to {backend}" in result["message"]
+    assert "samples" not in result
+
+
+def test_hanging_worker_is_killed_at_the_timeout():
+    result = run_cell(_cell("hang"), timeout_s=8, timing=FAST)
+    assert result["status"] == "crashed"
+    assert result["message"].startswith("timed out after 8s (per-cell timeout; raise it with --cell-timeout)")
+    assert "hanging now" in result["message"]
+
+
+def test_backend_exception_is_a_one_line_error_with_stage():
+    result = run_cell(_cell("raises"), timing=FAST)
+    assert result["status"] == "error" and result["stage"] == "compile"
+    assert result["message"] == "compile failed: RuntimeError: the in-house compiler rejected op 'Gelu'"
+    assert "Traceback" in result["traceback"]
+
+
+def test_missing_runtime_is_unavailable_not_failed():
+    result = run_cell(_cell("missing"), timing=FAST)
+    assert result["status"] == "unavailable"
+    assert "No module named 'package_that_does_not_exist'" in result["message"]
+
+
+def test_wrong_answers_fail_parity_and_are_not_timed():
+    result = run_cell(_cell("wrong"), timing=FAST)
+    assert result["status"] == "parity_failed"
+    assert "samples" not in result
+    assert result["message"].startswith("output 'output' worst element [")
+    assert "float64 expects" in result["message"]
+
+
+def test_environment_is_applied_before_any_runtime_loads():
+    seen = {}
+    for threads in ("1", "2"):
+        result = run_cell(_cell("envreport", threads), timing=FAST)
+        assert result["status"] == "ok", result.get("message")
+        seen[threads] = result["threads"]
+    for threads, info in seen.items():
+        assert info["runtime"]["omp_env_seen"] == threads
+        assert info["runtime"]["torch_threads_at_import"] == int(threads)  # read by torch at import
+        assert info["env"]["OMP_NUM_THREADS"] == threads and info["env"]["TVM_NUM_THREADS"] == threads
+        assert info["os_threads"] >= 1
+
+
+def test_good_cell_returns_samples_and_metadata():
+    result = run_cell(_cell("torch"), timing=FAST)
+    assert result["status"] == "ok"
+    s = result["samples"]
+    assert len(s["round_s"]) >= 3 and s["iterations"] >= 1 and all(r > 0 for r in s["round_s"])
+    assert result["flops"] == 2 * 2 * (16 * 32 + 32 * 4)
+    assert result["peak_rss_mb"] > 10 and result["compile_s"] >= 0
+    assert result["cpu_budget"]["effective_cpus"] >= 1
+
+
+def test_worker_refuses_other_schema_versions(tmp_path):
+    req = build_request(_cell("torch"))
+    req["schema_version"] = 999
+    (tmp_path / "req.json").write_text(json.dumps(req))
+    assert worker_main([str(tmp_path / "req.json"), str(tmp_path / "res.json")]) == 2
+    assert not (tmp_path / "res.json").exists()
+
+
+def test_worker_that_exits_without_a_result_is_reported(monkeypatch):
+    cell = _cell("torch")
+    req = build_request(cell)
+    req["schema_version"] = 999  # the worker exits 2 before writing anything
+    result = run_in_process(cell, req, timeout_s=60)
+    assert result["status"] == "crashed"
+    assert result["message"].startswith("worker exited with code 2; stderr: worker speaks schema")

@@ -1,0 +1,86 @@
+"""The pytest plugin end to end, in a fresh pytest subprocess per test."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITE = '''
+from harness.matrix import Matrix
+
+MATRIX = Matrix(models=["mlp", "squeezenet"], backends=["torch", "ort"], threads=["1", "2"],
+                smoke={"models": ["mlp"], "threads": ["1"]})
+
+
+def test_latency(cell, measure_cell):
+    measure_cell(cell)
+'''
+FAKES = ",".join(f"{n}=tests.fake_backends:{c}" for n, c in [
+    ("abort", "Abort"), ("hang", "Hang"), ("wrong", "WrongAnswer"), ("missing", "Missing")])
+
+
+@pytest.fixture
+def suite(pytester, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("INFER_BENCH_BACKENDS", FAKES)
+    pytester.makepyfile(test_suite=SUITE)
+    return lambda *args: pytester.runpytest_subprocess("-p", "harness.plugin", "-p", "no:cacheprovider", *args)
+
+
+def test_ids_smoke_marker_and_axis_overrides(suite):
+    out = suite("--collect-only", "-q")
+    ids = [line.split("[")[1].rstrip("]") for line in out.outlines if "test_latency[" in line]
+    assert ids == ["mlp-torch-llvm-sp0-t1", "mlp-torch-llvm-sp0-t2", "mlp-ort-llvm-sp0-t1", "mlp-ort-llvm-sp0-t2",
+                   "squeezenet-torch-llvm-sp0-t1", "squeezenet-torch-llvm-sp0-t2", "squeezenet-ort-llvm-sp0-t1",
+                   "squeezenet-ort-llvm-sp0-t2"]
+    out = suite("--collect-only", "-q", "-m", "smoke")
+    assert [line for line in out.outlines if "test_latency[" in line] == [
+        "test_suite.py::test_latency[mlp-torch-llvm-sp0-t1]", "test_suite.py::test_latency[mlp-ort-llvm-sp0-t1]"]
+    out = suite("--collect-only", "-q", "--backends", "ort", "--threads", "auto,4", "--sparsity", "0.5", "-m", "smoke")
+    assert [line.split("[")[1] for line in out.outlines if "test_latency[" in line] == [
+        "mlp-ort-llvm-sp50-tauto]", "mlp-ort-llvm-sp50-t4]"]
+
+
+def test_unsupported_cells_skip_with_their_reason(suite):
+    out = suite("-rs", "-k", "squeezenet-torch", "--benchmark-disable")
+    out.assert_outcomes(skipped=2)
+    out.stdout.fnmatch_lines(["*torch runs torch models; this model is an onnx graph*"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--backends", "nope"), "ERROR: infer-bench: unknown backend 'nope'; registered backends: torch, torch-compile, ort, tvm*"),
+    (("--threads", "0"), "*infer-bench: axis 'threads': thread count '0' must be at least 1*"),
+    (("--targets", "cuda"), "*infer-bench: unknown target 'cuda'; known targets: llvm, llvm-generic*"),
+    (("--models", "nope"), "*unknown model 'nope'; built-in models:*"),
+    (("--input-shape", "x=1x2"), "*--input-shape only applies to --model-file*"),
+    (("--input-shape", "x=oops", "--model-file", "m.onnx"), "*--input-shape 'x=oops': expected NAME=D1xD2*"),
+])
+def test_bad_options_are_usage_errors_with_one_line(suite, args, message):
+    out = suite("--collect-only", *args)
+    assert out.ret == pytest.ExitCode.USAGE_ERROR
+    out.stderr.fnmatch_lines([message])
+
+
+def test_broken_cells_fail_alone_and_good_cells_are_recorded(suite, pytester):
+    out = suite("--model-factory", "tests.tiny_models:tiny_mlp", "--backends", "torch,abort,hang,wrong,missing",
+                "--threads", "1", "--cell-timeout", "10", "--benchmark-max-time", "0.05", "-rs",
+                "--benchmark-json", "out.json")
+    out.assert_outcomes(passed=1, failed=3, skipped=1)
+    out.stdout.fnmatch_lines_random([
+        "*tiny_mlp-abort-llvm-sp0-t1: worker killed by SIGABRT; stderr: about to abort*",
+        "*tiny_mlp-hang-llvm-sp0-t1: timed out after 10s*",
+        "*tiny_mlp-wrong-llvm-sp0-t1: output 'output' worst element*float64 expects*",
+        "*missing cannot be imported: No module named 'package_that_does_not_exist'*",
+        "*infer-bench cells*",
+    ])
+    data = json.loads((pytester.path / "out.json").read_text())
+    assert [b["param"] for b in data["benchmarks"]] == ["tiny_mlp-torch-llvm-sp0-t1"]
+    bench = data["benchmarks"][0]
+    info = bench["extra_info"]
+    assert info["backend"] == "torch" and info["threads_resolved"] == 1 and info["parity_passed"] is True
+    assert info["compile_s"] >= 0 and info["gflops_per_s"] > 0 and info["peak_rss_mb"] > 0
+    assert info["threads_runtime"]["torch_num_threads"] == 1 and info["flops"] == 2 * 2 * (16 * 32 + 32 * 4)
+    assert bench["stats"]["rounds"] >= 5 and bench["stats"]["median"] > 0
+    assert data["machine_info"]["infer_bench"]["cpu_budget"]["effective_cpus"] >= 1
