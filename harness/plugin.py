@@ -44,6 +44,8 @@ def pytest_addoption(parser):
                          "any runtime loads; inline: in the pytest process (debugging; threads cannot change)")
     group.addoption("--cell-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                     help=f"kill a cell's worker after this long (default {DEFAULT_TIMEOUT_S:g})")
+    group.addoption("--report-dir", default="reports", metavar="DIR",
+                    help="where the thread-scaling report (threads.md, threads.png) is written (default reports/)")
     group.addoption("--parity-multiplier", type=float, default=None, metavar="X",
                     help="error budget = X * (fp32 reference error vs float64) + floor (default 10)")
 
@@ -189,6 +191,26 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         tr.write_line(f"{Cell.from_dict(r['cell']).id:<44} {r['status']:<13} {_f(med, 1e3, '.3f'):>10} {_f(gf, 1, '.2f'):>8} "
                       f"{_f(r.get('compile_s'), 1, '.2f'):>9} {_f(rel, 1, '.2e'):>11} "
                       f"{','.join(f'{k}={v}' for k, v in runtime.items()):<28}{flag}")
+    _thread_report(tr, config, results)
+
+
+def _thread_report(tr, config, results):
+    from pathlib import Path
+
+    from .report_threads import scaling_table, to_markdown, write_report
+
+    table = scaling_table(results)
+    if not table:
+        return
+    out_dir = Path(config.getoption("report_dir"))
+    if not out_dir.is_absolute():
+        out_dir = Path(config.rootpath) / out_dir
+    written = write_report(results, out_dir)
+    tr.section("infer-bench thread scaling")
+    for line in to_markdown(table).splitlines()[2:]:
+        tr.write_line(line)
+    if written:
+        tr.write_line(f"written: {', '.join(str(p) for p in written if p)}")
 
 
 def _oversub(result):

@@ -1,0 +1,24 @@
+"""Thread scaling: what OMP_NUM_THREADS and each runtime's own knob really do.
+
+Every cell runs in a fresh worker whose environment is set before any runtime loads. At the end
+of the session the harness writes reports/threads.md and reports/threads.png (latency and
+parallel efficiency vs threads per backend, oversubscribed points marked) and prints the table.
+
+    pytest suites/test_threads.py -m smoke     # ORT/torch/TVM on a CNN and the encoder
+    pytest suites/test_threads.py              # every smoke model on every backend
+"""
+
+from harness.matrix import Matrix
+
+MATRIX = Matrix(
+    models=["squeezenet", "bert_tiny", "resnet_tiny", "mlp"],
+    backends=["ort", "torch", "tvm", "torch-compile"],
+    threads=["1", "2", "4", "auto", "host"],
+    # torch-compile is left out of smoke: inductor recompiles in every fresh worker (5-20 s each)
+    smoke={"models": ["squeezenet", "bert_tiny"], "backends": ["ort", "torch", "tvm"]},
+)
+
+
+def test_thread_scaling(cell, measure_cell):
+    result = measure_cell(cell)
+    assert result["threads"]["resolved"] >= 1
