@@ -19,7 +19,7 @@ class TimingOptions:
     warmup: bool = True
     warmup_iterations: int = 100000
     calibration_precision: int = 10
-    disable_gc: bool = True
+    disable_gc: bool = False  # pytest-benchmark default (--benchmark-disable-gc turns it on)
 
     def to_dict(self) -> dict:
         return asdict(self)
