@@ -118,11 +118,26 @@ def run_inline(cell: Cell, request: dict) -> dict:
     return result
 
 
-def run_cell(cell: Cell, launcher: str = "process", timeout_s: float = DEFAULT_TIMEOUT_S, **request_kwargs) -> dict:
+def run_cell(cell: Cell, launcher: str = "process", timeout_s: float = DEFAULT_TIMEOUT_S, processes: int = 1,
+             **request_kwargs) -> dict:
+    """Run a cell; with ``processes`` > 1 (process launcher) the timing is repeated in that many
+    fresh workers (pyperf-style) so between-process variance is measured. The first worker also
+    checks parity; any worker failing fails the cell."""
     request = build_request(cell, **request_kwargs)
     if launcher == "inline":
         return run_inline(cell, request)
     result = run_in_process(cell, request, timeout_s)
     result.setdefault("launcher", "process")
     result["cpu_budget"] = request["cpu_budget"]
+    if result["status"] != "ok" or not request.get("measure", True):
+        return result
+    for index in range(2, processes + 1):
+        extra = run_in_process(cell, dict(request, check_parity=False), timeout_s)
+        if extra["status"] != "ok":
+            extra["message"] = f"worker process {index}/{processes}: {extra.get('message')}"
+            extra.update(cpu_budget=request["cpu_budget"], launcher="process")
+            return extra
+        result["samples"].extend(extra["samples"])
+        result["peak_rss_mb"] = max(result.get("peak_rss_mb") or 0, extra.get("peak_rss_mb") or 0)
+        result["wall_s"] += extra["wall_s"]
     return result

@@ -52,12 +52,88 @@ def memory_gib() -> float | None:
         return None
 
 
-def machine_profile() -> dict:
-    return {
+def cpu_mhz() -> float | None:
+    try:
+        import psutil
+
+        freq = psutil.cpu_freq()
+        if freq and (freq.max or freq.current):
+            return float(freq.max or freq.current)
+    except (ImportError, OSError, NotImplementedError):
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return float(line.split(":")[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+NOMINAL_PEAK_METHOD = ("effective CPUs x clock (cpufreq max, else /proc/cpuinfo MHz) x fp32 FMA lanes (16 with AVX-512, "
+               "8 with AVX2/FMA, 4 otherwise) x 2 FLOP per FMA x 2 FMA pipes per core; an upper bound (cores "
+               "that split 512-bit ops, like Zen 4, reach half of it)")
+
+
+def peak_gflops(isa: list[str], effective_cpus: int, mhz: float | None) -> float | None:
+    if not mhz:
+        return None
+    lanes = 16 if "avx512f" in isa else 8 if ("avx2" in isa or "fma" in isa) else 4
+    return effective_cpus * mhz / 1000 * lanes * 2 * 2
+
+
+def machine_profile(measure_peak: bool = False) -> dict:
+    budget = cpu_budget()
+    mhz = cpu_mhz()
+    profile = {
+        "nominal_peak_fp32_gflops": peak_gflops(cpu_info()["isa"], budget.effective_cpus, mhz),
+        "nominal_peak_method": NOMINAL_PEAK_METHOD,
+        "cpu_mhz": mhz,
         "cpu": cpu_info(),
-        "cpu_budget": cpu_budget().to_dict(),
+        "cpu_budget": budget.to_dict(),
         "memory_gib": memory_gib(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "packages": package_versions(),
     }
+    if measure_peak:
+        from .peak import measure_peak_gflops
+
+        profile["peak_fp32_gflops"] = measure_peak_gflops()
+        profile["peak_method"] = "best of 5 fp32 2048x2048 matmuls (ORT MLAS or torch.mm, the faster) on all effective CPUs (harness/peak.py)"
+    return profile
+
+
+def profile_key(profile: dict) -> dict:
+    """The part of a profile that makes timings comparable: hardware, CPU budget, OS, Python.
+    Runtime versions are recorded but deliberately not part of the key: comparing across a
+    library upgrade is exactly what the harness is for."""
+    budget = profile.get("cpu_budget") or {}
+    return {
+        "cpu": (profile.get("cpu") or {}).get("model"),
+        "isa": sorted((profile.get("cpu") or {}).get("isa") or []),
+        "effective_cpus": budget.get("effective_cpus"),
+        "host_cpus": budget.get("host_cpus"),
+        "memory_gib": round(profile["memory_gib"]) if profile.get("memory_gib") else None,
+        "os": (profile.get("os") or "").split()[0] if profile.get("os") else None,
+        "python": ".".join((profile.get("python") or "").split(".")[:2]) or None,
+    }
+
+
+def profile_id(profile: dict) -> str:
+    """A readable, stable id, e.g. 'amd-epyc-2cpu-24g-3f9a1c'."""
+    import hashlib
+    import json
+    import re
+
+    key = profile_key(profile)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:6]
+    cpu = re.sub(r"[^a-z0-9]+", "-", (key["cpu"] or "cpu").lower()).strip("-")
+    cpu = "-".join(w for w in cpu.split("-") if w not in ("processor", "cpu", "with", "radeon", "graphics"))[:24].strip("-")
+    return f"{cpu}-{key['effective_cpus']}cpu-{key['memory_gib']}g-{digest}"
+
+
+def current_profile(measure_peak: bool = False) -> dict:
+    profile = machine_profile(measure_peak)
+    profile["profile_id"] = profile_id(profile)
+    return profile

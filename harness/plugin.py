@@ -21,10 +21,14 @@ from .launcher import DEFAULT_TIMEOUT_S, run_cell
 from .matrix import Matrix, MatrixError, normalize_axis, parse_list
 from .models import UnknownModelError, UserModelError, is_batchable, model_kind, model_name_for
 from .models.user import parse_input_shapes
-from .record import median_s, record, timing_options_from
+from .drift import applied_drift, measure_control
+from .record import median_s, per_process, record, timing_options_from
+from .results import by_name, control_of, process_samples, profile_of
+from .verdict import DEFAULT_THRESHOLD, judge
 from .targets import TARGETS, UnknownTargetError, get_target
 
 RESULTS_KEY = pytest.StashKey[list]()
+SESSION_KEY = pytest.StashKey[dict]()  # control, baseline, verdicts, profile notes
 
 
 def pytest_addoption(parser):
@@ -46,6 +50,18 @@ def pytest_addoption(parser):
                     help=f"kill a cell's worker after this long (default {DEFAULT_TIMEOUT_S:g})")
     group.addoption("--report-dir", default="reports", metavar="DIR",
                     help="where the thread-scaling report (threads.md, threads.png) is written (default reports/)")
+    group.addoption("--processes", type=int, default=3, metavar="N",
+                    help="worker processes per cell whose timings are pooled (default 3): the verdict needs >= 2 "
+                         "to see between-process noise; 1 is faster for exploration")
+    group.addoption("--fail-on-regression", action="store_true",
+                    help="exit non-zero when any cell's verdict against the compared baseline is 'regression'")
+    group.addoption("--regression-threshold", type=float, default=None, metavar="FRACTION",
+                    help="minimum practical effect for a verdict (default 0.05; per suite: REGRESSION_THRESHOLD, "
+                         "per test: @pytest.mark.regression_threshold(0.10))")
+    group.addoption("--regression-alpha", type=float, default=0.01, metavar="ALPHA",
+                    help="significance level; the confidence interval is 1 - alpha (default 0.01)")
+    group.addoption("--no-drift-control", action="store_true",
+                    help="skip the control workload measured before and after the cells")
     group.addoption("--parity-multiplier", type=float, default=None, metavar="X",
                     help="error budget = X * (fp32 reference error vs float64) + floor (default 10)")
 
@@ -53,7 +69,9 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "smoke: the small default benchmark matrix")
     config.addinivalue_line("markers", "full: cells outside the smoke matrix (nightly)")
+    config.addinivalue_line("markers", "regression_threshold(fraction): minimum practical effect for this test's verdicts")
     config.stash[RESULTS_KEY] = []
+    config.stash[SESSION_KEY] = {}
     validate_options(config)
 
 
@@ -152,8 +170,10 @@ def measure_cell(request, benchmark):
         if config.getoption("parity_multiplier") is not None:
             parity["multiplier"] = config.getoption("parity_multiplier")
         result = run_cell(cell, launcher=config.getoption("launcher"), timeout_s=config.getoption("cell_timeout"),
+                          processes=max(1, config.getoption("processes")),
                           timing=timing_options_from(benchmark).to_dict(), parity=parity)
         result["nodeid"] = request.node.nodeid
+        result["threshold"] = regression_threshold(request.node, config)
         config.stash[RESULTS_KEY].append(result)
         record(benchmark, result)
         status = result["status"]
@@ -167,10 +187,98 @@ def measure_cell(request, benchmark):
     return _measure
 
 
-def pytest_benchmark_update_machine_info(config, machine_info):
-    from .machine_profile import machine_profile
+def regression_threshold(item, config) -> float:
+    """Per test (marker) > command line > per suite (module REGRESSION_THRESHOLD) > 5%."""
+    marker = item.get_closest_marker("regression_threshold")
+    if marker is not None:
+        return float(marker.args[0] if marker.args else marker.kwargs["fraction"])
+    if config.getoption("regression_threshold") is not None:
+        return config.getoption("regression_threshold")
+    return float(getattr(item.module, "REGRESSION_THRESHOLD", DEFAULT_THRESHOLD))
 
-    machine_info["infer_bench"] = machine_profile()
+
+def _measures_cells(session) -> bool:
+    return any("measure_cell" in getattr(item, "fixturenames", ()) for item in session.items)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtestloop(session):
+    """Drift control before and after the cells, then the verdicts (before pytest-benchmark
+    writes its JSON at session finish, so they can go into it)."""
+    config = session.config
+    state = config.stash[SESSION_KEY]
+    measuring = _measures_cells(session) and not config.option.collectonly
+    if measuring and not config.getoption("no_drift_control"):
+        state["control"] = {"before": measure_control()}
+    yield
+    if measuring and "control" in state:
+        state["control"]["after"] = measure_control()
+    if measuring:
+        state["verdicts"] = compute_verdicts(config, session.items)
+
+
+def compute_verdicts(config, items) -> list | None:
+    state = config.stash[SESSION_KEY]
+    baseline = state.get("baseline")
+    if baseline is None or state.get("profile_mismatch"):
+        return None
+    base_by_name = by_name(baseline)
+    results = {r["nodeid"]: r for r in config.stash[RESULTS_KEY]}
+    drift = applied_drift(state.get("control"), control_of(baseline))
+    alpha = config.getoption("regression_alpha")
+    verdicts = []
+    for item in items:
+        if "measure_cell" not in getattr(item, "fixturenames", ()):
+            continue
+        result = results.get(item.nodeid)
+        current = per_process(result) if result and result["status"] == "ok" else None
+        base = base_by_name.get(item.nodeid)
+        if base is None and current is None:
+            continue
+        threshold = result["threshold"] if result else regression_threshold(item, config)
+        verdict = judge(item.nodeid, process_samples(base) if base else None, current, threshold, alpha, drift)
+        if verdict.verdict == "missing" and result is not None:
+            verdict.note = f"not measured now: {result['status']} ({result.get('message', '')})"
+        verdicts.append(verdict)
+    return verdicts
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    from .machine_profile import current_profile
+
+    machine_info["infer_bench"] = current_profile(measure_peak=bool(config.stash[RESULTS_KEY]))
+
+
+def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info, compared_benchmark):
+    """Remember the baseline for the verdicts, and never compare across profiles silently."""
+    from .baselines import BaselineStore
+
+    state = config.stash[SESSION_KEY]
+    state["baseline"] = compared_benchmark
+    mine = (machine_info.get("infer_bench") or {}).get("profile_id")
+    theirs = (profile_of(compared_benchmark) or {}).get("profile_id")
+    if mine != theirs:
+        store = BaselineStore(getattr(benchmarksession.storage, "path", "baselines"))
+        existing = ", ".join(f"{pid} ({len(runs)} runs)" for pid, runs in store.profiles().items()) or "none"
+        state["profile_mismatch"] = (f"baseline profile {theirs or 'unknown'} differs from this machine's profile {mine}: "
+                                     f"no verdicts. Baselines by profile: {existing}. Record one here with "
+                                     f"--benchmark-save=NAME or pass --benchmark-compare=NNNN for a matching run.")
+        benchmarksession.logger.warning(state["profile_mismatch"])
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    state = config.stash[SESSION_KEY]
+    extra = output_json.setdefault("infer_bench", {})
+    extra["control"] = state.get("control")
+    if state.get("verdicts") is not None:
+        extra["verdicts"] = [v.to_dict() for v in state["verdicts"]]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    verdicts = config.stash[SESSION_KEY].get("verdicts") or []
+    if config.getoption("fail_on_regression") and any(v.verdict == "regression" for v in verdicts):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -192,6 +300,23 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                       f"{_f(r.get('compile_s'), 1, '.2f'):>9} {_f(rel, 1, '.2e'):>11} "
                       f"{','.join(f'{k}={v}' for k, v in runtime.items()):<28}{flag}")
     _thread_report(tr, config, results)
+    _verdict_report(tr, config)
+
+
+def _verdict_report(tr, config):
+    from .report import verdict_lines
+
+    state = config.stash[SESSION_KEY]
+    control = state.get("control")
+    if state.get("profile_mismatch"):
+        tr.section("infer-bench verdicts")
+        tr.write_line(state["profile_mismatch"], yellow=True)
+        return
+    if state.get("verdicts") is None:
+        return
+    tr.section("infer-bench verdicts")
+    for line in verdict_lines(state["verdicts"], control, (state.get("baseline") or {}).get("infer_bench", {}).get("control")):
+        tr.write_line(line)
 
 
 def _thread_report(tr, config, results):

@@ -22,11 +22,15 @@ def timing_options_from(benchmark) -> TimingOptions:
     )
 
 
+def per_process(result: dict) -> list[list[float]]:
+    """Per-call seconds, one list per worker process."""
+    return [[r / s["iterations"] for r in s["round_s"]] for s in result.get("samples") or [] if s.get("round_s")]
+
+
 def median_s(result: dict) -> float | None:
-    samples = result.get("samples")
-    if not samples or not samples.get("round_s"):
-        return None
-    return statistics.median(samples["round_s"]) / samples["iterations"]
+    """Median per-call time over all processes' rounds (pytest-benchmark's median)."""
+    pooled = [x for group in per_process(result) for x in group]
+    return statistics.median(pooled) if pooled else None
 
 
 def is_oversubscribed(result: dict) -> bool:
@@ -59,6 +63,7 @@ def extra_info(result: dict) -> dict:
         "peak_rss_mb": result.get("peak_rss_mb"),
         "launcher": result.get("launcher"),
         "worker_wall_s": result.get("wall_s"),
+        "regression_threshold": result.get("threshold"),
     }
     med = median_s(result)
     if med and result.get("flops"):
@@ -71,11 +76,20 @@ def extra_info(result: dict) -> dict:
 
 
 def record(benchmark, result: dict) -> None:
-    """Put a worker's samples into the pytest-benchmark fixture as if it had timed them."""
+    """Put the workers' samples into the pytest-benchmark fixture as if it had timed them, and
+    keep them per process in extra_info (baselines need them for the verdict statistics)."""
     benchmark.extra_info.update(extra_info(result))
-    samples = result.get("samples")
-    if samples and benchmark.enabled:
-        stats = benchmark._make_stats(samples["iterations"])
-        for duration in samples["round_s"]:
-            stats.update(duration)
+    groups = per_process(result)
+    if groups:
+        benchmark.extra_info["samples"] = {
+            "per_process": [[float(f"{x:.6g}") for x in g] for g in groups],
+            "iterations": [s["iterations"] for s in result["samples"]],
+            "processes": len(groups),
+            "rounds": sum(map(len, groups)),
+        }
+        if benchmark.enabled:
+            stats = benchmark._make_stats(result["samples"][0]["iterations"])
+            for group in groups:
+                for per_call in group:
+                    stats.stats.update(per_call)  # already per call: bypass Metadata's division
     benchmark._mode = "infer-bench worker"

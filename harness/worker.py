@@ -79,19 +79,22 @@ def run_request(request: dict) -> dict:
         compiled = backend.compile(model, get_target(cell.target), threads, timing_inputs)
         result["compile_s"] = time.perf_counter() - t0
         result["label"] = compiled.label
-        stage = "parity"
-        expected64, ref32 = model.reference(parity_inputs)
-        got = compiled.run(parity_inputs)
-        policy = ParityPolicy(**request.get("parity", {}))
-        report = check_parity(model.output_names(), got, expected64, ref32, policy)
-        result["parity"] = report.to_dict()
-        if not report.passed:
-            result["status"] = "parity_failed"
-            result["message"] = report.message
-        elif request.get("measure", True):
+        passed = True
+        if request.get("check_parity", True):  # the first of a cell's worker processes checks parity
+            stage = "parity"
+            expected64, ref32 = model.reference(parity_inputs)
+            got = compiled.run(parity_inputs)
+            policy = ParityPolicy(**request.get("parity", {}))
+            report = check_parity(model.output_names(), got, expected64, ref32, policy)
+            result["parity"] = report.to_dict()
+            passed = report.passed
+            if not passed:
+                result["status"] = "parity_failed"
+                result["message"] = report.message
+        if passed and request.get("measure", True):
             stage = "timing"
             samples = measure(compiled.prepare(timing_inputs), TimingOptions(**request.get("timing", {})))
-            result["samples"] = samples.to_dict()
+            result["samples"] = [samples.to_dict()]  # one entry per worker process
         result["threads"]["runtime"] = compiled.thread_info()
     except Exception as exc:  # a broken cell reports, it does not crash the suite
         result["status"] = "error"

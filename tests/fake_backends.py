@@ -84,3 +84,16 @@ class EnvReport(TorchEager):
         compiled.thread_info = lambda: {**info(), "torch_threads_at_import": at_import,
                                         "omp_env_seen": os.environ.get("OMP_NUM_THREADS")}
         return compiled
+
+
+class CrashSecond(TorchEager):
+    """Works in the first worker process, aborts in every later one (CRASH_FLAG file marks it)."""
+
+    name = "crashsecond"
+
+    def compile(self, model, target, threads, example):
+        flag = os.environ["CRASH_FLAG"]
+        if os.path.exists(flag):
+            os.abort()
+        open(flag, "w").close()
+        return super().compile(model, target, threads, example)

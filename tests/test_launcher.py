@@ -80,7 +80,7 @@ def test_environment_is_applied_before_any_runtime_loads():
 def test_good_cell_returns_samples_and_metadata():
     result = run_cell(_cell("torch"), timing=FAST)
     assert result["status"] == "ok"
-    s = result["samples"]
+    [s] = result["samples"]
     assert len(s["round_s"]) >= 3 and s["iterations"] >= 1 and all(r > 0 for r in s["round_s"])
     assert result["flops"] == 2 * 2 * (16 * 32 + 32 * 4)
     assert result["peak_rss_mb"] > 10 and result["compile_s"] >= 0
@@ -102,3 +102,20 @@ def test_worker_that_exits_without_a_result_is_reported(monkeypatch):
     result = run_in_process(cell, req, timeout_s=60)
     assert result["status"] == "crashed"
     assert result["message"].startswith("worker exited with code 2; stderr: worker speaks schema")
+
+
+def test_several_processes_each_contribute_samples_and_parity_runs_once():
+    result = run_cell(_cell("envreport", "1"), timing=FAST, processes=3)
+    assert result["status"] == "ok"
+    assert len(result["samples"]) == 3 and all(len(s["round_s"]) >= 3 for s in result["samples"])
+    assert result["parity"]["passed"]
+
+
+def test_a_failing_later_process_fails_the_cell(monkeypatch, tmp_path):
+    # the second worker crashes: the cell fails and names the process
+    flag = tmp_path / "crash-next"
+    monkeypatch.setenv("INFER_BENCH_BACKENDS", FAKES + ",crashsecond=tests.fake_backends:CrashSecond")
+    monkeypatch.setenv("CRASH_FLAG", str(flag))
+    result = run_cell(_cell("crashsecond"), timing=FAST, processes=3)
+    assert result["status"] == "crashed"
+    assert result["message"].startswith("worker process 2/3: worker killed by SIGABRT")

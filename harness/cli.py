@@ -1,0 +1,141 @@
+"""Command line: ``python -m harness compare | baseline update | report``.
+
+Exit codes: 0 = fine (no regression), 1 = regression found, 2 = usage or input error (one line
+on stderr)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .results import ResultFileError, by_name, control_of, load_result, process_samples, profile_of
+from .verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD, judge
+
+
+class UsageProblem(Exception):
+    pass
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction in (0, 1)")
+    return value
+
+
+def compare_files(baseline: dict, current: dict, threshold: float, alpha: float) -> tuple[list, dict]:
+    from .drift import applied_drift
+
+    drift = applied_drift(control_of(current), control_of(baseline))
+    base, cur = by_name(baseline), by_name(current)
+    verdicts = []
+    for name in list(dict.fromkeys(list(cur) + list(base))):
+        per_test = ((cur.get(name) or {}).get("extra_info") or {}).get("regression_threshold")
+        verdicts.append(judge(name, process_samples(base[name]) if name in base else None,
+                              process_samples(cur[name]) if name in cur else None,
+                              per_test or threshold, alpha, drift))
+    profiles = {"baseline": (profile_of(baseline) or {}).get("profile_id"), "current": (profile_of(current) or {}).get("profile_id")}
+    return verdicts, profiles
+
+
+def cmd_compare(args) -> int:
+    from .report import verdict_lines, verdict_markdown
+
+    baseline, current = load_result(args.baseline), load_result(args.current)
+    verdicts, profiles = compare_files(baseline, current, args.threshold, args.alpha)
+    mismatch = profiles["baseline"] != profiles["current"]
+    if mismatch and not args.allow_profile_mismatch:
+        raise UsageProblem(f"profiles differ: baseline {profiles['baseline']}, current {profiles['current']}; "
+                           f"timings from different machines are not comparable (override with --allow-profile-mismatch)")
+    if args.format == "json":
+        print(json.dumps({"profiles": profiles, "verdicts": [v.to_dict() for v in verdicts],
+                          "control": {"baseline": control_of(baseline), "current": control_of(current)}}, indent=2))
+    elif args.format == "md":
+        print(verdict_markdown(verdicts, control_of(current), control_of(baseline)))
+    else:
+        print("\n".join(verdict_lines(verdicts, control_of(current), control_of(baseline))))
+    if mismatch:
+        print(f"warning: compared across profiles {profiles['baseline']} -> {profiles['current']}", file=sys.stderr)
+    return 1 if any(v.verdict == "regression" for v in verdicts) else 0
+
+
+def cmd_baseline_update(args) -> int:
+    from .baselines import BaselineStore
+
+    store = BaselineStore(args.store)
+    source = args.source
+    if source is None:  # measure the smoke matrix now
+        tmp = Path(tempfile.mkdtemp(prefix="infer-bench-")) / "result.json"
+        cmd = [sys.executable, "-m", "pytest", "suites/", "-m", "smoke", f"--benchmark-json={tmp}", "-p", "no:cacheprovider"]
+        print("running:", " ".join(cmd), file=sys.stderr)
+        rc = subprocess.call(cmd)
+        if rc != 0:
+            raise UsageProblem(f"the smoke run failed (pytest exit code {rc}); the baseline was not changed")
+        source = tmp
+    path = store.update(source, args.name)
+    print(f"baseline written: {path} (previous runs kept in {store.dir})")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report_html import write_reports
+
+    current = load_result(args.result)
+    baseline = load_result(args.baseline) if args.baseline else None
+    written = write_reports(current, baseline, Path(args.output), history_dir=args.history,
+                            threshold=args.threshold, alpha=args.alpha)
+    for path in written:
+        print(path)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        md = next(p for p in written if p.suffix == ".md")
+        with open(summary, "a") as fh:
+            fh.write(md.read_text())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness", description="infer-bench: compare, baselines, reports")
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("compare", help="verdicts for CURRENT against BASELINE (pytest-benchmark JSON files)")
+    c.add_argument("baseline")
+    c.add_argument("current")
+    c.add_argument("--threshold", type=_fraction, default=DEFAULT_THRESHOLD, help="minimum practical effect (default 0.05)")
+    c.add_argument("--alpha", type=_fraction, default=DEFAULT_ALPHA, help="significance level (default 0.01)")
+    c.add_argument("--format", choices=("text", "md", "json"), default="text")
+    c.add_argument("--allow-profile-mismatch", action="store_true", help="compare results from different machine profiles")
+    c.set_defaults(func=cmd_compare)
+    b = sub.add_parser("baseline", help="manage the committed baselines")
+    bsub = b.add_subparsers(dest="action", required=True)
+    u = bsub.add_parser("update", help="store a result as the newest baseline (atomic; older runs kept)")
+    u.add_argument("--from", dest="source", default=None, help="result JSON to store (default: run the smoke matrix now)")
+    u.add_argument("--name", default="smoke", help="run name in the file name NNNN_NAME.json (default smoke)")
+    u.add_argument("--store", default="baselines", help="baseline directory (default baselines/)")
+    u.set_defaults(func=cmd_baseline_update)
+    r = sub.add_parser("report", help="Markdown + self-contained HTML report of a result")
+    r.add_argument("result")
+    r.add_argument("--baseline", default=None)
+    r.add_argument("-o", "--output", default="reports")
+    r.add_argument("--history", default=None, help="directory of saved runs for the trend plot (default: baselines/<machine id>)")
+    r.add_argument("--threshold", type=_fraction, default=DEFAULT_THRESHOLD)
+    r.add_argument("--alpha", type=_fraction, default=DEFAULT_ALPHA)
+    r.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    try:
+        return args.func(args)
+    except (ResultFileError, UsageProblem) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,206 @@
+"""``python -m harness report``: a Markdown summary and a self-contained HTML page (plots are
+embedded PNGs, no external resources, no scripts beyond a render check) for one result, with
+verdicts against a baseline and a trend over the saved history."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from datetime import datetime
+from pathlib import Path
+
+from .report import short_name, verdict_markdown
+from .results import ResultFileError, by_name, control_of, load_result, profile_of
+
+COLORS = {"regression": "#d62728", "improvement": "#2ca02c", "unchanged": "#7f7f7f", "inconclusive": "#ff7f0e",
+          "new": "#1f77b4", "missing": "#000000"}
+
+
+def cell_rows(result: dict) -> list[dict]:
+    peak = (profile_of(result) or {}).get("peak_fp32_gflops")
+    rows = []
+    for bench in result["benchmarks"]:
+        info = bench.get("extra_info") or {}
+        median_ms = bench["stats"]["median"] * 1e3
+        gflops = info["flops"] / (median_ms / 1e3) / 1e9 if info.get("flops") else None
+        rows.append({
+            "name": bench["fullname"], "cell": short_name(bench["fullname"]), "model": info.get("model"),
+            "backend": info.get("backend"), "label": info.get("backend_label"), "threads": info.get("threads_resolved"),
+            "median_ms": median_ms, "gflops": gflops, "pct_peak": 100 * gflops / peak if gflops and peak else None,
+            "compile_s": info.get("compile_s"), "max_rel_err": info.get("max_rel_err"),
+            "oversubscribed": info.get("oversubscribed"), "processes": (info.get("samples") or {}).get("processes"),
+        })
+    return rows
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def plot_ratios(verdicts) -> str | None:
+    judged = [v for v in verdicts if v.ratio is not None]
+    if not judged:
+        return None
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(judged) + 1.2))
+    for i, v in enumerate(judged):
+        r, lo, hi = (v.corrected_ratio, v.low / v.drift, v.high / v.drift) if v.drift else (v.ratio, v.low, v.high)
+        ax.errorbar([r], [i], xerr=[[r - lo], [hi - r]], fmt="o", color=COLORS[v.verdict], capsize=3)
+    ax.set_yticks(range(len(judged)), [short_name(v.name) for v in judged], fontsize=7)
+    t = judged[0].threshold
+    for x, style in ((1.0, "-"), (1 + t, "--"), (1 / (1 + t), "--")):
+        ax.axvline(x, color="grey", linestyle=style, linewidth=0.8)
+    ax.set_xlabel("current / baseline (median ratio, CI; drift-corrected where measured)")
+    handles = [plt.Line2D([], [], marker="o", linestyle="none", color=c, label=k) for k, c in COLORS.items()
+               if any(v.verdict == k for v in judged)]
+    ax.legend(handles=handles, fontsize=7, loc="best")
+    return _png(fig)
+
+
+def plot_latency(rows: list[dict]) -> str | None:
+    if not rows:
+        return None
+    import matplotlib.pyplot as plt
+
+    models = sorted({r["model"] for r in rows if r["model"]})
+    backends = sorted({r["backend"] for r in rows if r["backend"]})
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(models)), 4))
+    width = 0.8 / max(1, len(backends))
+    for j, backend in enumerate(backends):
+        xs, ys = [], []
+        for i, model in enumerate(models):
+            vals = [r["median_ms"] for r in rows if r["model"] == model and r["backend"] == backend]
+            if vals:
+                xs.append(i + j * width)
+                ys.append(min(vals))
+        ax.bar(xs, ys, width=width, label=backend)
+    ax.set_xticks([i + width * (len(backends) - 1) / 2 for i in range(len(models))], models, rotation=20)
+    ax.set_yscale("log")
+    ax.set_ylabel("median latency (ms, log)")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def history_points(history_dir: Path | None, current: dict) -> dict[str, list[tuple[str, float]]]:
+    runs = []
+    if history_dir and Path(history_dir).is_dir():
+        for path in sorted(Path(history_dir).glob("[0-9][0-9][0-9][0-9]_*.json")):
+            try:
+                runs.append((path.stem, load_result(path)))
+            except ResultFileError:
+                continue
+    runs.append(("current", current))
+    series: dict[str, list[tuple[str, float]]] = {}
+    for label, run in runs:
+        for name, bench in by_name(run).items():
+            series.setdefault(name, []).append((label, bench["stats"]["median"] * 1e3))
+    return series
+
+
+def plot_trend(series: dict[str, list[tuple[str, float]]]) -> str | None:
+    if not any(len(points) > 1 for points in series.values()):
+        return None
+    import matplotlib.pyplot as plt
+
+    labels = list(dict.fromkeys(label for points in series.values() for label, _ in points))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, points in sorted(series.items()):
+        if len(points) > 1:
+            first = points[0][1]
+            ax.plot([labels.index(lbl) for lbl, _ in points], [v / first for _, v in points], marker="o",
+                    linewidth=1, label=short_name(name))
+    ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7)
+    ax.set_ylabel("median / first saved median")
+    ax.axhline(1.0, color="grey", linewidth=0.8)
+    if len(series) <= 16:
+        ax.legend(fontsize=6, ncol=2)
+    return _png(fig)
+
+
+def summary_markdown(current: dict, rows: list[dict], verdicts, baseline: dict | None) -> str:
+    profile = profile_of(current) or {}
+    out = ["# infer-bench report", "",
+           f"Profile **{profile.get('profile_id', 'unknown')}** - {(profile.get('cpu') or {}).get('model', '?')}, "
+           f"{(profile.get('cpu_budget') or {}).get('effective_cpus', '?')} effective CPUs; "
+           f"practical fp32 peak {_f(profile.get('peak_fp32_gflops'), '.0f')} GFLOP/s ({profile.get('peak_method', 'not measured')}).",
+           "", "| cell | backend | threads | median ms | GFLOP/s | % of peak | compile s | max rel err | processes |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        flag = " (oversubscribed)" if r["oversubscribed"] else ""
+        out.append(f"| {r['cell']} | {r['backend']} | {r['threads']}{flag} | {r['median_ms']:.3f} | {_f(r['gflops'], '.1f')} | "
+                   f"{_f(r['pct_peak'], '.1f')} | {_f(r['compile_s'], '.2f')} | {_f(r['max_rel_err'], '.1e')} | {r['processes'] or '-'} |")
+    if verdicts is not None:
+        out += ["", "## Verdicts against the baseline", "", verdict_markdown(verdicts, control_of(current), control_of(baseline) if baseline else None)]
+    return "\n".join(out) + "\n"
+
+
+def _f(x, spec):
+    return "-" if x is None else format(x, spec)
+
+
+def _table_html(rows: list[dict], verdicts) -> str:
+    by = {v.name: v for v in verdicts or []}
+    head = ["cell", "backend", "threads", "median ms", "GFLOP/s", "% of peak", "compile s", "max rel err", "verdict", "ratio [CI]"]
+    out = ["<table id='cells'><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
+    for r in rows:
+        v = by.get(r["name"])
+        verdict = f"<span style='color:{COLORS[v.verdict]}'>{v.verdict}</span>" if v else "-"
+        ratio = f"{v.ratio:.3f} [{v.low:.3f}, {v.high:.3f}]" if v and v.ratio is not None else "-"
+        cells = [r["cell"], r["backend"], f"{r['threads']}{' (oversubscribed)' if r['oversubscribed'] else ''}",
+                 f"{r['median_ms']:.3f}", _f(r["gflops"], ".1f"), _f(r["pct_peak"], ".1f"), _f(r["compile_s"], ".2f"),
+                 _f(r["max_rel_err"], ".1e")]
+        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + f"<td>{verdict}</td><td>{ratio}</td></tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def write_reports(current: dict, baseline: dict | None, out_dir: Path, history_dir=None, threshold: float = 0.05,
+                  alpha: float = 0.01) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .cli import compare_files
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = cell_rows(current)
+    verdicts = compare_files(baseline, current, threshold, alpha)[0] if baseline else None
+    if history_dir is None:
+        from .baselines import BaselineStore
+
+        history_dir = BaselineStore().dir
+    md = summary_markdown(current, rows, verdicts, baseline)
+    plots = [("Ratio to baseline, by verdict", plot_ratios(verdicts or [])), ("Latency per backend", plot_latency(rows)),
+             ("Trend over saved runs", plot_trend(history_points(Path(history_dir), current)))]
+    body = "\n".join(f"<h2>{title}</h2><img class='plot' alt='{title}' src='data:image/png;base64,{png}'>" for title, png in plots if png)
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>infer-bench report</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}} td:first-child{{text-align:left}} img.plot{{max-width:100%}}</style>
+</head><body>
+<h1>infer-bench report</h1>
+<p>Generated {datetime.now().isoformat(timespec='seconds')}.</p>
+<pre>{html.escape(md.split(chr(10) + chr(10))[1])}</pre>
+{_table_html(rows, verdicts)}
+{body}
+<script>
+window.addEventListener('load', function () {{
+  var imgs = document.querySelectorAll('img.plot'), ok = 0;
+  imgs.forEach(function (img) {{ if (img.complete && img.naturalWidth > 0) ok++; }});
+  document.body.setAttribute('data-plots-rendered', ok + '/' + imgs.length);
+}});
+</script>
+</body></html>
+"""
+    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    for path, text in ((md_path, md), (html_path, page)):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return [md_path, html_path]
