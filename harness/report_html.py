@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -186,7 +187,7 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}} td:first-child{{
 </head><body>
 <h1>infer-bench report</h1>
 <p>Generated {datetime.now().isoformat(timespec='seconds')}.</p>
-<pre>{html.escape(md.split(chr(10) + chr(10))[1])}</pre>
+<p>{re.sub(r"[*][*](.+?)[*][*]", r"<b>\1</b>", html.escape(md.split(chr(10) + chr(10))[1]))}</p>
 {_table_html(rows, verdicts)}
 {body}
 <script>

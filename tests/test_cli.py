@@ -1,0 +1,190 @@
+"""python -m harness compare / baseline update / report, on crafted result files."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.baselines import BaselineStore
+from harness.cli import main
+from harness.results import ResultFileError
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILE = {"profile_id": "test-cpu-2cpu-8g-abc123", "cpu": {"model": "Test CPU", "isa": []},
+           "cpu_budget": {"effective_cpus": 2, "host_cpus": 2}, "peak_fp32_gflops": 100.0, "peak_method": "test"}
+
+
+def crafted(path, cells: dict[str, float], seed=0, profile=PROFILE, control=1e-3, processes=3, noise=0.005):
+    """A pytest-benchmark JSON with per-process samples around the given medians (seconds)."""
+    rng = np.random.default_rng(seed)
+    benchmarks = []
+    for name, median in cells.items():
+        groups = [list(median * np.exp(rng.normal(0, noise, 30))) for _ in range(processes)]
+        pooled = sorted(x for g in groups for x in g)
+        benchmarks.append({
+            "fullname": f"suites/test_latency.py::test_latency[{name}]", "name": f"test_latency[{name}]",
+            "stats": {"median": float(np.median(pooled)), "min": pooled[0], "data": pooled},
+            "extra_info": {"model": name.split("-")[0], "backend": name.split("-")[1], "threads_resolved": 2, "flops": 1e8,
+                           "samples": {"per_process": groups, "processes": processes}},
+        })
+    data = {"machine_info": {"infer_bench": profile}, "benchmarks": benchmarks,
+            "infer_bench": {"control": {"before": {"control_s": control}, "after": {"control_s": control}}}}
+    Path(path).write_text(json.dumps(data))
+    return path
+
+
+def test_compare_exit_codes(tmp_path, capsys):
+    base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3, "bert-ort": 2e-3})
+    same = crafted(tmp_path / "same.json", {"mlp-ort": 1e-3, "bert-ort": 2e-3}, seed=1)
+    slow = crafted(tmp_path / "slow.json", {"mlp-ort": 1.3e-3, "bert-ort": 2e-3}, seed=2)
+    assert main(["compare", str(base), str(same)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("unchanged") >= 2 and "REGRESSION" not in out
+    assert main(["compare", str(base), str(slow), "--format", "json"]) == 1
+    verdicts = {v["name"].split("[")[1][:-1]: v["verdict"] for v in json.loads(capsys.readouterr().out)["verdicts"]}
+    assert verdicts == {"mlp-ort": "regression", "bert-ort": "unchanged"}
+    # the same 30% slowdown passes when the threshold is 50%
+    assert main(["compare", str(base), str(slow), "--threshold", "0.5"]) == 0
+
+
+def test_compare_new_and_missing_cells_and_markdown(tmp_path, capsys):
+    base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3, "gone-ort": 1e-3})
+    cur = crafted(tmp_path / "cur.json", {"mlp-ort": 1e-3, "fresh-ort": 1e-3}, seed=3)
+    assert main(["compare", str(base), str(cur), "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert "| test_latency[fresh-ort] | new |" in out and "| test_latency[gone-ort] | MISSING |" in out
+
+
+def test_drift_corrected_verdict(tmp_path, capsys):
+    base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3}, control=1e-3)
+    # everything 30% slower, the control too: the machine, not the model, changed
+    cur = crafted(tmp_path / "cur.json", {"mlp-ort": 1.3e-3}, seed=4, control=1.3e-3)
+    assert main(["compare", str(base), str(cur)]) == 0
+    out = capsys.readouterr().out
+    assert "unchanged" in out and "control workload now/baseline: 1.300" in out and "drift-corrected" in out
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{", "not JSON"),
+    ('{"benchmarks": 3}', "no 'benchmarks' list"),
+    ('{"benchmarks": [{"name": "x"}]}', "benchmark #0 lacks 'fullname' or 'stats'"),
+])
+def test_corrupt_file_is_exit_2_with_one_line(tmp_path, capsys, content, message):
+    good = crafted(tmp_path / "good.json", {"mlp-ort": 1e-3})
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    assert main(["compare", str(good), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad}: {message}") and err.count("\n") == 1
+
+
+def test_missing_file_and_bad_arguments_are_exit_2(tmp_path, capsys):
+    good = crafted(tmp_path / "good.json", {"mlp-ort": 1e-3})
+    assert main(["compare", str(good), str(tmp_path / "nope.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["compare", str(good)]) == 2
+    assert main(["compare", str(good), str(good), "--threshold", "5"]) == 2
+
+
+def test_profiles_are_never_compared_silently(tmp_path, capsys):
+    base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3})
+    other = crafted(tmp_path / "other.json", {"mlp-ort": 1e-3}, profile=dict(PROFILE, profile_id="big-64cpu-512g-fff000"))
+    assert main(["compare", str(base), str(other)]) == 2
+    assert "profiles differ: baseline test-cpu-2cpu-8g-abc123, current big-64cpu-512g-fff000" in capsys.readouterr().err
+    assert main(["compare", str(base), str(other), "--allow-profile-mismatch"]) == 0
+    assert "warning: compared across profiles" in capsys.readouterr().err
+
+
+def test_the_module_entry_point_runs(tmp_path):
+    base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3})
+    slow = crafted(tmp_path / "slow.json", {"mlp-ort": 2e-3}, seed=5)
+    proc = subprocess.run([sys.executable, "-m", "harness", "compare", str(base), str(slow)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1 and "REGRESSION" in proc.stdout
+
+
+def test_baseline_update_is_atomic_and_keeps_history(tmp_path, capsys):
+    store_dir = tmp_path / "baselines"
+    first = crafted(tmp_path / "first.json", {"mlp-ort": 1e-3})
+    second = crafted(tmp_path / "second.json", {"mlp-ort": 2e-3}, seed=6)
+    assert main(["baseline", "update", "--from", str(first), "--store", str(store_dir)]) == 0
+    assert main(["baseline", "update", "--from", str(second), "--store", str(store_dir), "--name", "nightly"]) == 0
+    store = BaselineStore(store_dir)
+    assert [p.name for p in store.runs()] == ["0001_smoke.json", "0002_nightly.json"]
+    assert json.loads(store.runs()[0].read_text()) == json.loads(first.read_text())
+    assert store.latest("test-cpu-2cpu-8g-abc123").name == "0002_nightly.json"
+    # a corrupt source changes nothing and leaves no temporary file behind
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"benchmarks": [')
+    before = sorted(p.name for p in store.dir.iterdir())
+    assert main(["baseline", "update", "--from", str(bad), "--store", str(store_dir)]) == 2
+    assert sorted(p.name for p in store.dir.iterdir()) == before
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"benchmarks": []}')
+    with pytest.raises(ResultFileError, match="refusing to store an empty baseline"):
+        store.update(empty)
+
+
+def test_baseline_update_survives_a_failed_write(tmp_path, monkeypatch):
+    store = BaselineStore(tmp_path / "b")
+    store.update(crafted(tmp_path / "a.json", {"mlp-ort": 1e-3}))
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        store.update(crafted(tmp_path / "b.json", {"mlp-ort": 1e-3}))
+    assert [p.name for p in store.dir.iterdir()] == ["0001_smoke.json"]  # no temp file, old run intact
+
+
+def test_report_writes_markdown_html_and_step_summary(tmp_path, monkeypatch):
+    history = tmp_path / "history"
+    history.mkdir()
+    crafted(history / "0001_smoke.json", {"mlp-ort": 1e-3, "mlp-tvm": 50e-3})
+    base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3, "mlp-tvm": 50e-3})
+    cur = crafted(tmp_path / "cur.json", {"mlp-ort": 1.5e-3, "mlp-tvm": 50e-3}, seed=7)
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    out = tmp_path / "out"
+    assert main(["report", str(cur), "--baseline", str(base), "-o", str(out), "--history", str(history)]) == 0
+    md = (out / "report.md").read_text()
+    assert "| test_latency[mlp-ort] | regression |" in md.replace("REGRESSION", "regression")
+    import re
+
+    # 1e8 FLOPs in ~1.5 ms = ~66.7 GFLOP/s = ~66.7% of the profile's 100 GFLOP/s peak
+    assert re.search(r"\| test_latency\[mlp-ort\] \| ort \| 2 \| 1\.(49|50)\d \| 66\.\d \| 66\.\d \|", md), md
+    assert summary.read_text() == md
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 and "<table id='cells'>" in page
+    assert "http://" not in page and "https://" not in page  # self-contained
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (Debian package 'chromium'; .ci/run installs it)")
+def test_report_renders_in_headless_chromium_without_console_errors(tmp_path):
+    base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3, "bert-tvm": 50e-3})
+    cur = crafted(tmp_path / "cur.json", {"mlp-ort": 1.5e-3, "bert-tvm": 40e-3}, seed=8)
+    history = tmp_path / "history"
+    history.mkdir()
+    crafted(history / "0001_smoke.json", {"mlp-ort": 1.1e-3, "bert-tvm": 45e-3}, seed=9)
+    out = tmp_path / "out"
+    assert main(["report", str(cur), "--baseline", str(base), "-o", str(out), "--history", str(history)]) == 0
+    proc = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
+         "--dump-dom", (out / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120)
+    dom = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'data-plots-rendered="3/3"' in dom  # every embedded plot decoded with a non-zero size
+    assert dom.count("<tr>") == 3 and "regression" in dom and "improvement" in dom
+    console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == []
