@@ -180,6 +180,7 @@ def write_reports(current: dict, baseline: dict | None, out_dir: Path, history_d
     plots = [("Ratio to baseline, by verdict", plot_ratios(verdicts or [])), ("Latency per backend", plot_latency(rows)),
              ("Trend over saved runs", plot_trend(history_points(Path(history_dir), current)))]
     body = "\n".join(f"<h2>{title}</h2><img class='plot' alt='{title}' src='data:image/png;base64,{png}'>" for title, png in plots if png)
+    headline = re.sub(r"[*][*](.+?)[*][*]", r"<b>\1</b>", html.escape(md.split("\n\n")[1]))
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>infer-bench report</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;font-size:13px}}
@@ -187,7 +188,7 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}} td:first-child{{
 </head><body>
 <h1>infer-bench report</h1>
 <p>Generated {datetime.now().isoformat(timespec='seconds')}.</p>
-<p>{re.sub(r"[*][*](.+?)[*][*]", r"<b>\1</b>", html.escape(md.split(chr(10) + chr(10))[1]))}</p>
+<p>{headline}</p>
 {_table_html(rows, verdicts)}
 {body}
 <script>
