@@ -97,3 +97,53 @@ class CrashSecond(TorchEager):
             os.abort()
         open(flag, "w").close()
         return super().compile(model, target, threads, example)
+
+
+def _busy_wait(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+class Slowed(Backend):
+    """A real backend (INFER_BENCH_SLOW_INNER, default ort) whose every timed call is followed by a
+    busy-wait of INFER_BENCH_SLOWDOWN (a fraction, default 0) of its own median call time,
+    calibrated at compile time: an injected, known regression."""
+
+    name = "slowed"
+    module = ""
+
+    def version(self):
+        from harness.backends import get_backend
+
+        return get_backend(os.environ.get("INFER_BENCH_SLOW_INNER", "ort")).version()
+
+    def compile(self, model, target, threads, example):
+        import statistics
+
+        from harness.backends import get_backend
+
+        inner = get_backend(os.environ.get("INFER_BENCH_SLOW_INNER", "ort")).compile(model, target, threads, example)
+        fraction = float(os.environ.get("INFER_BENCH_SLOWDOWN", "0"))
+        step = inner.prepare(example)
+        times = []
+        for _ in range(50):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        delay = fraction * statistics.median(times)
+        prepare = inner.prepare
+
+        def slowed_prepare(inputs):
+            run = prepare(inputs)
+
+            def timed():
+                out = run()
+                _busy_wait(delay)
+                return out
+
+            return timed
+
+        inner.prepare = slowed_prepare
+        inner.label = f"{inner.label} + {fraction:.0%} busy-wait"
+        return inner
