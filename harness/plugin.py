@@ -50,9 +50,9 @@ def pytest_addoption(parser):
                     help=f"kill a cell's worker after this long (default {DEFAULT_TIMEOUT_S:g})")
     group.addoption("--report-dir", default="reports", metavar="DIR",
                     help="where the thread-scaling report (threads.md, threads.png) is written (default reports/)")
-    group.addoption("--processes", type=int, default=3, metavar="N",
-                    help="worker processes per cell whose timings are pooled (default 3): the verdict needs >= 2 "
-                         "to see between-process noise; 1 is faster for exploration")
+    group.addoption("--processes", type=int, default=None, metavar="N",
+                    help="worker processes per cell whose timings are pooled (default: the suite's PROCESSES, else 3); "
+                         "verdicts need >= 2 to see between-process noise, 1 is faster for exploration")
     group.addoption("--fail-on-regression", action="store_true",
                     help="exit non-zero when any cell's verdict against the compared baseline is 'regression'")
     group.addoption("--regression-threshold", type=float, default=None, metavar="FRACTION",
@@ -170,7 +170,7 @@ def measure_cell(request, benchmark):
         if config.getoption("parity_multiplier") is not None:
             parity["multiplier"] = config.getoption("parity_multiplier")
         result = run_cell(cell, launcher=config.getoption("launcher"), timeout_s=config.getoption("cell_timeout"),
-                          processes=max(1, config.getoption("processes")),
+                          processes=processes_for(request.node, config),
                           timing=timing_options_from(benchmark).to_dict(), parity=parity)
         result["nodeid"] = request.node.nodeid
         result["threshold"] = regression_threshold(request.node, config)
@@ -185,6 +185,17 @@ def measure_cell(request, benchmark):
         return result
 
     return _measure
+
+
+DEFAULT_PROCESSES = 3
+
+
+def processes_for(item, config) -> int:
+    """Command line > suite (module PROCESSES) > 3."""
+    value = config.getoption("processes")
+    if value is None:
+        value = getattr(item.module, "PROCESSES", DEFAULT_PROCESSES)
+    return max(1, int(value))
 
 
 def regression_threshold(item, config) -> float:

@@ -10,6 +10,10 @@ parallel efficiency vs threads per backend, oversubscribed points marked) and pr
 
 from harness.matrix import Matrix
 
+# One worker process per cell: a sweep looks for 2x effects, not 5% regressions, and it has many
+# cells (use --processes 3 for verdict-grade samples).
+PROCESSES = 1
+
 MATRIX = Matrix(
     models=["squeezenet", "bert_tiny", "resnet_tiny", "mlp"],
     backends=["ort", "torch", "tvm", "torch-compile"],
