@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -74,6 +75,8 @@ def run_in_process(cell: Cell, request: dict, timeout_s: float = DEFAULT_TIMEOUT
         req_path, res_path = tmpdir / "request.json", tmpdir / "result.json"
         out_path, err_path = tmpdir / "stdout.txt", tmpdir / "stderr.txt"
         req_path.write_text(json.dumps(request))
+        env["INFER_BENCH_PARENT_PID"] = str(os.getpid())
+        busy_before, children_before = _busy_cpu_s(), _children_cpu_s()
         start = time.perf_counter()
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen([sys.executable, "-m", "harness.worker", str(req_path), str(res_path)],
@@ -97,7 +100,33 @@ def run_in_process(cell: Cell, request: dict, timeout_s: float = DEFAULT_TIMEOUT
         if result.get("schema_version") != SCHEMA_VERSION:
             return failure(cell, request, f"worker answered schema {result.get('schema_version')}, expected {SCHEMA_VERSION}")
         result["wall_s"] = wall_s
+        result["foreign_load"] = foreign_load(busy_before, children_before, wall_s)
         return result
+
+
+def _busy_cpu_s() -> float | None:
+    """CPU seconds all CPUs spent busy since boot (/proc/stat), or None off Linux."""
+    try:
+        fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def foreign_load(busy_before, children_before, wall_s) -> float | None:
+    """CPUs' worth of work done by *other* processes while a worker ran: machine busy minus the
+    worker's own CPU time, over its wall time. A timing taken next to a busy neighbour is suspect."""
+    busy_after = _busy_cpu_s()
+    if busy_before is None or busy_after is None or wall_s <= 0:
+        return None
+    foreign = (busy_after - busy_before) - (_children_cpu_s() - children_before)
+    return max(0.0, foreign / wall_s)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -138,6 +167,8 @@ def run_cell(cell: Cell, launcher: str = "process", timeout_s: float = DEFAULT_T
             extra.update(cpu_budget=request["cpu_budget"], launcher="process")
             return extra
         result["samples"].extend(extra["samples"])
+        if extra.get("foreign_load") is not None:
+            result["foreign_load"] = max(result.get("foreign_load") or 0.0, extra["foreign_load"])
         result["peak_rss_mb"] = max(result.get("peak_rss_mb") or 0, extra.get("peak_rss_mb") or 0)
         result["wall_s"] += extra["wall_s"]
     return result

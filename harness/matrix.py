@@ -62,9 +62,10 @@ def normalize_axis(axis: str, values) -> tuple:
         raise MatrixError(f"axis {axis!r}: {exc}") from None
     if not out:
         raise MatrixError(f"axis {axis!r} is empty")
-    for v in out:
-        if axis in ("models", "backends", "targets") and (not v or "-" in v and axis == "models"):
-            raise MatrixError(f"axis {axis!r}: {v!r} is not a valid name (no empty names, no '-' in model names)")
+    if axis == "models":
+        for v in out:
+            if not v or "-" in v:  # '-' separates the parts of a cell id
+                raise MatrixError(f"axis 'models': {v!r} is not a valid name (no empty names, no '-' in model names)")
     return out
 
 

@@ -22,7 +22,7 @@ from .matrix import Matrix, MatrixError, normalize_axis, parse_list
 from .models import UnknownModelError, UserModelError, is_batchable, model_kind, model_name_for
 from .models.user import parse_input_shapes
 from .drift import applied_drift, measure_control
-from .record import median_s, per_process, record, timing_options_from
+from .record import is_busy, median_s, per_process, record, timing_options_from
 from .results import by_name, control_of, process_samples, profile_of
 from .verdict import DEFAULT_THRESHOLD, judge
 from .targets import TARGETS, UnknownTargetError, get_target
@@ -306,7 +306,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         runtime = (r.get("threads") or {}).get("runtime") or {}
         parity = r.get("parity") or {}
         rel = max((o["max_rel_err"] for o in parity.get("outputs", [])), default=None)
-        flag = " oversubscribed" if _oversub(r) else ""
+        flag = (" oversubscribed" if _oversub(r) else "") + (
+            f" BUSY MACHINE ({r['foreign_load']:.2f} CPUs used by other processes)" if is_busy(r) else "")
         tr.write_line(f"{Cell.from_dict(r['cell']).id:<44} {r['status']:<13} {_f(med, 1e3, '.3f'):>10} {_f(gf, 1, '.2f'):>8} "
                       f"{_f(r.get('compile_s'), 1, '.2f'):>9} {_f(rel, 1, '.2e'):>11} "
                       f"{','.join(f'{k}={v}' for k, v in runtime.items()):<28}{flag}")

@@ -39,6 +39,13 @@ def is_oversubscribed(result: dict) -> bool:
     return bool(budget and resolved and resolved > budget.get("effective_cpus", resolved))
 
 
+BUSY_LOAD = 0.10  # CPUs of foreign work during a cell above which its timing is flagged
+
+
+def is_busy(result: dict) -> bool:
+    return (result.get("foreign_load") or 0.0) > BUSY_LOAD
+
+
 def extra_info(result: dict) -> dict:
     cell = result["cell"]
     info = {
@@ -57,6 +64,8 @@ def extra_info(result: dict) -> dict:
         "threads_env": (result.get("threads") or {}).get("env"),
         "os_threads": (result.get("threads") or {}).get("os_threads"),
         "oversubscribed": is_oversubscribed(result),
+        "foreign_load": result.get("foreign_load"),
+        "machine_busy": is_busy(result),
         "cpu_budget": result.get("cpu_budget"),
         "compile_s": result.get("compile_s"),
         "flops": result.get("flops"),

@@ -30,13 +30,14 @@ class Point:
 
 
 def scaling_table(results: list[dict]) -> dict[tuple, list[Point]]:
-    """(model, backend, target, sparsity, batch) -> points ordered by thread spec; only groups
-    with at least two thread settings."""
+    """(model, backend, target, sparsity, batch, test) -> points ordered by thread spec; only
+    groups with at least two thread settings. Cells of different tests are never mixed."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in results:
         if r.get("status") == "ok" and median_s(r):
             c = r["cell"]
-            groups[(c["model"], c["backend"], c["target"], c["sparsity"], c["batch"])].append(r)
+            test = r.get("nodeid", "").split("[")[0]
+            groups[(c["model"], c["backend"], c["target"], c["sparsity"], c["batch"], test)].append(r)
     table = {}
     for key, rs in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
         if len({r["cell"]["threads"] for r in rs}) < 2:
@@ -62,7 +63,7 @@ def to_markdown(table: dict[tuple, list[Point]], budget: dict | None = None) -> 
               "**oversubscribed** = more threads than effective CPUs.", "",
               "| model | backend | threads | median ms | speed-up | efficiency | note |",
               "|---|---|---|---:|---:|---:|---|"]
-    for (model, backend, target, sparsity, batch), points in table.items():
+    for (model, backend, *_), points in table.items():
         best = min(p.median_ms for p in points)
         for p in points:
             note = ", ".join(filter(None, ["oversubscribed" if p.oversubscribed else "", "fastest" if p.median_ms == best else ""]))

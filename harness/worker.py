@@ -119,8 +119,27 @@ def write_json_atomic(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def die_with_parent() -> None:
+    """A worker must not outlive the harness that started it (a killed pytest would leave it
+    running and loading the CPU under the next measurements): ask Linux to SIGKILL it when its
+    parent dies, and leave at once if that already happened."""
+    parent = os.environ.get("INFER_BENCH_PARENT_PID")
+    if not parent:
+        return
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != int(parent):
+        os._exit(3)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    die_with_parent()
     if len(argv) != 2:
         print("usage: python -m harness.worker REQUEST.json RESULT.json", file=sys.stderr)
         return 2

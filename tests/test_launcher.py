@@ -1,6 +1,7 @@
 """Worker processes: crash, hang and error isolation; environment applied before import."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,43 @@ def test_a_failing_later_process_fails_the_cell(monkeypatch, tmp_path):
     result = run_cell(_cell("crashsecond"), timing=FAST, processes=3)
     assert result["status"] == "crashed"
     assert result["message"].startswith("worker process 2/3: worker killed by SIGABRT")
+
+
+def test_foreign_cpu_load_during_a_cell_is_measured():
+    import subprocess
+    import sys
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        result = run_cell(_cell("torch"), timing=FAST)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert result["status"] == "ok"
+    assert result["foreign_load"] > 0.5  # one spinning neighbour = about one CPU of foreign work
+
+
+def test_workers_die_with_the_harness_that_started_them(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = ("import os; os.environ['INFER_BENCH_BACKENDS'] = %r\n"
+              "from tests.test_launcher import _cell\nfrom harness.launcher import run_cell\n"
+              "run_cell(_cell('hang'), timeout_s=300)\n") % FAKES
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=str(Path(__file__).resolve().parent.parent))
+    try:
+        deadline = time.time() + 60
+        workers = []
+        while time.time() < deadline and not workers:
+            workers = [p for p in psutil.Process(parent.pid).children(recursive=True) if "harness.worker" in " ".join(p.cmdline())]
+            time.sleep(0.2)
+        assert workers, "the worker never started"
+        parent.kill()  # like a killed pytest: no cleanup code runs
+        parent.wait()
+        gone, alive = psutil.wait_procs(workers, timeout=10)
+        assert alive == []
+    finally:
+        parent.kill()

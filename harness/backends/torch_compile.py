@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from .base import Backend
-from .torch_eager import TorchModuleRunner, set_torch_threads
+from .torch_eager import TorchEager, TorchModuleRunner, set_torch_threads
 
 
-class TorchCompile(Backend):
+class TorchCompile(TorchEager):
     name = "torch-compile"
-    model_kinds = frozenset({"torch"})
-    module = "torch"
-
-    def version(self):
-        import torch
-
-        return torch.__version__
 
     def compile(self, model, target, threads, example):
         import torch
