@@ -5,6 +5,7 @@ of every runtime, read from package metadata so nothing heavy is imported in the
 
 from __future__ import annotations
 
+import math
 import platform
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -114,7 +115,8 @@ def profile_key(profile: dict) -> dict:
         "isa": sorted((profile.get("cpu") or {}).get("isa") or []),
         "effective_cpus": budget.get("effective_cpus"),
         "host_cpus": budget.get("host_cpus"),
-        "memory_gib": round(profile["memory_gib"]) if profile.get("memory_gib") else None,
+        # nearest power of two: 23.5 GiB on one VM and 24.2 on the next are the same machine kind
+        "memory_gib": 2 ** round(math.log2(profile["memory_gib"])) if profile.get("memory_gib") else None,
         "os": (profile.get("os") or "").split()[0] if profile.get("os") else None,
         "python": ".".join((profile.get("python") or "").split(".")[:2]) or None,
     }
