@@ -84,6 +84,20 @@ def extra_info(result: dict) -> dict:
     return info
 
 
+MAX_STORED_SAMPLES = 300  # per process, in extra_info (what baselines keep)
+
+
+def compact(samples: list[float], keep: int = MAX_STORED_SAMPLES) -> list[float]:
+    """At most ``keep`` evenly spaced order statistics (min, median and max included), 6
+    significant digits: the distribution a baseline needs for statistics, without 40k floats
+    per fast cell. The verdict uses per-process medians, which this preserves."""
+    ordered = sorted(samples)
+    if len(ordered) > keep:
+        idx = [round(i * (len(ordered) - 1) / (keep - 1)) for i in range(keep)]
+        ordered = [ordered[i] for i in idx]
+    return [float(f"{x:.6g}") for x in ordered]
+
+
 def record(benchmark, result: dict) -> None:
     """Put the workers' samples into the pytest-benchmark fixture as if it had timed them, and
     keep them per process in extra_info (baselines need them for the verdict statistics)."""
@@ -91,10 +105,11 @@ def record(benchmark, result: dict) -> None:
     groups = per_process(result)
     if groups:
         benchmark.extra_info["samples"] = {
-            "per_process": [[float(f"{x:.6g}") for x in g] for g in groups],
+            "per_process": [compact(g) for g in groups],
             "iterations": [s["iterations"] for s in result["samples"]],
             "processes": len(groups),
             "rounds": sum(map(len, groups)),
+            "stored": f"up to {MAX_STORED_SAMPLES} order statistics per process",
         }
         if benchmark.enabled:
             stats = benchmark._make_stats(result["samples"][0]["iterations"])
