@@ -19,7 +19,6 @@ process per side (how pytest-benchmark is normally run) and with P processes per
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -89,11 +88,22 @@ def main() -> int:
     parser.add_argument("--threshold", type=float, default=0.05)
     parser.add_argument("--alpha", type=float, default=0.01)
     parser.add_argument("-o", "--output", default=str(ROOT / "reports" / "detection_power.md"))
+    parser.add_argument("--save-pools", default=str(ROOT / "reports" / "detection_pools.npz"),
+                        help="where the measured pools are kept (re-evaluate them with --load-pools)")
+    parser.add_argument("--load-pools", default=None, help="evaluate previously measured pools instead of measuring")
     args = parser.parse_args()
 
     started = time.time()
-    print(f"measuring {args.pool} x {len(CONDITIONS)} worker processes ...", file=sys.stderr)
-    pools = measure_pools(args.model, args.backend, args.threads, args.pool, args.seconds)
+    if args.load_pools:
+        with np.load(args.load_pools) as data:
+            pools = {c: [data[k] for k in sorted((k for k in data.files if k.startswith(c + "|")), key=lambda k: int(k.split("|")[1]))]
+                     for c in CONDITIONS}
+        args.pool = len(pools["A"])
+    else:
+        print(f"measuring {args.pool} x {len(CONDITIONS)} worker processes ...", file=sys.stderr)
+        pools = measure_pools(args.model, args.backend, args.threads, args.pool, args.seconds)
+        Path(args.save_pools).parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(args.save_pools, **{f"{c}|{i}": g for c in CONDITIONS for i, g in enumerate(pools[c])})
     medians = {c: statistics.median(float(np.median(g)) for g in pools[c]) * 1e3 for c in CONDITIONS}
     spread = {c: float(np.std(np.log([np.median(g) for g in pools[c]]))) for c in CONDITIONS}
     lines = [f"# Detection power: {args.model} on {args.backend}, {args.threads} threads", "",

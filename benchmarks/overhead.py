@@ -48,7 +48,7 @@ def main() -> int:
     from harness.timing import TimingOptions, measure
 
     options = TimingOptions(max_time=args.seconds)
-    print(f"| cell | harness median ms | bare loop median ms | harness / bare |")
+    print("| cell | harness median ms | bare loop median ms | harness / bare |")
     print("|---|---:|---:|---:|")
     for spec in args.cells:
         model_name, backend_name = spec.split(":")

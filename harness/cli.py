@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from .results import ResultFileError, by_name, control_of, load_result, process_samples, profile_of
-from .verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD, judge
+from .verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD, judge_against
 
 
 class UsageProblem(Exception):
@@ -31,14 +31,11 @@ def _fraction(text: str) -> float:
 def compare_files(baseline: dict, current: dict, threshold: float, alpha: float) -> tuple[list, dict]:
     from .drift import applied_drift
 
-    drift = applied_drift(control_of(current), control_of(baseline))
-    base, cur = by_name(baseline), by_name(current)
-    verdicts = []
-    for name in list(dict.fromkeys(list(cur) + list(base))):
-        per_test = ((cur.get(name) or {}).get("extra_info") or {}).get("regression_threshold")
-        verdicts.append(judge(name, process_samples(base[name]) if name in base else None,
-                              process_samples(cur[name]) if name in cur else None,
-                              per_test or threshold, alpha, drift))
+    benches = by_name(current)
+    verdicts = judge_against(
+        baseline, {name: process_samples(b) for name, b in benches.items()},
+        {name: (b.get("extra_info") or {}).get("regression_threshold") for name, b in benches.items()},
+        threshold, alpha, applied_drift(control_of(current), control_of(baseline)))
     profiles = {"baseline": (profile_of(baseline) or {}).get("profile_id"), "current": (profile_of(current) or {}).get("profile_id")}
     return verdicts, profiles
 

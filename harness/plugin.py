@@ -12,20 +12,21 @@ A suite module declares ``MATRIX = Matrix(...)`` and a test taking the ``cell`` 
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 
 from .backends import UnknownBackendError, get_backend
 from .cell import Cell
+from .drift import applied_drift, measure_control
 from .launcher import DEFAULT_TIMEOUT_S, run_cell
 from .matrix import Matrix, MatrixError, normalize_axis, parse_list
 from .models import UnknownModelError, UserModelError, is_batchable, model_kind, model_name_for
 from .models.user import parse_input_shapes
-from .drift import applied_drift, measure_control
 from .record import is_busy, median_s, per_process, record, timing_options_from
-from .results import by_name, control_of, process_samples, profile_of
-from .verdict import DEFAULT_THRESHOLD, judge
+from .results import control_of, profile_of
 from .targets import TARGETS, UnknownTargetError, get_target
+from .verdict import DEFAULT_THRESHOLD, judge_against
 
 RESULTS_KEY = pytest.StashKey[list]()
 SESSION_KEY = pytest.StashKey[dict]()  # control, baseline, verdicts, profile notes
@@ -107,7 +108,10 @@ def _user_model(config) -> tuple[str, dict] | None:
     if shapes and not path:
         raise UserModelError("--input-shape only applies to --model-file")
     if path:
-        return model_name_for(path), {"model_file": path, "input_shapes": {k: list(v) for k, v in shapes.items()}}
+        if not os.path.isfile(path):
+            raise UserModelError(f"--model-file {path}: no such file")
+        # workers run in the project root: hand them an absolute path
+        return model_name_for(path), {"model_file": os.path.abspath(path), "input_shapes": {k: list(v) for k, v in shapes.items()}}
     if factory:
         return model_name_for(factory), {"model_factory": factory}
     return None
@@ -233,24 +237,17 @@ def compute_verdicts(config, items) -> list | None:
     baseline = state.get("baseline")
     if baseline is None or state.get("profile_mismatch"):
         return None
-    base_by_name = by_name(baseline)
     results = {r["nodeid"]: r for r in config.stash[RESULTS_KEY]}
-    drift = applied_drift(state.get("control"), control_of(baseline))
-    alpha = config.getoption("regression_alpha")
-    verdicts = []
-    for item in items:
-        if "measure_cell" not in getattr(item, "fixturenames", ()):
-            continue
-        result = results.get(item.nodeid)
-        current = per_process(result) if result and result["status"] == "ok" else None
-        base = base_by_name.get(item.nodeid)
-        if base is None and current is None:
-            continue
-        threshold = result["threshold"] if result else regression_threshold(item, config)
-        verdict = judge(item.nodeid, process_samples(base) if base else None, current, threshold, alpha, drift)
+    measured = [item for item in items if "measure_cell" in getattr(item, "fixturenames", ())]
+    current = {item.nodeid: per_process(results[item.nodeid]) if item.nodeid in results and results[item.nodeid]["status"] == "ok"
+               else None for item in measured}
+    thresholds = {item.nodeid: regression_threshold(item, config) for item in measured}
+    verdicts = judge_against(baseline, current, thresholds, alpha=config.getoption("regression_alpha"),
+                             drift=applied_drift(state.get("control"), control_of(baseline)), names=list(current))
+    for verdict in verdicts:
+        result = results.get(verdict.name)
         if verdict.verdict == "missing" and result is not None:
             verdict.note = f"not measured now: {result['status']} ({result.get('message', '')})"
-        verdicts.append(verdict)
     return verdicts
 
 

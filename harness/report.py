@@ -45,7 +45,7 @@ def verdict_rows(verdicts) -> list[list[str]]:
     return rows
 
 
-HEADER = ["cell", "verdict", "ratio", f"CI", "drift-corrected", "p (MWU)", "threshold", "note"]
+HEADER = ["cell", "verdict", "ratio", "CI", "drift-corrected", "p (MWU)", "threshold", "note"]
 
 
 def verdict_lines(verdicts, current_control=None, baseline_control=None) -> list[str]:

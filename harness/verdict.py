@@ -1,6 +1,7 @@
 """The verdict for one cell: regression, improvement, unchanged, inconclusive, new or missing.
 
-With r the ratio current/baseline of the centres (geometric mean of per-process medians),
+With r the ratio current/baseline of the centres (geometric mean of per-process medians, slow
+machine-state processes left out: see harness.stats),
 [lo, hi] its confidence interval at 1 - alpha (see harness.stats), p the Mann-Whitney U p-value
 and t the minimum practical effect (default 5%), checked in this order:
 
@@ -12,9 +13,9 @@ and t the minimum practical effect (default 5%), checked in this order:
 "unchanged" first means a true slowdown of exactly t is still caught: its interval reaches past
 1 + t. The t/2 floor keeps a significant but tiny change with a wide interval from alarming.
 
-Fewer than two processes on either side cannot show between-process noise (measured here: 5.3 ms
-vs 3.45 ms medians for the same model in consecutive processes), so such a comparison is
-``inconclusive`` unless it is clearly unchanged.
+Fewer than two (steady) processes on either side cannot show between-process noise (measured here:
+5.3 ms vs 3.45 ms medians for the same model in consecutive processes), so such a comparison is
+``inconclusive`` unless it is clearly unchanged. Measured detection power: README.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def judge(name: str, baseline: list | None, current: list | None, threshold: flo
     if drift:  # judge the drift-corrected ratio: a slower machine is not a slower model
         r, lo, hi = r / drift, lo / drift, hi / drift
     up, down = 1 + threshold, 1 / (1 + threshold)
-    few = min(est.processes) < 2
+    few = min(n - k for n, k in zip(est.processes, est.slow_mode)) < 2
     if down < lo and hi < up:
         verdict, note = "unchanged", ""
     elif not few and lo > 1 and r >= 1 + threshold / 2 and p < alpha:
@@ -85,7 +86,31 @@ def judge(name: str, baseline: list | None, current: list | None, threshold: flo
         verdict, note = "improvement", ""
     else:
         verdict = "inconclusive"
-        note = ("fewer than 2 worker processes on a side: between-process noise unseen; use --processes 3 or more"
+        note = ("fewer than 2 steady worker processes on a side: between-process noise unseen; use --processes 3 or more"
                 if few else _more_processes_needed(r, lo, hi, threshold, max(est.processes)))
+    if any(est.slow_mode):
+        note = "; ".join(filter(None, [note, f"slow machine state: {est.slow_mode[0]}/{est.processes[0]} baseline and "
+                                             f"{est.slow_mode[1]}/{est.processes[1]} current processes ran >12% slower than "
+                                             f"their fastest and were left out"]))
     return Verdict(name, verdict, est.ratio, est.low, est.high, p, threshold, alpha, drift,
                    r if drift else None, note, est.processes)
+
+
+def judge_against(baseline: dict, current: dict[str, list | None], thresholds: dict[str, float] | None = None,
+                  default_threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA,
+                  drift: float | None = None, names: list[str] | None = None) -> list[Verdict]:
+    """Verdicts for ``current`` (name -> per-process samples, None when not measured) against a
+    baseline result file. ``names`` defaults to current's names, then the baseline's."""
+    from .results import by_name, process_samples
+
+    base = by_name(baseline)
+    thresholds = thresholds or {}
+    names = names if names is not None else list(dict.fromkeys(list(current) + list(base)))
+    verdicts = []
+    for name in names:
+        before = process_samples(base[name]) if name in base else None
+        now = current.get(name)
+        if before is None and now is None:
+            continue
+        verdicts.append(judge(name, before, now, thresholds.get(name) or default_threshold, alpha, drift))
+    return verdicts

@@ -56,6 +56,7 @@ def test_unsupported_cells_skip_with_their_reason(suite):
     (("--models", "nope"), "*unknown model 'nope'; built-in models:*"),
     (("--input-shape", "x=1x2"), "*--input-shape only applies to --model-file*"),
     (("--input-shape", "x=oops", "--model-file", "m.onnx"), "*--input-shape 'x=oops': expected NAME=D1xD2*"),
+    (("--model-file", "missing.onnx"), "ERROR: infer-bench: --model-file missing.onnx: no such file"),
 ])
 def test_bad_options_are_usage_errors_with_one_line(suite, args, message):
     out = suite("--collect-only", *args)
@@ -133,3 +134,22 @@ def test_fail_on_regression_and_verdict_table(pytester, monkeypatch):
     # without --fail-on-regression the same comparison does not change the exit code
     third = pytester.runpytest_subprocess(*common, "--benchmark-compare")
     assert third.ret == pytest.ExitCode.OK
+
+
+def test_model_file_runs_through_the_graph_backends(suite, pytester):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Relu", ["m"], ["y"])], "user",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), pytester.path / "my-model.onnx")
+    out = suite("--model-file", "my-model.onnx", "--input-shape", "x=3x8", "--backends", "ort,tvm,torch", "--threads", "1",
+                "--processes", "1", "--benchmark-max-time", "0.05", "-rs", "--benchmark-json", "out.json")
+    out.assert_outcomes(passed=2, skipped=1)
+    out.stdout.fnmatch_lines_random(["*my_model-ort-llvm-sp0-t1*ok*", "*my_model-tvm-llvm-sp0-t1*ok*",
+                                     "*torch runs torch models; this model is an onnx graph*"])
+    info = {b["param"]: b["extra_info"] for b in json.loads((pytester.path / "out.json").read_text())["benchmarks"]}
+    assert info["my_model-tvm-llvm-sp0-t1"]["flops"] == 2 * 3 * 8 * 4 and info["my_model-ort-llvm-sp0-t1"]["parity_passed"]

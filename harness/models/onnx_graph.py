@@ -133,24 +133,20 @@ def onnx_flops(model: onnx.ModelProto) -> int:
     shapes.update({init.name: list(init.dims) for init in model.graph.initializer})
     total = 0
     for node in inferred.graph.node:
-        if node.op_type in ("Conv", "ConvTranspose"):
-            out, w = shapes.get(node.output[0]), shapes.get(node.input[1])
-            if not out or not w:
-                continue
-            group = next((a.i for a in node.attribute if a.name == "group"), 1)
-            if node.op_type == "Conv":  # w: [Cout, Cin/group, kh, kw]
+        out = shapes.get(node.output[0])
+        if node.op_type == "Conv":  # w: [Cout, Cin/group, kh, kw]: each output element is a dot product
+            w = shapes.get(node.input[1])
+            if out and w:
                 total += 2 * int(np.prod(out)) * int(np.prod(w[1:]))
-            else:  # w: [Cin, Cout/group, kh, kw]; each input element scatters Cout/g*k*k MACs
-                inp = shapes.get(node.input[0]) or []
-                total += 2 * int(np.prod(inp)) * int(np.prod(w[1:])) if inp else 0
-            del group
+        elif node.op_type == "ConvTranspose":  # w: [Cin, Cout/group, kh, kw]: each input element scatters
+            w, inp = shapes.get(node.input[1]), shapes.get(node.input[0])
+            if inp and w:
+                total += 2 * int(np.prod(inp)) * int(np.prod(w[1:]))
         elif node.op_type in ("Gemm", "MatMul"):
-            a, b = shapes.get(node.input[0]), shapes.get(node.input[1])
-            out = shapes.get(node.output[0])
-            if not a or not out:
-                continue
-            k = a[-1] if not (node.op_type == "Gemm" and any(x.name == "transA" and x.i for x in node.attribute)) else a[0]
-            total += 2 * int(np.prod(out)) * int(k)
+            a = shapes.get(node.input[0])
+            if a and out:
+                trans_a = node.op_type == "Gemm" and any(x.name == "transA" and x.i for x in node.attribute)
+                total += 2 * int(np.prod(out)) * int(a[0] if trans_a else a[-1])
     return total
 
 
