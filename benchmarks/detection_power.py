@@ -98,12 +98,15 @@ def main() -> int:
         with np.load(args.load_pools) as data:
             pools = {c: [data[k] for k in sorted((k for k in data.files if k.startswith(c + "|")), key=lambda k: int(k.split("|")[1]))]
                      for c in CONDITIONS}
+            if "meta_seconds" in data.files:
+                args.seconds = float(data["meta_seconds"])
         args.pool = len(pools["A"])
     else:
         print(f"measuring {args.pool} x {len(CONDITIONS)} worker processes ...", file=sys.stderr)
         pools = measure_pools(args.model, args.backend, args.threads, args.pool, args.seconds)
         Path(args.save_pools).parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(args.save_pools, **{f"{c}|{i}": g for c in CONDITIONS for i, g in enumerate(pools[c])})
+        np.savez_compressed(args.save_pools, meta_seconds=np.array(args.seconds),
+                            **{f"{c}|{i}": g for c in CONDITIONS for i, g in enumerate(pools[c])})
     medians = {c: statistics.median(float(np.median(g)) for g in pools[c]) * 1e3 for c in CONDITIONS}
     spread = {c: float(np.std(np.log([np.median(g) for g in pools[c]]))) for c in CONDITIONS}
     lines = [f"# Detection power: {args.model} on {args.backend}, {args.threads} threads", "",
