@@ -107,7 +107,8 @@ def run_in_process(cell: Cell, request: dict, timeout_s: float = DEFAULT_TIMEOUT
 def _busy_cpu_s() -> float | None:
     """CPU seconds all CPUs spent busy since boot (/proc/stat), or None off Linux."""
     try:
-        fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
     except (OSError, ValueError):
         return None
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
@@ -147,28 +148,52 @@ def run_inline(cell: Cell, request: dict) -> dict:
     return result
 
 
+def _add_process(result: dict, extra: dict, index: int, processes: int) -> dict:
+    """Fold a later worker process into a cell's result; a failing process fails the cell."""
+    if extra["status"] != "ok":
+        extra["message"] = f"worker process {index}/{processes}: {extra.get('message')}"
+        extra.update(cpu_budget=result.get("cpu_budget"), launcher="process")
+        return extra
+    result["samples"].extend(extra["samples"])
+    if extra.get("foreign_load") is not None:
+        result["foreign_load"] = max(result.get("foreign_load") or 0.0, extra["foreign_load"])
+    result["peak_rss_mb"] = max(result.get("peak_rss_mb") or 0, extra.get("peak_rss_mb") or 0)
+    result["wall_s"] += extra["wall_s"]
+    return result
+
+
+def run_cells(plan: list[tuple[object, Cell, int, dict]], timeout_s: float = DEFAULT_TIMEOUT_S, progress=None) -> dict:
+    """Run several cells' worker processes *interleaved*: round 1 runs every cell's first worker
+    (which also checks parity), round 2 every cell's second, and so on. Machine states here last
+    for seconds to minutes (three consecutive processes once all ran 30% slow); interleaving spreads
+    a cell's processes over the whole run, so one slow stretch cannot shift all of them.
+
+    ``plan``: (key, cell, processes, request kwargs) per cell. Returns key -> result."""
+    requests = {key: build_request(cell, **kwargs) for key, cell, _, kwargs in plan}
+    results: dict = {}
+    for index in range(1, max((n for _, _, n, _ in plan), default=0) + 1):
+        for key, cell, processes, _ in plan:
+            if index > processes or (index > 1 and results[key]["status"] != "ok"):
+                continue
+            request = requests[key]
+            if index == 1:
+                result = run_in_process(cell, request, timeout_s)
+                result.setdefault("launcher", "process")
+                result["cpu_budget"] = request["cpu_budget"]
+                results[key] = result
+            elif request.get("measure", True):
+                extra = run_in_process(cell, dict(request, check_parity=False), timeout_s)
+                results[key] = _add_process(results[key], extra, index, processes)
+            if progress:
+                progress(key, cell, index, processes, results[key])
+    return results
+
+
 def run_cell(cell: Cell, launcher: str = "process", timeout_s: float = DEFAULT_TIMEOUT_S, processes: int = 1,
              **request_kwargs) -> dict:
-    """Run a cell; with ``processes`` > 1 (process launcher) the timing is repeated in that many
+    """Run one cell; with ``processes`` > 1 (process launcher) the timing is repeated in that many
     fresh workers (pyperf-style) so between-process variance is measured. The first worker also
     checks parity; any worker failing fails the cell."""
-    request = build_request(cell, **request_kwargs)
     if launcher == "inline":
-        return run_inline(cell, request)
-    result = run_in_process(cell, request, timeout_s)
-    result.setdefault("launcher", "process")
-    result["cpu_budget"] = request["cpu_budget"]
-    if result["status"] != "ok" or not request.get("measure", True):
-        return result
-    for index in range(2, processes + 1):
-        extra = run_in_process(cell, dict(request, check_parity=False), timeout_s)
-        if extra["status"] != "ok":
-            extra["message"] = f"worker process {index}/{processes}: {extra.get('message')}"
-            extra.update(cpu_budget=request["cpu_budget"], launcher="process")
-            return extra
-        result["samples"].extend(extra["samples"])
-        if extra.get("foreign_load") is not None:
-            result["foreign_load"] = max(result.get("foreign_load") or 0.0, extra["foreign_load"])
-        result["peak_rss_mb"] = max(result.get("peak_rss_mb") or 0, extra.get("peak_rss_mb") or 0)
-        result["wall_s"] += extra["wall_s"]
-    return result
+        return run_inline(cell, build_request(cell, **request_kwargs))
+    return run_cells([(0, cell, processes, request_kwargs)], timeout_s)[0]

@@ -83,7 +83,18 @@ def peak_gflops(isa: list[str], effective_cpus: int, mhz: float | None) -> float
     return effective_cpus * mhz / 1000 * lanes * 2 * 2
 
 
-def machine_profile(measure_peak: bool = False) -> dict:
+PEAK_METHOD = "best of 5 fp32 2048x2048 matmuls (ORT MLAS or torch.mm, the faster) on all effective CPUs (harness/peak.py)"
+
+
+def measured_peak() -> dict:
+    """The practical fp32 peak, measured now (a few seconds). Kept out of the profile itself: it
+    varies from run to run, and pytest-benchmark warns whenever machine_info differs."""
+    from .peak import measure_peak_gflops
+
+    return {"peak_fp32_gflops": measure_peak_gflops(), "peak_method": PEAK_METHOD}
+
+
+def machine_profile() -> dict:
     budget = cpu_budget()
     mhz = cpu_mhz()
     profile = {
@@ -97,11 +108,6 @@ def machine_profile(measure_peak: bool = False) -> dict:
         "python": platform.python_version(),
         "packages": package_versions(),
     }
-    if measure_peak:
-        from .peak import measure_peak_gflops
-
-        profile["peak_fp32_gflops"] = measure_peak_gflops()
-        profile["peak_method"] = "best of 5 fp32 2048x2048 matmuls (ORT MLAS or torch.mm, the faster) on all effective CPUs (harness/peak.py)"
     return profile
 
 
@@ -135,7 +141,7 @@ def profile_id(profile: dict) -> str:
     return f"{cpu}-{key['effective_cpus']}cpu-{key['memory_gib']}g-{digest}"
 
 
-def current_profile(measure_peak: bool = False) -> dict:
-    profile = machine_profile(measure_peak)
+def current_profile() -> dict:
+    profile = machine_profile()
     profile["profile_id"] = profile_id(profile)
     return profile

@@ -19,11 +19,11 @@ import pytest
 from .backends import UnknownBackendError, get_backend
 from .cell import Cell
 from .drift import applied_drift, measure_control
-from .launcher import DEFAULT_TIMEOUT_S, run_cell
+from .launcher import DEFAULT_TIMEOUT_S, run_cell, run_cells
 from .matrix import Matrix, MatrixError, normalize_axis, parse_list
 from .models import UnknownModelError, UserModelError, is_batchable, model_kind, model_name_for
 from .models.user import parse_input_shapes
-from .record import is_busy, median_s, per_process, record, timing_options_from
+from .record import is_busy, median_s, per_process, record, timing_options_for
 from .results import control_of, profile_of
 from .targets import TARGETS, UnknownTargetError, get_target
 from .verdict import DEFAULT_THRESHOLD, judge_against
@@ -47,6 +47,10 @@ def pytest_addoption(parser):
     group.addoption("--launcher", default="process", choices=("process", "inline"),
                     help="process (default): one fresh worker process per cell, thread settings applied before "
                          "any runtime loads; inline: in the pytest process (debugging; threads cannot change)")
+    group.addoption("--schedule", default="interleaved", choices=("interleaved", "sequential"),
+                    help="interleaved (default): measure all selected cells before the tests report, worker processes "
+                         "round-robin across cells so a slow stretch of the machine cannot shift all of one cell's "
+                         "processes; sequential: each test measures its cell when it runs")
     group.addoption("--cell-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                     help=f"kill a cell's worker after this long (default {DEFAULT_TIMEOUT_S:g})")
     group.addoption("--report-dir", default="reports", metavar="DIR",
@@ -163,21 +167,60 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize("cell", params)
 
 
+def cell_request(item, config) -> dict:
+    """What the worker needs besides the cell: timing options and parity policy."""
+    parity = {}
+    if config.getoption("parity_multiplier") is not None:
+        parity["multiplier"] = config.getoption("parity_multiplier")
+    return {"timing": timing_options_for(item, config).to_dict(), "parity": parity}
+
+
+def _cell_of(item) -> Cell | None:
+    if "measure_cell" not in getattr(item, "fixturenames", ()):
+        return None
+    cell = getattr(item, "callspec", None) and item.callspec.params.get("cell")
+    return cell if isinstance(cell, Cell) and item.get_closest_marker("skip") is None else None
+
+
+def run_schedule(session) -> dict:
+    """Measure every selected cell before the tests report them, worker processes interleaved
+    across cells (see harness.launcher.run_cells); tests then record their cell's result."""
+    config = session.config
+    plan = [(item.nodeid, cell, processes_for(item, config), cell_request(item, config))
+            for item in session.items if (cell := _cell_of(item)) is not None]
+    if not plan:
+        return {}
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    total = sum(n for _, _, n, _ in plan)
+    done = [0]
+
+    def progress(key, cell, index, processes, result):
+        done[0] += 1
+        if reporter is not None and config.option.verbose >= 0:
+            med = median_s(result)
+            reporter.write_line(f"[infer-bench {done[0]}/{total}] {cell.id} process {index}/{processes}: {result['status']}"
+                                + (f", median {med * 1e3:.3f} ms so far" if med else ""))
+
+    if reporter is not None:
+        reporter.write_sep("-", f"infer-bench: measuring {len(plan)} cells, {total} worker processes, interleaved")
+    return run_cells(plan, config.getoption("cell_timeout"), progress)
+
+
 @pytest.fixture
 def measure_cell(request, benchmark):
-    """Run a cell in its worker and record it in pytest-benchmark; fails or skips the test with
-    a one-line reason when the cell cannot be measured."""
+    """Record a cell's measurement in pytest-benchmark (measured up front by the interleaved
+    schedule, or now with --schedule sequential / --launcher inline); fails or skips the test
+    with a one-line reason when the cell could not be measured."""
     config = request.config
 
     def _measure(cell: Cell) -> dict:
-        parity = {}
-        if config.getoption("parity_multiplier") is not None:
-            parity["multiplier"] = config.getoption("parity_multiplier")
-        result = run_cell(cell, launcher=config.getoption("launcher"), timeout_s=config.getoption("cell_timeout"),
-                          processes=processes_for(request.node, config),
-                          timing=timing_options_from(benchmark).to_dict(), parity=parity)
-        result["nodeid"] = request.node.nodeid
-        result["threshold"] = regression_threshold(request.node, config)
+        item = request.node
+        result = config.stash[SESSION_KEY].get("scheduled", {}).pop(item.nodeid, None)
+        if result is None:
+            result = run_cell(cell, launcher=config.getoption("launcher"), timeout_s=config.getoption("cell_timeout"),
+                              processes=processes_for(item, config), **cell_request(item, config))
+        result["nodeid"] = item.nodeid
+        result["threshold"] = regression_threshold(item, config)
         config.stash[RESULTS_KEY].append(result)
         record(benchmark, result)
         status = result["status"]
@@ -225,6 +268,8 @@ def pytest_runtestloop(session):
     measuring = _measures_cells(session) and not config.option.collectonly
     if measuring and not config.getoption("no_drift_control"):
         state["control"] = {"before": measure_control()}
+    if measuring and config.getoption("schedule") == "interleaved" and config.getoption("launcher") == "process":
+        state["scheduled"] = run_schedule(session)
     yield
     if measuring and "control" in state:
         state["control"]["after"] = measure_control()
@@ -254,7 +299,7 @@ def compute_verdicts(config, items) -> list | None:
 def pytest_benchmark_update_machine_info(config, machine_info):
     from .machine_profile import current_profile
 
-    machine_info["infer_bench"] = current_profile(measure_peak=bool(config.stash[RESULTS_KEY]))
+    machine_info["infer_bench"] = current_profile()
 
 
 def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info, compared_benchmark):
@@ -278,6 +323,10 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
     state = config.stash[SESSION_KEY]
     extra = output_json.setdefault("infer_bench", {})
     extra["control"] = state.get("control")
+    if config.stash[RESULTS_KEY]:
+        from .machine_profile import measured_peak
+
+        extra.update(measured_peak())
     if state.get("verdicts") is not None:
         extra["verdicts"] = [v.to_dict() for v in state["verdicts"]]
 

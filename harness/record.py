@@ -9,16 +9,21 @@ import statistics
 from .timing import TimingOptions
 
 
-def timing_options_from(benchmark) -> TimingOptions:
-    """Read the user's --benchmark-* timing options off the fixture."""
+def timing_options_for(item, config) -> TimingOptions:
+    """The user's --benchmark-* timing options for a test, as pytest-benchmark resolves them
+    (session options, overridden by a @pytest.mark.benchmark(...) marker)."""
+    options = dict(config._benchmarksession.options)
+    marker = item.get_closest_marker("benchmark")
+    options.update(marker.kwargs if marker else {})
+    warmup = options.get("warmup") and options.get("warmup_iterations")
     return TimingOptions(
-        min_rounds=int(benchmark._min_rounds),
-        max_time=float(benchmark._max_time),
-        min_time=float(benchmark._min_time),
-        warmup=bool(benchmark._warmup),
-        warmup_iterations=int(benchmark._warmup or 0) or 100000,
-        calibration_precision=int(benchmark._calibration_precision),
-        disable_gc=bool(benchmark._disable_gc),
+        min_rounds=int(options["min_rounds"]),
+        max_time=float(options["max_time"]),
+        min_time=float(options["min_time"]),
+        warmup=bool(warmup),
+        warmup_iterations=int(warmup or 0) or 100000,
+        calibration_precision=int(options["calibration_precision"]),
+        disable_gc=bool(options["disable_gc"]),
     )
 
 

@@ -12,14 +12,14 @@ from datetime import datetime
 from pathlib import Path
 
 from .report import short_name, verdict_markdown
-from .results import ResultFileError, by_name, control_of, load_result, profile_of
+from .results import ResultFileError, by_name, control_of, load_result, peak_of, profile_of
 
 COLORS = {"regression": "#d62728", "improvement": "#2ca02c", "unchanged": "#7f7f7f", "inconclusive": "#ff7f0e",
           "new": "#1f77b4", "missing": "#000000"}
 
 
 def cell_rows(result: dict) -> list[dict]:
-    peak = (profile_of(result) or {}).get("peak_fp32_gflops")
+    peak, _ = peak_of(result)
     rows = []
     for bench in result["benchmarks"]:
         info = bench.get("extra_info") or {}
@@ -127,10 +127,11 @@ def plot_trend(series: dict[str, list[tuple[str, float]]]) -> str | None:
 
 def summary_markdown(current: dict, rows: list[dict], verdicts, baseline: dict | None) -> str:
     profile = profile_of(current) or {}
+    peak, method = peak_of(current)
     out = ["# infer-bench report", "",
            f"Profile **{profile.get('profile_id', 'unknown')}** - {(profile.get('cpu') or {}).get('model', '?')}, "
            f"{(profile.get('cpu_budget') or {}).get('effective_cpus', '?')} effective CPUs; "
-           f"practical fp32 peak {_f(profile.get('peak_fp32_gflops'), '.0f')} GFLOP/s ({profile.get('peak_method', 'not measured')}).",
+           f"practical fp32 peak {_f(peak, '.0f')} GFLOP/s ({method}).",
            "", "| cell | backend | threads | median ms | GFLOP/s | % of peak | compile s | max rel err | processes |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:

@@ -42,6 +42,12 @@ def profile_of(result: dict) -> dict | None:
     return ((result.get("machine_info") or {}).get("infer_bench")) or None
 
 
+def peak_of(result: dict) -> tuple[float | None, str]:
+    """(practical fp32 peak GFLOP/s, how it was measured) saved with a run."""
+    extra = result.get("infer_bench") or {}
+    return extra.get("peak_fp32_gflops"), extra.get("peak_method", "not measured")
+
+
 def control_of(result: dict) -> dict | None:
     return (result.get("infer_bench") or {}).get("control")
 

@@ -20,13 +20,6 @@ from .cell import Cell
 from .threads import THREAD_ENV_VARS
 
 
-class StageError(Exception):
-    def __init__(self, stage: str, exc: BaseException):
-        self.stage = stage
-        self.exc = exc
-        super().__init__(f"{stage}: {type(exc).__name__}: {_first_line(exc)}")
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -16,7 +16,7 @@ from harness.results import ResultFileError
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = {"profile_id": "test-cpu-2cpu-8g-abc123", "cpu": {"model": "Test CPU", "isa": []},
-           "cpu_budget": {"effective_cpus": 2, "host_cpus": 2}, "peak_fp32_gflops": 100.0, "peak_method": "test"}
+           "cpu_budget": {"effective_cpus": 2, "host_cpus": 2}}
 
 
 def crafted(path, cells: dict[str, float], seed=0, profile=PROFILE, control=1e-3, processes=3, noise=0.005):
@@ -33,7 +33,8 @@ def crafted(path, cells: dict[str, float], seed=0, profile=PROFILE, control=1e-3
                            "samples": {"per_process": groups, "processes": processes}},
         })
     data = {"machine_info": {"infer_bench": profile}, "benchmarks": benchmarks,
-            "infer_bench": {"control": {"before": {"control_s": control}, "after": {"control_s": control}}}}
+            "infer_bench": {"control": {"before": {"control_s": control}, "after": {"control_s": control}},
+                            "peak_fp32_gflops": 100.0, "peak_method": "test"}}
     Path(path).write_text(json.dumps(data))
     return path
 
