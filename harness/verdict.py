@@ -15,7 +15,7 @@ and t the minimum practical effect (default 5%), checked in this order:
 
 Fewer than two (steady) processes on either side cannot show between-process noise (measured here:
 5.3 ms vs 3.45 ms medians for the same model in consecutive processes), so such a comparison is
-``inconclusive`` unless it is clearly unchanged. Measured detection power: README.
+always ``inconclusive``. Measured detection power: README.
 """
 
 from __future__ import annotations
@@ -52,11 +52,14 @@ class Verdict:
 
 
 def _more_processes_needed(ratio: float, low: float, high: float, t: float, processes: int) -> str:
-    """The interval shrinks ~ 1/sqrt(processes): how many would clear the nearest boundary?"""
+    """The interval shrinks ~ 1/sqrt(processes): how many would let it decide? Inside the
+    no-change band it must fit in the band (unchanged); outside, it must clear 1 (a change)."""
     half = (high - low) / 2
-    bounds = [1 / (1 + t), 1.0, 1 + t]
-    distance = min(abs(ratio - b) for b in bounds)
-    if distance < 1e-3 * ratio or half <= 0:
+    if 1 / (1 + t) < ratio < 1 + t:
+        distance = min(ratio - 1 / (1 + t), 1 + t - ratio)
+    else:
+        distance = abs(ratio - 1)
+    if distance < 1e-3 or half <= 0:
         return "the change sits on a decision boundary; more samples will not resolve it"
     needed = math.ceil(processes * (half / distance) ** 2)
     return f"about {max(needed - processes, 1)} more worker processes per side (--processes {needed}) would resolve it"
@@ -78,16 +81,18 @@ def judge(name: str, baseline: list | None, current: list | None, threshold: flo
         r, lo, hi = r / drift, lo / drift, hi / drift
     up, down = 1 + threshold, 1 / (1 + threshold)
     few = min(n - k for n, k in zip(est.processes, est.slow_mode)) < 2
-    if down < lo and hi < up:
+    if few:  # one process cannot show between-process noise: no claim either way
+        verdict = "inconclusive"
+        note = "fewer than 2 steady worker processes on a side: between-process noise unseen; use --processes 3 or more"
+    elif down < lo and hi < up:
         verdict, note = "unchanged", ""
-    elif not few and lo > 1 and r >= 1 + threshold / 2 and p < alpha:
+    elif lo > 1 and r >= 1 + threshold / 2 and p < alpha:
         verdict, note = "regression", ""
-    elif not few and hi < 1 and r <= 1 / (1 + threshold / 2) and p < alpha:
+    elif hi < 1 and r <= 1 / (1 + threshold / 2) and p < alpha:
         verdict, note = "improvement", ""
     else:
         verdict = "inconclusive"
-        note = ("fewer than 2 steady worker processes on a side: between-process noise unseen; use --processes 3 or more"
-                if few else _more_processes_needed(r, lo, hi, threshold, max(est.processes)))
+        note = _more_processes_needed(r, lo, hi, threshold, max(est.processes))
     if any(est.slow_mode):
         note = "; ".join(filter(None, [note, f"slow machine state: {est.slow_mode[0]}/{est.processes[0]} baseline and "
                                              f"{est.slow_mode[1]}/{est.processes[1]} current processes ran >12% slower than "
