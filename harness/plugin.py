@@ -23,7 +23,8 @@ from .launcher import DEFAULT_TIMEOUT_S, run_cell, run_cells
 from .matrix import Matrix, MatrixError, normalize_axis, parse_list
 from .models import UnknownModelError, UserModelError, is_batchable, model_kind, model_name_for
 from .models.user import parse_input_shapes
-from .record import is_busy, median_s, per_process, record, timing_options_for
+from .record import is_busy, is_oversubscribed, median_s, per_process, record, timing_options_for
+from .report import fmt_or_dash, verdict_lines
 from .results import control_of, profile_of
 from .targets import TARGETS, UnknownTargetError, get_target
 from .verdict import DEFAULT_THRESHOLD, judge_against
@@ -352,18 +353,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         runtime = (r.get("threads") or {}).get("runtime") or {}
         parity = r.get("parity") or {}
         rel = max((o["max_rel_err"] for o in parity.get("outputs", [])), default=None)
-        flag = (" oversubscribed" if _oversub(r) else "") + (
+        flag = (" oversubscribed" if is_oversubscribed(r) else "") + (
             f" BUSY MACHINE ({r['foreign_load']:.2f} CPUs used by other processes)" if is_busy(r) else "")
-        tr.write_line(f"{Cell.from_dict(r['cell']).id:<44} {r['status']:<13} {_f(med, 1e3, '.3f'):>10} {_f(gf, 1, '.2f'):>8} "
-                      f"{_f(r.get('compile_s'), 1, '.2f'):>9} {_f(rel, 1, '.2e'):>11} "
+        tr.write_line(f"{Cell.from_dict(r['cell']).id:<44} {r['status']:<13} {fmt_or_dash(med and med * 1e3, '.3f'):>10} {fmt_or_dash(gf, '.2f'):>8} "
+                      f"{fmt_or_dash(r.get('compile_s'), '.2f'):>9} {fmt_or_dash(rel, '.2e'):>11} "
                       f"{','.join(f'{k}={v}' for k, v in runtime.items()):<28}{flag}")
     _thread_report(tr, config, results)
     _verdict_report(tr, config)
 
 
 def _verdict_report(tr, config):
-    from .report import verdict_lines
-
     state = config.stash[SESSION_KEY]
     control = state.get("control")
     if state.get("profile_mismatch"):
@@ -394,13 +393,3 @@ def _thread_report(tr, config, results):
         tr.write_line(line)
     if written:
         tr.write_line(f"written: {', '.join(str(p) for p in written if p)}")
-
-
-def _oversub(result):
-    from .record import is_oversubscribed
-
-    return is_oversubscribed(result)
-
-
-def _f(value, scale, fmt):
-    return "-" if value is None else format(value * scale, fmt)

@@ -12,7 +12,8 @@ def short_name(fullname: str) -> str:
     return fullname.split("::")[-1]
 
 
-def _fmt(x, spec=".3f"):
+def fmt_or_dash(x, spec=".3f") -> str:
+    """A number formatted with ``spec``, or '-' when there is none (every table here uses it)."""
     return "-" if x is None else format(x, spec)
 
 
@@ -40,8 +41,8 @@ def verdict_rows(verdicts) -> list[list[str]]:
     rows = []
     for v in verdicts:
         ci = f"[{v.low:.3f}, {v.high:.3f}]" if v.low is not None else "-"
-        rows.append([short_name(v.name), MARK[v.verdict], _fmt(v.ratio), ci, _fmt(v.corrected_ratio),
-                     _fmt(v.p_value, ".1e"), f"{v.threshold:.0%}", v.note])
+        rows.append([short_name(v.name), MARK[v.verdict], fmt_or_dash(v.ratio), ci, fmt_or_dash(v.corrected_ratio),
+                     fmt_or_dash(v.p_value, ".1e"), f"{v.threshold:.0%}", v.note])
     return rows
 
 

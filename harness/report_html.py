@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from .report import short_name, verdict_markdown
+from .report import fmt_or_dash, short_name, verdict_markdown
 from .results import ResultFileError, by_name, control_of, load_result, peak_of, profile_of
 
 COLORS = {"regression": "#d62728", "improvement": "#2ca02c", "unchanged": "#7f7f7f", "inconclusive": "#ff7f0e",
@@ -131,20 +131,16 @@ def summary_markdown(current: dict, rows: list[dict], verdicts, baseline: dict |
     out = ["# infer-bench report", "",
            f"Profile **{profile.get('profile_id', 'unknown')}** - {(profile.get('cpu') or {}).get('model', '?')}, "
            f"{(profile.get('cpu_budget') or {}).get('effective_cpus', '?')} effective CPUs; "
-           f"practical fp32 peak {_f(peak, '.0f')} GFLOP/s ({method}).",
+           f"practical fp32 peak {fmt_or_dash(peak, '.0f')} GFLOP/s ({method}).",
            "", "| cell | backend | threads | median ms | GFLOP/s | % of peak | compile s | max rel err | processes |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         flag = " (oversubscribed)" if r["oversubscribed"] else ""
-        out.append(f"| {r['cell']} | {r['backend']} | {r['threads']}{flag} | {r['median_ms']:.3f} | {_f(r['gflops'], '.1f')} | "
-                   f"{_f(r['pct_peak'], '.1f')} | {_f(r['compile_s'], '.2f')} | {_f(r['max_rel_err'], '.1e')} | {r['processes'] or '-'} |")
+        out.append(f"| {r['cell']} | {r['backend']} | {r['threads']}{flag} | {r['median_ms']:.3f} | {fmt_or_dash(r['gflops'], '.1f')} | "
+                   f"{fmt_or_dash(r['pct_peak'], '.1f')} | {fmt_or_dash(r['compile_s'], '.2f')} | {fmt_or_dash(r['max_rel_err'], '.1e')} | {r['processes'] or '-'} |")
     if verdicts is not None:
         out += ["", "## Verdicts against the baseline", "", verdict_markdown(verdicts, control_of(current), control_of(baseline) if baseline else None)]
     return "\n".join(out) + "\n"
-
-
-def _f(x, spec):
-    return "-" if x is None else format(x, spec)
 
 
 def _table_html(rows: list[dict], verdicts) -> str:
@@ -156,8 +152,8 @@ def _table_html(rows: list[dict], verdicts) -> str:
         verdict = f"<span style='color:{COLORS[v.verdict]}'>{v.verdict}</span>" if v else "-"
         ratio = f"{v.ratio:.3f} [{v.low:.3f}, {v.high:.3f}]" if v and v.ratio is not None else "-"
         cells = [r["cell"], r["backend"], f"{r['threads']}{' (oversubscribed)' if r['oversubscribed'] else ''}",
-                 f"{r['median_ms']:.3f}", _f(r["gflops"], ".1f"), _f(r["pct_peak"], ".1f"), _f(r["compile_s"], ".2f"),
-                 _f(r["max_rel_err"], ".1e")]
+                 f"{r['median_ms']:.3f}", fmt_or_dash(r["gflops"], ".1f"), fmt_or_dash(r["pct_peak"], ".1f"), fmt_or_dash(r["compile_s"], ".2f"),
+                 fmt_or_dash(r["max_rel_err"], ".1e")]
         out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + f"<td>{verdict}</td><td>{ratio}</td></tr>")
     out.append("</tbody></table>")
     return "\n".join(out)

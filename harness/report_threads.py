@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .record import is_oversubscribed, median_s
+from .report import fmt_or_dash
 
 ORDER = {"auto": 1000, "host": 1001}
 
@@ -67,13 +68,9 @@ def to_markdown(table: dict[tuple, list[Point]], budget: dict | None = None) -> 
         best = min(p.median_ms for p in points)
         for p in points:
             note = ", ".join(filter(None, ["oversubscribed" if p.oversubscribed else "", "fastest" if p.median_ms == best else ""]))
-            lines.append(f"| {model} | {backend} | {p.label} | {p.median_ms:.3f} | {_opt(p.speedup, '.2f')} | "
-                         f"{_opt(p.efficiency, '.2f')} | {note} |")
+            lines.append(f"| {model} | {backend} | {p.label} | {p.median_ms:.3f} | {fmt_or_dash(p.speedup, '.2f')} | "
+                         f"{fmt_or_dash(p.efficiency, '.2f')} | {note} |")
     return "\n".join(lines) + "\n"
-
-
-def _opt(value, fmt):
-    return "-" if value is None else format(value, fmt)
 
 
 def plot(table: dict[tuple, list[Point]], path: Path) -> Path | None:

@@ -64,17 +64,19 @@ def run_request(request: dict) -> dict:
         model = build_model(cell.model, cell.model_options, cell.batch)
         result["model_kind"] = model.kind
         result["measured_sparsity"] = apply_sparsity(model, cell.sparsity)
-        result["flops"] = model.flops()
+        first = request.get("check_parity", True)  # later processes of a cell only add samples
+        if first:
+            result["flops"] = model.flops()
         timing_inputs = model.make_inputs(INPUT_SEED_TIMING)
-        parity_inputs = model.make_inputs(INPUT_SEED_PARITY)
         stage = "compile"
         t0 = time.perf_counter()
         compiled = backend.compile(model, get_target(cell.target), threads, timing_inputs)
         result["compile_s"] = time.perf_counter() - t0
         result["label"] = compiled.label
         passed = True
-        if request.get("check_parity", True):  # the first of a cell's worker processes checks parity
+        if first:
             stage = "parity"
+            parity_inputs = model.make_inputs(INPUT_SEED_PARITY)
             expected64, ref32 = model.reference(parity_inputs)
             got = compiled.run(parity_inputs)
             policy = ParityPolicy(**request.get("parity", {}))
