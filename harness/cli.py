@@ -41,21 +41,23 @@ def compare_files(baseline: dict, current: dict, threshold: float, alpha: float)
 
 
 def cmd_compare(args) -> int:
+    from .machine_profile import version_changes
     from .report import verdict_lines, verdict_markdown
 
     baseline, current = load_result(args.baseline), load_result(args.current)
+    versions = version_changes(profile_of(baseline), profile_of(current))
     verdicts, profiles = compare_files(baseline, current, args.threshold, args.alpha)
     mismatch = profiles["baseline"] != profiles["current"]
     if mismatch and not args.allow_profile_mismatch:
         raise UsageProblem(f"profiles differ: baseline {profiles['baseline']}, current {profiles['current']}; "
                            f"timings from different machines are not comparable (override with --allow-profile-mismatch)")
     if args.format == "json":
-        print(json.dumps({"profiles": profiles, "verdicts": [v.to_dict() for v in verdicts],
+        print(json.dumps({"profiles": profiles, "runtime_changes": versions, "verdicts": [v.to_dict() for v in verdicts],
                           "control": {"baseline": control_of(baseline), "current": control_of(current)}}, indent=2))
     elif args.format == "md":
-        print(verdict_markdown(verdicts, control_of(current), control_of(baseline)))
+        print(verdict_markdown(verdicts, control_of(current), control_of(baseline), versions))
     else:
-        print("\n".join(verdict_lines(verdicts, control_of(current), control_of(baseline))))
+        print("\n".join(verdict_lines(verdicts, control_of(current), control_of(baseline), versions)))
     if mismatch:
         print(f"warning: compared across profiles {profiles['baseline']} -> {profiles['current']}", file=sys.stderr)
     return 1 if any(v.verdict == "regression" for v in verdicts) else 0

@@ -141,6 +141,19 @@ def profile_id(profile: dict) -> str:
     return f"{cpu}-{key['effective_cpus']}cpu-{key['memory_gib']}g-{digest}"
 
 
+def version_changes(baseline: dict | None, current: dict | None) -> list[str]:
+    """One line per runtime package whose version differs between the baseline's profile and the
+    current one, for the head of every verdict table: a "regression" right after a dependency bump
+    must be visibly attributable to it."""
+    before = (baseline or {}).get("packages")
+    now = (current or {}).get("packages") or {}
+    if not before:
+        return ["the baseline records no runtime versions: a change may come from a dependency upgrade"] if now else []
+    return [f"{name} {before.get(name) or 'not installed'} in the baseline, {now.get(name) or 'not installed'} now: "
+            f"ratios include the effect of this upgrade"
+            for name in PACKAGES if before.get(name) != now.get(name)]
+
+
 def current_profile() -> dict:
     profile = machine_profile()
     profile["profile_id"] = profile_id(profile)

@@ -308,7 +308,10 @@ def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info
     from .baselines import BaselineStore
 
     state = config.stash[SESSION_KEY]
+    from .machine_profile import version_changes
+
     state["baseline"] = compared_benchmark
+    state["version_changes"] = version_changes(profile_of(compared_benchmark), machine_info.get("infer_bench"))
     mine = (machine_info.get("infer_bench") or {}).get("profile_id")
     theirs = (profile_of(compared_benchmark) or {}).get("profile_id")
     if mine != theirs:
@@ -372,7 +375,8 @@ def _verdict_report(tr, config):
     if state.get("verdicts") is None:
         return
     tr.section("infer-bench verdicts")
-    for line in verdict_lines(state["verdicts"], control, (state.get("baseline") or {}).get("infer_bench", {}).get("control")):
+    for line in verdict_lines(state["verdicts"], control, (state.get("baseline") or {}).get("infer_bench", {}).get("control"),
+                              state.get("version_changes", [])):
         tr.write_line(line)
 
 

@@ -49,10 +49,12 @@ def verdict_rows(verdicts) -> list[list[str]]:
 HEADER = ["cell", "verdict", "ratio", "CI", "drift-corrected", "p (MWU)", "threshold", "note"]
 
 
-def verdict_lines(verdicts, current_control=None, baseline_control=None) -> list[str]:
+def verdict_lines(verdicts, current_control=None, baseline_control=None, versions: list[str] = ()) -> list[str]:
+    """The terminal verdict table; ``versions``: machine_profile.version_changes, one line each above it."""
     rows = verdict_rows(verdicts)
     widths = [max(len(r[i]) for r in rows + [HEADER]) for i in range(len(HEADER) - 1)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(HEADER, widths)) + "  note"]
+    lines = [f"runtime changed: {line}" for line in versions]
+    lines += ["  ".join(h.ljust(w) for h, w in zip(HEADER, widths)) + "  note"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
     counts = {k: sum(v.verdict == k for v in verdicts) for k in MARK}
     lines.append(", ".join(f"{n} {k}" for k, n in counts.items() if n) or "no cells")
@@ -60,9 +62,10 @@ def verdict_lines(verdicts, current_control=None, baseline_control=None) -> list
     return lines
 
 
-def verdict_markdown(verdicts, current_control=None, baseline_control=None) -> str:
+def verdict_markdown(verdicts, current_control=None, baseline_control=None, versions: list[str] = ()) -> str:
     rows = verdict_rows(verdicts)
-    out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    out = [f"- **runtime changed**: {line}" for line in versions] + ([""] if versions else [])
+    out += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     out += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows]
     counts = {k: sum(v.verdict == k for v in verdicts) for k in MARK}
     out += ["", ", ".join(f"**{n}** {k}" for k, n in counts.items() if n) or "no cells", ""]

@@ -11,6 +11,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
+from .machine_profile import version_changes
 from .report import fmt_or_dash, short_name, verdict_markdown
 from .results import ResultFileError, by_name, control_of, load_result, peak_of, profile_of
 
@@ -139,7 +140,8 @@ def summary_markdown(current: dict, rows: list[dict], verdicts, baseline: dict |
         out.append(f"| {r['cell']} | {r['backend']} | {r['threads']}{flag} | {r['median_ms']:.3f} | {fmt_or_dash(r['gflops'], '.1f')} | "
                    f"{fmt_or_dash(r['pct_peak'], '.1f')} | {fmt_or_dash(r['compile_s'], '.2f')} | {fmt_or_dash(r['max_rel_err'], '.1e')} | {r['processes'] or '-'} |")
     if verdicts is not None:
-        out += ["", "## Verdicts against the baseline", "", verdict_markdown(verdicts, control_of(current), control_of(baseline) if baseline else None)]
+        versions = version_changes(profile_of(baseline), profile)
+        out += ["", "## Verdicts against the baseline", "", verdict_markdown(verdicts, control_of(current), control_of(baseline), versions)]
     return "\n".join(out) + "\n"
 
 

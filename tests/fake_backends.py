@@ -99,6 +99,32 @@ class CrashSecond(TorchEager):
         return super().compile(model, target, threads, example)
 
 
+class Sleeper(TorchEager):
+    """Eager torch whose every timed call also sleeps INFER_BENCH_SLEEP_MS milliseconds: a known
+    latency that CPU load barely moves (a sleeping worker does not compete for the CPU), for tests
+    of the verdict wiring whose outcome must not depend on how busy the machine is."""
+
+    name = "sleeper"
+
+    def compile(self, model, target, threads, example):
+        compiled = super().compile(model, target, threads, example)
+        delay = float(os.environ.get("INFER_BENCH_SLEEP_MS", "1")) / 1e3
+        prepare = compiled.prepare
+
+        def sleeping_prepare(inputs):
+            run = prepare(inputs)
+
+            def timed():
+                out = run()
+                time.sleep(delay)
+                return out
+
+            return timed
+
+        compiled.prepare = sleeping_prepare
+        return compiled
+
+
 def _busy_wait(seconds: float) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:

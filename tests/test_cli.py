@@ -147,14 +147,15 @@ def test_report_writes_markdown_html_and_step_summary(tmp_path, monkeypatch):
     history = tmp_path / "history"
     history.mkdir()
     crafted(history / "0001_smoke.json", {"mlp-ort": 1e-3, "mlp-tvm": 50e-3})
-    base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3, "mlp-tvm": 50e-3})
-    cur = crafted(tmp_path / "cur.json", {"mlp-ort": 1.5e-3, "mlp-tvm": 50e-3}, seed=7)
+    base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3, "mlp-tvm": 50e-3}, profile=dict(PROFILE, packages={"onnxruntime": "1.30.0"}))
+    cur = crafted(tmp_path / "cur.json", {"mlp-ort": 1.5e-3, "mlp-tvm": 50e-3}, seed=7, profile=dict(PROFILE, packages={"onnxruntime": "1.31.1"}))
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     out = tmp_path / "out"
     assert main(["report", str(cur), "--baseline", str(base), "-o", str(out), "--history", str(history)]) == 0
     md = (out / "report.md").read_text()
     assert "| test_latency[mlp-ort] | regression |" in md.replace("REGRESSION", "regression")
+    assert "- **runtime changed**: onnxruntime 1.30.0 in the baseline, 1.31.1 now" in md
     import re
 
     # 1e8 FLOPs in ~1.5 ms = ~66.7 GFLOP/s = ~66.7% of the profile's 100 GFLOP/s peak
@@ -189,3 +190,24 @@ def test_report_renders_in_headless_chromium_without_console_errors(tmp_path):
     assert dom.count("<tr>") == 3 and "regression" in dom and "improvement" in dom
     console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert console == []
+
+
+def test_runtime_upgrades_head_the_verdict_table(tmp_path, capsys):
+    packages = {"torch": "2.12.0", "onnxruntime": "1.31.1", "apache-tvm": "0.27.0.post1", "onnx": "1.23.2"}
+    base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3}, profile=dict(PROFILE, packages=packages))
+    cur = crafted(tmp_path / "cur.json", {"mlp-ort": 1e-3}, seed=6,
+                  profile=dict(PROFILE, packages=dict(packages, torch="2.13.0", onnx="1.24.0")))
+    assert main(["compare", str(base), str(cur)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["runtime changed: torch 2.12.0 in the baseline, 2.13.0 now: ratios include the effect of this upgrade",
+                         "runtime changed: onnx 1.23.2 in the baseline, 1.24.0 now: ratios include the effect of this upgrade"]
+    assert lines[2].startswith("cell") and not any("onnxruntime" in line for line in lines)
+    assert main(["compare", str(base), str(cur), "--format", "json"]) == 0
+    assert [c.split()[0] for c in json.loads(capsys.readouterr().out)["runtime_changes"]] == ["torch", "onnx"]
+    assert main(["compare", str(base), str(cur), "--format", "md"]) == 0
+    assert capsys.readouterr().out.startswith("- **runtime changed**: torch 2.12.0 in the baseline, 2.13.0 now")
+    # the same versions on both sides: no line; a baseline without versions: says so
+    assert main(["compare", str(base), str(base)]) == 0
+    assert "runtime changed" not in capsys.readouterr().out
+    assert main(["compare", str(crafted(tmp_path / "old.json", {"mlp-ort": 1e-3}, seed=7)), str(cur)]) == 0
+    assert capsys.readouterr().out.startswith("runtime changed: the baseline records no runtime versions")
