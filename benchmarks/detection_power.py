@@ -8,7 +8,7 @@ Then it draws many comparisons from the pools (disjoint random subsets of proces
 - false alarms: A vs A comparisons called a regression;
 - detection: A vs +5% / +10% comparisons called a regression;
 
-for infer-bench's verdict (harness.verdict.judge) and for pytest-benchmark's fixed threshold
+for infer-bench's verdict (harness.compare.verdict.judge) and for pytest-benchmark's fixed threshold
 (``--benchmark-compare-fail=median:5%``: pooled median ratio > 1.05) on the same data, with one
 process per side (how pytest-benchmark is normally run) and with P processes per side.
 
@@ -22,6 +22,7 @@ import argparse
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,26 +30,24 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.cell import Cell  # noqa: E402
-from harness.launcher import build_request, run_in_process  # noqa: E402
-from harness.verdict import judge  # noqa: E402
+from harness.plan.cell import Cell  # noqa: E402
+from harness.run.launcher import build_request, run_in_process  # noqa: E402
+from harness.compare.verdict import judge  # noqa: E402
 
 CONDITIONS = {"A": 0.0, "+5%": 0.05, "+10%": 0.10}
 
 
 def measure_pools(model: str, backend: str, threads: str, pool: int, seconds: float) -> dict[str, list[np.ndarray]]:
     cell = Cell(model, "slowed", threads=threads)
-    request = build_request(cell, timing={"max_time": seconds, "min_rounds": 5}, measure=True)
-    request["check_parity"] = False
+    request = replace(build_request(cell, timing={"max_time": seconds, "min_rounds": 5}), check_parity=False)
     env = {"INFER_BENCH_BACKENDS": "slowed=tests.fake_backends:Slowed", "INFER_BENCH_SLOW_INNER": backend}
     pools: dict[str, list[np.ndarray]] = {name: [] for name in CONDITIONS}
     for i in range(pool):
         for name, slowdown in CONDITIONS.items():  # interleaved: drift hits every condition alike
-            result = run_in_process(cell, request, timeout_s=300, extra_env=dict(env, INFER_BENCH_SLOWDOWN=str(slowdown)))
-            if result["status"] != "ok":
-                raise SystemExit(f"{name} process {i}: {result.get('message')}")
-            s = result["samples"][0]
-            pools[name].append(np.array(s["round_s"]) / s["iterations"])
+            result = run_in_process(request, timeout_s=300, extra_env=dict(env, INFER_BENCH_SLOWDOWN=str(slowdown)))
+            if not result.ok:
+                raise SystemExit(f"{name} process {i}: {result.message}")
+            pools[name].append(np.array(result.per_process()[0]))
         print(f"  pool {i + 1}/{pool}: " + ", ".join(f"{n} {np.median(pools[n][-1]) * 1e3:.3f} ms" for n in CONDITIONS),
               file=sys.stderr, flush=True)
     return pools

@@ -1,7 +1,7 @@
 """Does the harness's timing loop distort fast models?
 
 For each cell, in one process and on one compiled artifact, alternate the harness's loop
-(harness.timing.measure, as the worker runs it) with a bare ``time.perf_counter()`` loop, several
+(harness.run.timing.measure, as the worker runs it) with a bare ``time.perf_counter()`` loop, several
 times, and compare medians. Target: within 3% for cells of 1 ms or more.
 
     python benchmarks/overhead.py                       # default cells, 2 threads
@@ -38,14 +38,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=1.0, help="measuring time per loop")
     args = parser.parse_args()
 
-    from harness.threads import thread_env
+    from harness.machine.threads import thread_env
 
     os.environ.update(thread_env(args.threads))  # before any runtime is imported
     from harness.backends import get_backend
     from harness.models import build_model
     from harness.models.base import INPUT_SEED_TIMING
-    from harness.targets import get_target
-    from harness.timing import TimingOptions, measure
+    from harness.plan.targets import get_target
+    from harness.run.timing import TimingOptions, measure
 
     options = TimingOptions(max_time=args.seconds)
     print("| cell | harness median ms | bare loop median ms | harness / bare |")

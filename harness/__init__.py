@@ -1,11 +1,24 @@
 """infer-bench: a pytest-based benchmark and regression harness for deep-learning inference.
 
-Data flows one way: matrix -> cell -> models -> backends -> worker (compile, parity, timing)
--> launcher (process isolation) -> plugin (pytest-benchmark stats) -> baselines/ -> reports.
+Data flows one way, one folder per step:
+
+    plan/ (matrix -> cells, skip reasons) -> models/ -> backends/ -> run/ (worker: compile, parity,
+    timing; launcher and interleaved schedule in the parent) -> compare/ (statistics, verdicts)
+    -> store/ (saved results, baselines) -> report/ (tables, Markdown, HTML, thread scaling)
+
+with machine/ (threads, profile, peak, drift, load) beside it, and plugin/ wiring it into pytest
+and pytest-benchmark. The library works without pytest (``python -m harness``).
 
 This package must stay import-light: worker processes import it *before* any runtime so that
-thread settings in the environment take effect.
+thread settings in the environment take effect. ``Matrix`` and ``Cell`` are re-exported lazily.
 """
 
 __version__ = "0.1.0"
-SCHEMA_VERSION = 1  # version of the JSON messages exchanged with worker processes
+
+
+def __getattr__(name: str):
+    if name in ("Matrix", "Cell"):
+        from harness.plan import cell, matrix
+
+        return {"Matrix": matrix.Matrix, "Cell": cell.Cell}[name]
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")

@@ -13,8 +13,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .results import ResultFileError, by_name, control_of, load_result, process_samples, profile_of
-from .verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD, judge_against
+from harness.compare.compare import compare_results
+from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD
+from harness.store.results import ResultFileError, load_result
 
 
 class UsageProblem(Exception):
@@ -28,43 +29,28 @@ def _fraction(text: str) -> float:
     return value
 
 
-def compare_files(baseline: dict, current: dict, threshold: float, alpha: float) -> tuple[list, dict]:
-    from .drift import applied_drift
-
-    benches = by_name(current)
-    verdicts = judge_against(
-        baseline, {name: process_samples(b) for name, b in benches.items()},
-        {name: (b.get("extra_info") or {}).get("regression_threshold") for name, b in benches.items()},
-        threshold, alpha, applied_drift(control_of(current), control_of(baseline)))
-    profiles = {"baseline": (profile_of(baseline) or {}).get("profile_id"), "current": (profile_of(current) or {}).get("profile_id")}
-    return verdicts, profiles
-
-
 def cmd_compare(args) -> int:
-    from .machine_profile import version_changes
-    from .report import verdict_lines, verdict_markdown
+    from harness.report.markdown import verdict_markdown
+    from harness.report.tables import verdict_lines
 
-    baseline, current = load_result(args.baseline), load_result(args.current)
-    versions = version_changes(profile_of(baseline), profile_of(current))
-    verdicts, profiles = compare_files(baseline, current, args.threshold, args.alpha)
-    mismatch = profiles["baseline"] != profiles["current"]
-    if mismatch and not args.allow_profile_mismatch:
-        raise UsageProblem(f"profiles differ: baseline {profiles['baseline']}, current {profiles['current']}; "
+    comparison = compare_results(load_result(args.baseline), load_result(args.current), args.threshold, args.alpha)
+    baseline_id, current_id = comparison.profile_ids
+    if comparison.profiles_differ and not args.allow_profile_mismatch:
+        raise UsageProblem(f"profiles differ: baseline {baseline_id}, current {current_id}; "
                            f"timings from different machines are not comparable (override with --allow-profile-mismatch)")
     if args.format == "json":
-        print(json.dumps({"profiles": profiles, "runtime_changes": versions, "verdicts": [v.to_dict() for v in verdicts],
-                          "control": {"baseline": control_of(baseline), "current": control_of(current)}}, indent=2))
+        print(json.dumps(comparison.to_dict(), indent=2))
     elif args.format == "md":
-        print(verdict_markdown(verdicts, control_of(current), control_of(baseline), versions))
+        print(verdict_markdown(comparison))
     else:
-        print("\n".join(verdict_lines(verdicts, control_of(current), control_of(baseline), versions)))
-    if mismatch:
-        print(f"warning: compared across profiles {profiles['baseline']} -> {profiles['current']}", file=sys.stderr)
-    return 1 if any(v.verdict == "regression" for v in verdicts) else 0
+        print("\n".join(verdict_lines(comparison)))
+    if comparison.profiles_differ:
+        print(f"warning: compared across profiles {baseline_id} -> {current_id}", file=sys.stderr)
+    return 1 if comparison.regressions else 0
 
 
 def cmd_baseline_update(args) -> int:
-    from .baselines import BaselineStore
+    from harness.store.baselines import BaselineStore
 
     store = BaselineStore(args.store)
     source = args.source
@@ -82,12 +68,11 @@ def cmd_baseline_update(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report_html import write_reports
+    from harness.report.html import write_reports
 
     current = load_result(args.result)
-    baseline = load_result(args.baseline) if args.baseline else None
-    written = write_reports(current, baseline, Path(args.output), history_dir=args.history,
-                            threshold=args.threshold, alpha=args.alpha)
+    comparison = compare_results(load_result(args.baseline), current, args.threshold, args.alpha) if args.baseline else None
+    written = write_reports(current, comparison, Path(args.output), history_dir=args.history)
     for path in written:
         print(path)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -104,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="verdicts for CURRENT against BASELINE (pytest-benchmark JSON files)")
     c.add_argument("baseline")
     c.add_argument("current")
-    c.add_argument("--threshold", type=_fraction, default=DEFAULT_THRESHOLD, help="minimum practical effect (default 0.05)")
-    c.add_argument("--alpha", type=_fraction, default=DEFAULT_ALPHA, help="significance level (default 0.01)")
+    c.add_argument("--threshold", type=_fraction, default=DEFAULT_THRESHOLD, help=f"minimum practical effect (default {DEFAULT_THRESHOLD})")
+    c.add_argument("--alpha", type=_fraction, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA})")
     c.add_argument("--format", choices=("text", "md", "json"), default="text")
     c.add_argument("--allow-profile-mismatch", action="store_true", help="compare results from different machine profiles")
     c.set_defaults(func=cmd_compare)

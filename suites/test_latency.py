@@ -4,7 +4,7 @@
     pytest suites/test_latency.py                    # the full nightly matrix
 """
 
-from harness.matrix import Matrix
+from harness.plan.matrix import Matrix
 
 MATRIX = Matrix(
     models=["mlp", "bert_tiny", "resnet_tiny", "squeezenet",

@@ -8,7 +8,7 @@ parallel efficiency vs threads per backend, oversubscribed points marked) and pr
     pytest suites/test_threads.py              # every smoke model on every backend
 """
 
-from harness.matrix import Matrix
+from harness.plan.matrix import Matrix
 
 # One worker process per cell: a sweep looks for 2x effects, not 5% regressions, and it has many
 # cells (use --processes 3 for verdict-grade samples).

@@ -6,8 +6,8 @@ import pytest
 from harness.backends import BUILTIN, UnknownBackendError, get_backend, registered
 from harness.models.base import INPUT_SEED_PARITY, OnnxModel
 from harness.models.mlp import build_mlp
-from harness.parity import check_parity
-from harness.targets import get_target
+from harness.run.parity import check_parity
+from harness.plan.targets import get_target
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.baselines import BaselineStore
+from harness.store.baselines import BaselineStore
 from harness.cli import main
-from harness.results import ResultFileError
+from harness.store.results import ResultFileError
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = {"profile_id": "test-cpu-2cpu-8g-abc123", "cpu": {"model": "Test CPU", "isa": []},
@@ -74,6 +74,9 @@ def test_drift_corrected_verdict(tmp_path, capsys):
     ("{", "not JSON"),
     ('{"benchmarks": 3}', "no 'benchmarks' list"),
     ('{"benchmarks": [{"name": "x"}]}', "benchmark #0 lacks 'fullname' or 'stats'"),
+    ('{"benchmarks": [], "infer_bench": {"format_version": 99}}',
+     "written by a newer infer-bench (result format 99; this one reads up to 2): upgrade infer-bench to read it"),
+    ('{"benchmarks": [], "infer_bench": {"format_version": "2"}}', "'infer_bench.format_version' is '2', not an integer"),
 ])
 def test_corrupt_file_is_exit_2_with_one_line(tmp_path, capsys, content, message):
     good = crafted(tmp_path / "good.json", {"mlp-ort": 1e-3})
@@ -116,7 +119,8 @@ def test_baseline_update_is_atomic_and_keeps_history(tmp_path, capsys):
     assert main(["baseline", "update", "--from", str(second), "--store", str(store_dir), "--name", "nightly"]) == 0
     store = BaselineStore(store_dir)
     assert [p.name for p in store.runs()] == ["0001_smoke.json", "0002_nightly.json"]
-    assert json.loads(store.runs()[0].read_text()) == json.loads(first.read_text())
+    source = json.loads(first.read_text())  # format 1 (no version): stored migrated to the current format
+    assert json.loads(store.runs()[0].read_text()) == dict(source, infer_bench=dict(source["infer_bench"], format_version=2))
     assert store.latest("test-cpu-2cpu-8g-abc123").name == "0002_nightly.json"
     # a corrupt source changes nothing and leaves no temporary file behind
     bad = tmp_path / "bad.json"

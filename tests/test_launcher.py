@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.cell import Cell
-from harness.launcher import build_request, run_cell, run_in_process
-from harness.worker import main as worker_main
+from harness.plan.cell import Cell
+from harness.run.launcher import build_request, run_in_process
+from harness.run.schedule import run_cell
+from harness.run.worker import main as worker_main
 
 FACTORY = {"model_factory": "tests.tiny_models:tiny_mlp"}
 FAKES = ",".join(f"{n}=tests.fake_backends:{c}" for n, c in [
@@ -31,65 +32,65 @@ def _cell(backend, threads="1"):
 ])
 def test_crashing_worker_fails_only_its_cell_with_signal_and_stderr(backend, reason):
     result = run_cell(_cell(backend), timing=FAST)
-    assert result["status"] == "crashed"
-    assert result["message"].startswith(reason)
-    assert f"about to {backend}" in result["message"]
-    assert "samples" not in result
+    assert result.status == "crashed"
+    assert result.message.startswith(reason)
+    assert f"about to {backend}" in result.message
+    assert result.samples == []
 
 
 def test_hanging_worker_is_killed_at_the_timeout():
     result = run_cell(_cell("hang"), timeout_s=8, timing=FAST)
-    assert result["status"] == "crashed"
-    assert result["message"].startswith("timed out after 8s (per-cell timeout; raise it with --cell-timeout)")
-    assert "hanging now" in result["message"]
+    assert result.status == "crashed"
+    assert result.message.startswith("timed out after 8s (per-cell timeout; raise it with --cell-timeout)")
+    assert "hanging now" in result.message
 
 
 def test_backend_exception_is_a_one_line_error_with_stage():
     result = run_cell(_cell("raises"), timing=FAST)
-    assert result["status"] == "error" and result["stage"] == "compile"
-    assert result["message"] == "compile failed: RuntimeError: the in-house compiler rejected op 'Gelu'"
-    assert "Traceback" in result["traceback"]
+    assert result.status == "error" and result.stage == "compile"
+    assert result.message == "compile failed: RuntimeError: the in-house compiler rejected op 'Gelu'"
+    assert "Traceback" in result.traceback
 
 
 def test_missing_runtime_is_unavailable_not_failed():
     result = run_cell(_cell("missing"), timing=FAST)
-    assert result["status"] == "unavailable"
-    assert "No module named 'package_that_does_not_exist'" in result["message"]
+    assert result.status == "unavailable"
+    assert "No module named 'package_that_does_not_exist'" in result.message
 
 
 def test_wrong_answers_fail_parity_and_are_not_timed():
     result = run_cell(_cell("wrong"), timing=FAST)
-    assert result["status"] == "parity_failed"
-    assert "samples" not in result
-    assert result["message"].startswith("output 'output' worst element [")
-    assert "float64 expects" in result["message"]
+    assert result.status == "parity_failed"
+    assert result.samples == []
+    assert result.message.startswith("output 'output' worst element [")
+    assert "float64 expects" in result.message
 
 
 def test_environment_is_applied_before_any_runtime_loads():
     seen = {}
     for threads in ("1", "2"):
         result = run_cell(_cell("envreport", threads), timing=FAST)
-        assert result["status"] == "ok", result.get("message")
-        seen[threads] = result["threads"]
+        assert result.status == "ok", result.message
+        seen[threads] = result.threads
     for threads, info in seen.items():
-        assert info["runtime"]["omp_env_seen"] == threads
-        assert info["runtime"]["torch_threads_at_import"] == int(threads)  # read by torch at import
-        assert info["env"]["OMP_NUM_THREADS"] == threads and info["env"]["TVM_NUM_THREADS"] == threads
-        assert info["os_threads"] >= 1
+        assert info.runtime["omp_env_seen"] == threads
+        assert info.runtime["torch_threads_at_import"] == int(threads)  # read by torch at import
+        assert info.env["OMP_NUM_THREADS"] == threads and info.env["TVM_NUM_THREADS"] == threads
+        assert info.os_threads >= 1
 
 
 def test_good_cell_returns_samples_and_metadata():
     result = run_cell(_cell("torch"), timing=FAST)
-    assert result["status"] == "ok"
-    [s] = result["samples"]
-    assert len(s["round_s"]) >= 3 and s["iterations"] >= 1 and all(r > 0 for r in s["round_s"])
-    assert result["flops"] == 2 * 2 * (16 * 32 + 32 * 4)
-    assert result["peak_rss_mb"] > 10 and result["compile_s"] >= 0
-    assert result["cpu_budget"]["effective_cpus"] >= 1
+    assert result.status == "ok"
+    [s] = result.samples
+    assert len(s.round_s) >= 3 and s.iterations >= 1 and all(r > 0 for r in s.round_s)
+    assert result.flops == 2 * 2 * (16 * 32 + 32 * 4)
+    assert result.peak_rss_mb > 10 and result.compile_s >= 0
+    assert result.cpu_budget.effective_cpus >= 1
 
 
 def test_worker_refuses_other_schema_versions(tmp_path):
-    req = build_request(_cell("torch"))
+    req = build_request(_cell("torch")).to_dict()
     req["schema_version"] = 999
     (tmp_path / "req.json").write_text(json.dumps(req))
     assert worker_main([str(tmp_path / "req.json"), str(tmp_path / "res.json")]) == 2
@@ -97,19 +98,22 @@ def test_worker_refuses_other_schema_versions(tmp_path):
 
 
 def test_worker_that_exits_without_a_result_is_reported(monkeypatch):
-    cell = _cell("torch")
-    req = build_request(cell)
-    req["schema_version"] = 999  # the worker exits 2 before writing anything
-    result = run_in_process(cell, req, timeout_s=60)
-    assert result["status"] == "crashed"
-    assert result["message"].startswith("worker exited with code 2; stderr: worker speaks schema")
+    import harness.run.launcher as launcher
+
+    req = build_request(_cell("torch"))
+    real_to_dict = req.to_dict
+    # a request from another harness version: the worker exits 2 before writing anything
+    monkeypatch.setattr(type(req), "to_dict", lambda self: dict(real_to_dict(), schema_version=999))
+    result = launcher.run_in_process(req, timeout_s=60)
+    assert result.status == "crashed" and result.cell == req.cell and result.threads.resolved == req.threads
+    assert result.message.startswith("worker exited with code 2; stderr: request has schema 999, this worker speaks 2")
 
 
 def test_several_processes_each_contribute_samples_and_parity_runs_once():
     result = run_cell(_cell("envreport", "1"), timing=FAST, processes=3)
-    assert result["status"] == "ok"
-    assert len(result["samples"]) == 3 and all(len(s["round_s"]) >= 3 for s in result["samples"])
-    assert result["parity"]["passed"]
+    assert result.status == "ok"
+    assert len(result.samples) == 3 and all(len(s.round_s) >= 3 for s in result.samples)
+    assert result.parity["passed"]
 
 
 def test_a_failing_later_process_fails_the_cell(monkeypatch, tmp_path):
@@ -118,8 +122,8 @@ def test_a_failing_later_process_fails_the_cell(monkeypatch, tmp_path):
     monkeypatch.setenv("INFER_BENCH_BACKENDS", FAKES + ",crashsecond=tests.fake_backends:CrashSecond")
     monkeypatch.setenv("CRASH_FLAG", str(flag))
     result = run_cell(_cell("crashsecond"), timing=FAST, processes=3)
-    assert result["status"] == "crashed"
-    assert result["message"].startswith("worker process 2/3: worker killed by SIGABRT")
+    assert result.status == "crashed"
+    assert result.message.startswith("worker process 2/3: worker killed by SIGABRT")
 
 
 def test_foreign_cpu_load_during_a_cell_is_measured():
@@ -132,8 +136,8 @@ def test_foreign_cpu_load_during_a_cell_is_measured():
     finally:
         spinner.kill()
         spinner.wait()
-    assert result["status"] == "ok"
-    assert result["foreign_load"] > 0.5  # one spinning neighbour = about one CPU of foreign work
+    assert result.status == "ok"
+    assert result.foreign_load > 0.5  # one spinning neighbour = about one CPU of foreign work
 
 
 def test_workers_die_with_the_harness_that_started_them(tmp_path):
@@ -144,14 +148,14 @@ def test_workers_die_with_the_harness_that_started_them(tmp_path):
     import psutil
 
     script = ("import os; os.environ['INFER_BENCH_BACKENDS'] = %r\n"
-              "from tests.test_launcher import _cell\nfrom harness.launcher import run_cell\n"
+              "from tests.test_launcher import _cell\nfrom harness.run.schedule import run_cell\n"
               "run_cell(_cell('hang'), timeout_s=300)\n") % FAKES
     parent = subprocess.Popen([sys.executable, "-c", script], cwd=str(Path(__file__).resolve().parent.parent))
     try:
         deadline = time.time() + 60
         workers = []
         while time.time() < deadline and not workers:
-            workers = [p for p in psutil.Process(parent.pid).children(recursive=True) if "harness.worker" in " ".join(p.cmdline())]
+            workers = [p for p in psutil.Process(parent.pid).children(recursive=True) if "harness.run.worker" in " ".join(p.cmdline())]
             time.sleep(0.2)
         assert workers, "the worker never started"
         parent.kill()  # like a killed pytest: no cleanup code runs

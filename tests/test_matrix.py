@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.cell import Cell, sparsity_label
-from harness.matrix import Matrix, MatrixError
+from harness.plan.cell import Cell, sparsity_label
+from harness.plan.matrix import Matrix, MatrixError
 
 names = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
 axis_values = {

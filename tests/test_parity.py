@@ -4,7 +4,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from harness.parity import ParityPolicy, check_parity
+from harness.run.parity import ParityPolicy, check_parity
 
 POLICY = ParityPolicy(multiplier=10.0, rel_floor=1e-5, abs_floor=1e-7)
 values = arrays(np.float64, st.integers(1, 64), elements=st.floats(-100, 100, allow_nan=False))
@@ -88,6 +88,6 @@ def test_summary_and_round_trip():
     s = report.summary()
     assert s["parity_passed"] and s["cosine"] == pytest.approx(1.0)
     assert s["max_abs_err"] == pytest.approx(1e-7, rel=1e-3)
-    from harness.parity import ParityReport
+    from harness.run.parity import ParityReport
 
     assert ParityReport.from_dict(report.to_dict()).summary() == s

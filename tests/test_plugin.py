@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = '''
-from harness.matrix import Matrix
+from harness.plan.matrix import Matrix
 
 MATRIX = Matrix(models=["mlp", "squeezenet"], backends=["torch", "ort"], threads=["1", "2"],
                 smoke={"models": ["mlp"], "threads": ["1"]})
@@ -26,7 +26,7 @@ def suite(pytester, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("INFER_BENCH_BACKENDS", FAKES)
     pytester.makepyfile(test_suite=SUITE)
-    return lambda *args: pytester.runpytest_subprocess("-p", "harness.plugin", "-p", "no:cacheprovider", *args)
+    return lambda *args: pytester.runpytest_subprocess("-p", "harness.plugin.hooks", "-p", "no:cacheprovider", *args)
 
 
 def test_ids_smoke_marker_and_axis_overrides(suite):
@@ -89,7 +89,7 @@ def test_broken_cells_fail_alone_and_good_cells_are_recorded(suite, pytester):
 
 VERDICT_SUITE = '''
 import pytest
-from harness.matrix import Matrix
+from harness.plan.matrix import Matrix
 
 MATRIX = Matrix(models=["tiny_mlp"], backends=["sleeper"], threads=["1"])
 
@@ -111,7 +111,7 @@ def test_fail_on_regression_and_verdict_table(pytester, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("INFER_BENCH_BACKENDS", "sleeper=tests.fake_backends:Sleeper")
     pytester.makepyfile(test_verdicts=VERDICT_SUITE)
-    common = ("-p", "harness.plugin", "-p", "no:cacheprovider", "--model-factory", "tests.tiny_models:tiny_mlp",
+    common = ("-p", "harness.plugin.hooks", "-p", "no:cacheprovider", "--model-factory", "tests.tiny_models:tiny_mlp",
               "--processes", "3", "--benchmark-max-time", "0.1", "--benchmark-storage", f"file://{pytester.path / 'store'}")
     monkeypatch.setenv("INFER_BENCH_SLEEP_MS", "2")
     first = pytester.runpytest_subprocess(*common, "--benchmark-save", "base")

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from harness.models import build_model
-from harness.pruning import apply_sparsity, prune_array
+from harness.models.pruning import prune_array
 
 
 @given(arrays(np.float32, st.integers(1, 500), elements=st.floats(-10, 10, width=32)), st.floats(0, 0.99))
@@ -26,9 +26,9 @@ def test_prune_rejects_bad_sparsity():
 
 
 @pytest.mark.parametrize("name", ["mlp", "squeezenet"])
-def test_apply_sparsity_reaches_the_target_on_torch_and_onnx_models(name):
+def test_prune_reaches_the_target_on_torch_and_onnx_models(name):
     m = build_model(name)
     before = m.reference(m.make_inputs(0))[0][0]
-    measured = apply_sparsity(m, 0.9)
+    measured = m.prune(0.9)
     assert measured == pytest.approx(0.9, abs=0.005)
     assert not np.allclose(before, m.reference(m.make_inputs(0))[0][0])

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.threads import CpuBudget, ThreadSpecError, cpu_budget, cpu_quota, resolve_threads, thread_env
+from harness.machine.threads import CpuBudget, ThreadSpecError, cpu_budget, cpu_quota, resolve_threads, thread_env
 
 
 def test_cgroup_v2_quota(tmp_path):

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.stats import center, ratio_estimate
-from harness.verdict import judge
+from harness.compare.stats import center, ratio_estimate
+from harness.compare.verdict import judge
 
 
 def measurement(rng, true_s, processes=3, rounds=40, within=0.02, between=0.0):
@@ -66,7 +66,7 @@ def test_a_real_slowdown_of_every_process_is_not_mistaken_for_a_slow_state():
 
 
 def test_bimodal_processes_keep_the_steady_mode():
-    from harness.stats import steady
+    from harness.compare.stats import steady
 
     meds = np.array([1.64, 1.66, 1.70, 2.05, 2.29])
     assert list(steady(meds)) == [1.64, 1.66, 1.70]

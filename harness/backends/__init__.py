@@ -14,7 +14,7 @@ import importlib
 import os
 from importlib.metadata import entry_points
 
-from .base import Backend, Compiled
+from harness.backends.base import Backend, Compiled
 
 BUILTIN = {
     "torch": "harness.backends.torch_eager:TorchEager",

@@ -8,8 +8,8 @@ from typing import Callable, ClassVar, Protocol
 
 import numpy as np
 
-from ..models.base import Model
-from ..targets import TargetInfo
+from harness.models.base import Model
+from harness.plan.targets import TargetInfo
 
 
 class Compiled(Protocol):

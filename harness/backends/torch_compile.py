@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .torch_eager import TorchEager, TorchModuleRunner, set_torch_threads
+from harness.backends.torch_eager import TorchEager, TorchModuleRunner, set_torch_threads
 
 
 class TorchCompile(TorchEager):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Backend
+from harness.backends.base import Backend
 
 
 def torch_thread_info() -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Backend
+from harness.backends.base import Backend
 
 
 def tvm_target(target_info, threads: int):

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
-from .base import Model
-from .cnn import build_mobilenet_v2, build_resnet
-from .encoder import SIZES, build_encoder
-from .mlp import build_mlp
-from .onnx_light import LIGHT_GRAPHS, build_light
-from .user import UserModelError, build_from_factory, build_from_file, model_name_for
+from harness.models.base import Model
+from harness.models.cnn import build_mobilenet_v2, build_resnet
+from harness.models.encoder import SIZES, build_encoder
+from harness.models.mlp import build_mlp
+from harness.models.onnx_light import LIGHT_GRAPHS, build_light
+from harness.models.user import UserModelError, build_from_factory, build_from_file, model_name_for
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ class InputSpec:
 
 
 class Model:
-    """Base class. Subclasses set ``name``, ``kind`` ("torch" or "onnx") and ``inputs`` and
-    implement ``torch_module`` (torch kind) or ``onnx_model`` (onnx kind)."""
+    """Base class: a name, a kind ("torch" or "onnx"), input specs, and the forms and facts each
+    subclass owns (``TorchModel``, ``OnnxModel``): FLOPs, float64 reference, pruning."""
 
     name: str
     kind: str
@@ -39,74 +39,29 @@ class Model:
         rng = np.random.default_rng(seed)
         return [spec.sample(rng) for spec in self.inputs]
 
-    # -- forms -----------------------------------------------------------------------------
     def torch_module(self):
-        """A float32 torch.nn.Module in eval mode (torch kind only)."""
+        """A float32 torch.nn.Module in eval mode (torch models only)."""
         raise NotImplementedError(f"model {self.name!r} has no torch form")
 
     def onnx_model(self):
-        """The model as an onnx.ModelProto (torch models are exported once and cached)."""
-        if getattr(self, "_onnx_cache", None) is None:
-            self._onnx_cache = self._export_onnx()
-        return self._onnx_cache
-
-    def _export_onnx(self):
-        import onnx
-        import torch
-
-        module = self.torch_module()
-        example = tuple(torch.from_numpy(x) for x in self.make_inputs(INPUT_SEED_TIMING))
-        buffer = io.BytesIO()
-        torch.onnx.export(
-            module, example, buffer, dynamo=False, opset_version=17,
-            input_names=[spec.name for spec in self.inputs], output_names=self.output_names(),
-        )
-        return onnx.load_from_string(buffer.getvalue())
+        """The model as an onnx.ModelProto."""
+        raise NotImplementedError
 
     def output_names(self) -> list[str]:
         return ["output"]
 
-    # -- facts -----------------------------------------------------------------------------
     def flops(self) -> int:
-        """FLOPs of one inference (2 per multiply-add), counted by torch's FlopCounterMode for
-        torch models and from ONNX shape inference for ONNX graphs."""
-        if self.kind == "torch":
-            import torch
-            from torch.utils.flop_counter import FlopCounterMode
-
-            module = self.torch_module()
-            args = [torch.from_numpy(x) for x in self.make_inputs(INPUT_SEED_TIMING)]
-            with FlopCounterMode(display=False) as counter, torch.no_grad():
-                module(*args)
-            return int(counter.get_total_flops())
-        from .onnx_graph import onnx_flops
-
-        return onnx_flops(self.onnx_model())
+        """FLOPs of one inference (2 per multiply-add of matmuls and convolutions)."""
+        raise NotImplementedError
 
     def reference(self, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """(float64 ground truth, plain fp32 reference) outputs for ``inputs``.
+        """(float64 ground truth, plain fp32 reference) outputs for ``inputs``."""
+        raise NotImplementedError
 
-        torch models: the module in double precision, and eager fp32 PyTorch.
-        ONNX graphs: onnx's ReferenceEvaluator on a float64 copy, and on the fp32 graph."""
-        if self.kind == "torch":
-            import torch
-
-            module = self.torch_module()
-            with torch.no_grad():
-                fp32 = _as_list(module(*[torch.from_numpy(x) for x in inputs]))
-                m64 = copy.deepcopy(module).double()
-                fp64 = _as_list(m64(*[_to_double(torch.from_numpy(x)) for x in inputs]))
-            return [t.numpy().astype(np.float64) for t in fp64], [t.numpy() for t in fp32]
-        from onnx.reference import ReferenceEvaluator
-
-        from .onnx_graph import to_float64
-
-        graph = self.onnx_model()
-        names = [spec.name for spec in self.inputs]
-        feeds64 = {n: (x.astype(np.float64) if x.dtype == np.float32 else x) for n, x in zip(names, inputs)}
-        fp64 = ReferenceEvaluator(to_float64(graph)).run(None, feeds64)
-        fp32 = ReferenceEvaluator(graph).run(None, dict(zip(names, inputs)))
-        return [np.asarray(y, dtype=np.float64) for y in fp64], [np.asarray(y) for y in fp32]
+    def prune(self, sparsity: float) -> float:
+        """Zero the smallest-magnitude weights of every matmul/convolution layer so each reaches
+        ``sparsity`` (see harness.models.pruning); returns the measured fraction of zeros."""
+        raise NotImplementedError
 
 
 def _to_double(t):
@@ -120,7 +75,8 @@ def _as_list(out):
 
 
 class TorchModel(Model):
-    """A model defined by a torch module factory (weights seeded)."""
+    """A model defined by a torch module factory (weights seeded). Its ONNX form is exported once
+    (torchscript exporter, opset 17) and re-exported after pruning."""
 
     kind = "torch"
 
@@ -130,6 +86,7 @@ class TorchModel(Model):
         self._factory = factory
         self._seed = seed
         self._module = None
+        self._exported = None
 
     def torch_module(self):
         if self._module is None:
@@ -141,7 +98,57 @@ class TorchModel(Model):
 
     def set_module(self, module) -> None:
         self._module = module.float().eval()
-        self._onnx_cache = None
+        self._exported = None
+
+    def onnx_model(self):
+        if self._exported is None:
+            import onnx
+            import torch
+
+            example = tuple(torch.from_numpy(x) for x in self.make_inputs(INPUT_SEED_TIMING))
+            buffer = io.BytesIO()
+            torch.onnx.export(self.torch_module(), example, buffer, dynamo=False, opset_version=17,
+                              input_names=[spec.name for spec in self.inputs], output_names=self.output_names())
+            self._exported = onnx.load_from_string(buffer.getvalue())
+        return self._exported
+
+    def flops(self) -> int:
+        """Counted by torch's FlopCounterMode on one forward pass."""
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        args = [torch.from_numpy(x) for x in self.make_inputs(INPUT_SEED_TIMING)]
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            self.torch_module()(*args)
+        return int(counter.get_total_flops())
+
+    def reference(self, inputs):
+        """The module in double precision, and eager fp32 PyTorch."""
+        import torch
+
+        module = self.torch_module()
+        with torch.no_grad():
+            fp32 = _as_list(module(*[torch.from_numpy(x) for x in inputs]))
+            fp64 = _as_list(copy.deepcopy(module).double()(*[_to_double(torch.from_numpy(x)) for x in inputs]))
+        return [t.numpy().astype(np.float64) for t in fp64], [t.numpy() for t in fp32]
+
+    def prune(self, sparsity: float) -> float:
+        """Linear and Conv1d/2d/3d weights, in place; the ONNX form is exported again afterwards."""
+        if sparsity == 0:
+            return 0.0
+        import torch
+
+        from harness.models.pruning import measured_sparsity, prune_array
+
+        pruned = []
+        with torch.no_grad():
+            for mod in self.torch_module().modules():
+                if isinstance(mod, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
+                    w = prune_array(mod.weight.detach().numpy(), sparsity)
+                    mod.weight.copy_(torch.from_numpy(w))
+                    pruned.append(w)
+        self._exported = None  # the exported graph must carry the pruned weights
+        return measured_sparsity(pruned)
 
 
 class OnnxModel(Model):
@@ -151,12 +158,51 @@ class OnnxModel(Model):
 
     def __init__(self, name: str, graph, inputs: list[InputSpec] | None = None):
         self.name = name
-        self._onnx_cache = graph
+        self._graph = graph
         self.inputs = inputs if inputs is not None else graph_inputs(graph)
         self._output_names = [o.name for o in graph.graph.output]
 
+    def onnx_model(self):
+        return self._graph
+
     def output_names(self) -> list[str]:
         return self._output_names
+
+    def flops(self) -> int:
+        """From ONNX shape inference (harness.models.onnx_graph.onnx_flops)."""
+        from harness.models.onnx_graph import onnx_flops
+
+        return onnx_flops(self._graph)
+
+    def reference(self, inputs):
+        """onnx's ReferenceEvaluator on a float64 copy of the graph, and on the fp32 graph."""
+        from onnx.reference import ReferenceEvaluator
+
+        from harness.models.onnx_graph import to_float64
+
+        names = [spec.name for spec in self.inputs]
+        feeds64 = {n: (x.astype(np.float64) if x.dtype == np.float32 else x) for n, x in zip(names, inputs)}
+        fp64 = ReferenceEvaluator(to_float64(self._graph)).run(None, feeds64)
+        fp32 = ReferenceEvaluator(self._graph).run(None, dict(zip(names, inputs)))
+        return [np.asarray(y, dtype=np.float64) for y in fp64], [np.asarray(y) for y in fp32]
+
+    def prune(self, sparsity: float) -> float:
+        """The graph's weight initializers (harness.models.onnx_graph.weight_initializers), in place."""
+        if sparsity == 0:
+            return 0.0
+        from onnx import numpy_helper
+
+        from harness.models.onnx_graph import weight_initializers
+        from harness.models.pruning import measured_sparsity, prune_array
+
+        names = set(weight_initializers(self._graph))
+        pruned = []
+        for init in self._graph.graph.initializer:
+            if init.name in names:
+                w = prune_array(numpy_helper.to_array(init), sparsity)
+                init.CopyFrom(numpy_helper.from_array(w, init.name))
+                pruned.append(w)
+        return measured_sparsity(pruned)
 
 
 _ONNX_DTYPES = {1: "float32", 7: "int64", 6: "int32", 11: "float64", 9: "bool"}

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .base import InputSpec, TorchModel
+from harness.models.base import InputSpec, TorchModel
 
 
 def _randomize_batchnorm(module) -> None:

@@ -3,7 +3,7 @@ multi-head self-attention and a GELU feed-forward network, and a pooled classifi
 
 from __future__ import annotations
 
-from .base import InputSpec, TorchModel
+from harness.models.base import InputSpec, TorchModel
 
 SIZES = {
     #            layers hidden heads  seq  vocab

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import InputSpec, TorchModel
+from harness.models.base import InputSpec, TorchModel
 
 
 def build_mlp(name: str, batch: int = 8, features: int = 512, hidden: int = 1024, layers: int = 3, classes: int = 10) -> TorchModel:

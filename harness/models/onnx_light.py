@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .base import INPUT_SEED_TIMING, OnnxModel
+from harness.models.base import INPUT_SEED_TIMING, OnnxModel
 
 LIGHT_GRAPHS = ("squeezenet", "resnet50", "shufflenet", "densenet121", "inception_v1", "inception_v2", "bvlc_alexnet", "vgg19", "zfnet512")
 OPSET = 17
@@ -26,7 +26,7 @@ def prepare_graph(graph, seed: int):
     import onnx
     from onnx import version_converter
 
-    from .onnx_graph import calibrate_logits, materialize_weights
+    from harness.models.onnx_graph import calibrate_logits, materialize_weights
 
     graph = materialize_weights(graph, seed)
     if graph.opset_import and max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) < OPSET:

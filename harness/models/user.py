@@ -6,7 +6,7 @@ import importlib
 import os
 import re
 
-from .base import InputSpec, OnnxModel, ShapeError, TorchModel, graph_inputs
+from harness.models.base import InputSpec, OnnxModel, ShapeError, TorchModel, graph_inputs
 
 
 class UserModelError(ValueError):
@@ -36,6 +36,25 @@ def parse_input_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def user_model(model_file: str | None, model_factory: str | None, input_shapes: list[str] | None) -> tuple[str, dict] | None:
+    """(model name, model options for the worker) for --model-file / --model-factory, or None.
+    Raises UserModelError with a one-line reason for a bad combination or a missing file."""
+    if model_file and model_factory:
+        raise UserModelError("--model-file and --model-factory are exclusive: give one")
+    shapes = parse_input_shapes(input_shapes)
+    if shapes and not model_file:
+        raise UserModelError("--input-shape only applies to --model-file")
+    if model_file:
+        if not os.path.isfile(model_file):
+            raise UserModelError(f"--model-file {model_file}: no such file")
+        # workers run in the project root: hand them an absolute path
+        return model_name_for(model_file), {"model_file": os.path.abspath(model_file),
+                                            "input_shapes": {k: list(v) for k, v in shapes.items()}}
+    if model_factory:
+        return model_name_for(model_factory), {"model_factory": model_factory}
+    return None
+
+
 def _fix_shapes(graph, shapes: dict[str, tuple[int, ...]]) -> None:
     for vi in graph.graph.input:
         if vi.name in shapes:
@@ -49,7 +68,7 @@ def build_from_file(path: str, input_shapes: dict[str, tuple[int, ...]] | None =
     import onnx
     from onnx import version_converter
 
-    from .onnx_graph import drop_initializer_inputs
+    from harness.models.onnx_graph import drop_initializer_inputs
 
     if not os.path.isfile(path):
         raise UserModelError(f"--model-file {path}: no such file")

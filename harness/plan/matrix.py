@@ -13,8 +13,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field, replace
 
-from .cell import Cell
-from .threads import normalize_thread_spec
+from harness.plan.cell import Cell
+from harness.machine.threads import normalize_thread_spec
 
 AXES = ("models", "backends", "targets", "sparsity", "threads", "batch")
 

@@ -1,8 +1,8 @@
 """The verdict for one cell: regression, improvement, unchanged, inconclusive, new or missing.
 
 With r the ratio current/baseline of the centres (geometric mean of per-process medians, slow
-machine-state processes left out: see harness.stats),
-[lo, hi] its confidence interval at 1 - alpha (see harness.stats), p the Mann-Whitney U p-value
+machine-state processes left out: see harness.compare.stats),
+[lo, hi] its confidence interval at 1 - alpha (see harness.compare.stats), p the Mann-Whitney U p-value
 and t the minimum practical effect (default 5%), checked in this order:
 
 - unchanged    : 1 / (1 + t) < lo and hi < 1 + t    (whatever changed, it is smaller than t)
@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .stats import ratio_estimate
+from harness.compare.stats import MODE_GAP, ratio_estimate
 
 VERDICTS = ("regression", "improvement", "unchanged", "inconclusive", "new", "missing")
 DEFAULT_THRESHOLD = 0.05
@@ -95,27 +95,7 @@ def judge(name: str, baseline: list | None, current: list | None, threshold: flo
         note = _more_processes_needed(r, lo, hi, threshold, max(est.processes))
     if any(est.slow_mode):
         note = "; ".join(filter(None, [note, f"slow machine state: {est.slow_mode[0]}/{est.processes[0]} baseline and "
-                                             f"{est.slow_mode[1]}/{est.processes[1]} current processes ran >12% slower than "
+                                             f"{est.slow_mode[1]}/{est.processes[1]} current processes ran >{MODE_GAP:.0%} slower than "
                                              f"their fastest and were left out"]))
     return Verdict(name, verdict, est.ratio, est.low, est.high, p, threshold, alpha, drift,
                    r if drift else None, note, est.processes)
-
-
-def judge_against(baseline: dict, current: dict[str, list | None], thresholds: dict[str, float] | None = None,
-                  default_threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA,
-                  drift: float | None = None, names: list[str] | None = None) -> list[Verdict]:
-    """Verdicts for ``current`` (name -> per-process samples, None when not measured) against a
-    baseline result file. ``names`` defaults to current's names, then the baseline's."""
-    from .results import by_name, process_samples
-
-    base = by_name(baseline)
-    thresholds = thresholds or {}
-    names = names if names is not None else list(dict.fromkeys(list(current) + list(base)))
-    verdicts = []
-    for name in names:
-        before = process_samples(base[name]) if name in base else None
-        now = current.get(name)
-        if before is None and now is None:
-            continue
-        verdicts.append(judge(name, before, now, thresholds.get(name) or default_threshold, alpha, drift))
-    return verdicts

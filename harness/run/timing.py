@@ -69,8 +69,8 @@ def measure(step, options: TimingOptions = TimingOptions(), timer=time.perf_coun
         while True:
             duration = _round(step, iterations, timer)
             if options.warmup:
-                start, done = time.time(), 0
-                while time.time() - start < options.max_time and done < options.warmup_iterations:
+                start, done = timer(), 0
+                while timer() - start < options.max_time and done < options.warmup_iterations:
                     duration = min(duration, _round(step, iterations, timer))
                     done += iterations
                     warmup_rounds += 1

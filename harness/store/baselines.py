@@ -5,12 +5,11 @@ profile; updates are atomic (temporary file, fsync, rename) and never touch olde
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from pathlib import Path
 
-from .results import ResultFileError, load_result, profile_of
+from harness.store.io import write_json
+from harness.store.results import ResultFileError, load_result, profile_of, stamp
 
 NAME = re.compile(r"^(\d{4})_(.+)\.json$")
 
@@ -58,14 +57,4 @@ class BaselineStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         numbers = [int(NAME.match(p.name).group(1)) for p in self.runs()]
         target = self.dir / f"{max(numbers, default=0) + 1:04d}_{name}.json"
-        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-        try:
-            with open(tmp, "w") as fh:
-                json.dump(data, fh, indent=2)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return target
+        return write_json(target, stamp(data), indent=2)

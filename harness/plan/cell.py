@@ -17,7 +17,7 @@ class Cell:
     backend: str
     target: str = "llvm"
     sparsity: float = 0.0
-    threads: str = "1"  # an integer as text, "auto" or "host" (see harness.threads)
+    threads: str = "1"  # an integer as text, "auto" or "host" (see harness.machine.threads)
     batch: int | None = None
     # model options that travel to the worker (user files, factories, shape overrides)
     model_options: dict = field(default_factory=dict, compare=False, hash=False)

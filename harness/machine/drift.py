@@ -13,13 +13,11 @@ control moved by more than ``DRIFT_TOLERANCE``; the factor is shown either way."
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 
-from .threads import thread_env
+from harness.machine.probe import run_module_json
+from harness.machine.threads import thread_env
 
 CONTROL_VERSION = 1
 DRIFT_TOLERANCE = 0.10
@@ -58,12 +56,7 @@ def control_workload(rounds: int = 31) -> dict:
 
 def measure_control(timeout_s: float = 120.0) -> dict | None:
     """Run the control in a fresh single-threaded process; None if that fails."""
-    env = dict(os.environ, **thread_env(1))
-    try:
-        proc = subprocess.run([sys.executable, "-m", "harness.drift"], env=env, capture_output=True, text=True, timeout=timeout_s)
-        return json.loads(proc.stdout) if proc.returncode == 0 else None
-    except (subprocess.SubprocessError, ValueError, OSError):
-        return None
+    return run_module_json("harness.machine.drift", thread_env(1), timeout_s)
 
 
 def run_control(control: dict | None) -> float | None:

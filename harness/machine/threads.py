@@ -3,7 +3,7 @@ that makes a runtime use it.
 
 Most thread settings are read once, when a runtime loads (libgomp reads OMP_NUM_THREADS at
 start-up, TVM's pool reads TVM_NUM_THREADS at first use), so they are applied to a *fresh worker
-process* before anything is imported (see harness.launcher).
+process* before anything is imported (see harness.run.launcher).
 """
 
 from __future__ import annotations

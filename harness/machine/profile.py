@@ -11,7 +11,7 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from .threads import cpu_budget
+from harness.machine.threads import cpu_budget
 
 PACKAGES = ("torch", "onnxruntime", "apache-tvm", "apache-tvm-ffi", "onnx", "numpy", "pytest-benchmark")
 ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "neon", "sve")
@@ -89,7 +89,7 @@ PEAK_METHOD = "best of 5 fp32 2048x2048 matmuls (ORT MLAS or torch.mm, the faste
 def measured_peak() -> dict:
     """The practical fp32 peak, measured now (a few seconds). Kept out of the profile itself: it
     varies from run to run, and pytest-benchmark warns whenever machine_info differs."""
-    from .peak import measure_peak_gflops
+    from harness.machine.peak import measure_peak_gflops
 
     return {"peak_fp32_gflops": measure_peak_gflops(), "peak_method": PEAK_METHOD}
 

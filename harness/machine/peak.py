@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 
-from .threads import cpu_budget, thread_env
+from harness.machine.probe import run_module_json
+from harness.machine.threads import cpu_budget, thread_env
 
 
 def _best(fn, repeats: int) -> float:
@@ -59,12 +58,9 @@ def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
 
 
 def measure_peak_gflops(timeout_s: float = 120.0) -> float | None:
-    env = dict(os.environ, **thread_env(cpu_budget().effective_cpus))
-    try:
-        proc = subprocess.run([sys.executable, "-m", "harness.peak"], env=env, capture_output=True, text=True, timeout=timeout_s)
-        return float(json.loads(proc.stdout)["sgemm_gflops"]) if proc.returncode == 0 else None
-    except (subprocess.SubprocessError, ValueError, KeyError, OSError):
-        return None
+    data = run_module_json("harness.machine.peak", thread_env(cpu_budget().effective_cpus), timeout_s)
+    value = (data or {}).get("sgemm_gflops")
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 if __name__ == "__main__":

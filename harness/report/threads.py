@@ -6,12 +6,14 @@ and affinity) is flagged ``oversubscribed``."""
 
 from __future__ import annotations
 
+import io
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from .record import is_oversubscribed, median_s
-from .report import fmt_or_dash
+from harness.report.tables import fmt_or_dash
+from harness.run.protocol import CellResult
+from harness.store.io import write_atomic
 
 ORDER = {"auto": 1000, "host": 1001}
 
@@ -30,26 +32,26 @@ class Point:
         return self.spec if self.spec.isdigit() else f"{self.spec}({self.resolved})"
 
 
-def scaling_table(results: list[dict]) -> dict[tuple, list[Point]]:
+def scaling_table(results: list[CellResult]) -> dict[tuple, list[Point]]:
     """(model, backend, target, sparsity, batch, test) -> points ordered by thread spec; only
     groups with at least two thread settings. Cells of different tests are never mixed."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    groups: dict[tuple, list[CellResult]] = defaultdict(list)
     for r in results:
-        if r.get("status") == "ok" and median_s(r):
-            c = r["cell"]
-            test = r.get("nodeid", "").split("[")[0]
-            groups[(c["model"], c["backend"], c["target"], c["sparsity"], c["batch"], test)].append(r)
+        if r.ok and r.median_s():
+            c = r.cell
+            test = (r.nodeid or "").split("[")[0]
+            groups[(c.model, c.backend, c.target, c.sparsity, c.batch, test)].append(r)
     table = {}
     for key, rs in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
-        if len({r["cell"]["threads"] for r in rs}) < 2:
+        if len({r.cell.threads for r in rs}) < 2:
             continue
-        rs.sort(key=lambda r: ORDER.get(r["cell"]["threads"], 0) or int(r["cell"]["threads"]))
-        base = next((median_s(r) for r in rs if r["threads"]["resolved"] == 1), None)
+        rs.sort(key=lambda r: ORDER.get(r.cell.threads, 0) or int(r.cell.threads))
+        base = next((r.median_s() for r in rs if r.threads.resolved == 1), None)
         points = []
         for r in rs:
-            n, t = r["threads"]["resolved"], median_s(r)
-            points.append(Point(r["cell"]["threads"], n, t * 1e3, base / (n * t) if base else None,
-                                base / t if base else None, is_oversubscribed(r)))
+            n, t = r.threads.resolved, r.median_s()
+            points.append(Point(r.cell.threads, n, t * 1e3, base / (n * t) if base else None,
+                                base / t if base else None, r.oversubscribed))
         table[key] = points
     return table
 
@@ -106,21 +108,19 @@ def plot(table: dict[tuple, list[Point]], path: Path) -> Path | None:
         lat.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    write_atomic(path, buf.getvalue())
     plt.close(fig)
     return path
 
 
-def write_report(results: list[dict], out_dir: Path) -> tuple[Path, Path | None] | None:
+def write_report(results: list[CellResult], out_dir: Path) -> tuple[Path, Path | None] | None:
     table = scaling_table(results)
     if not table:
         return None
     out_dir.mkdir(parents=True, exist_ok=True)
-    budget = next((r.get("cpu_budget") for r in results if r.get("cpu_budget")), None)
+    budget = next((r.cpu_budget.to_dict() for r in results if r.cpu_budget), None)
     png = plot(table, out_dir / "threads.png")
     md = to_markdown(table, budget) + (f"\n![latency and efficiency vs threads]({png.name})\n" if png else "")
-    md_path = out_dir / "threads.md"
-    tmp = md_path.with_suffix(".md.tmp")
-    tmp.write_text(md)
-    tmp.replace(md_path)
-    return md_path, png
+    return write_atomic(out_dir / "threads.md", md), png

@@ -11,29 +11,14 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from .machine_profile import version_changes
-from .report import fmt_or_dash, short_name, verdict_markdown
-from .results import ResultFileError, by_name, control_of, load_result, peak_of, profile_of
+from harness.compare.compare import Comparison
+from harness.report.markdown import cell_rows, summary_markdown
+from harness.report.tables import fmt_or_dash, short_name
+from harness.store.io import write_atomic
+from harness.store.results import ResultFileError, by_name, load_result
 
 COLORS = {"regression": "#d62728", "improvement": "#2ca02c", "unchanged": "#7f7f7f", "inconclusive": "#ff7f0e",
           "new": "#1f77b4", "missing": "#000000"}
-
-
-def cell_rows(result: dict) -> list[dict]:
-    peak, _ = peak_of(result)
-    rows = []
-    for bench in result["benchmarks"]:
-        info = bench.get("extra_info") or {}
-        median_ms = bench["stats"]["median"] * 1e3
-        gflops = info["flops"] / (median_ms / 1e3) / 1e9 if info.get("flops") else None
-        rows.append({
-            "name": bench["fullname"], "cell": short_name(bench["fullname"]), "model": info.get("model"),
-            "backend": info.get("backend"), "label": info.get("backend_label"), "threads": info.get("threads_resolved"),
-            "median_ms": median_ms, "gflops": gflops, "pct_peak": 100 * gflops / peak if gflops and peak else None,
-            "compile_s": info.get("compile_s"), "max_rel_err": info.get("max_rel_err"),
-            "oversubscribed": info.get("oversubscribed"), "processes": (info.get("samples") or {}).get("processes"),
-        })
-    return rows
 
 
 def _png(fig) -> str:
@@ -126,25 +111,6 @@ def plot_trend(series: dict[str, list[tuple[str, float]]]) -> str | None:
     return _png(fig)
 
 
-def summary_markdown(current: dict, rows: list[dict], verdicts, baseline: dict | None) -> str:
-    profile = profile_of(current) or {}
-    peak, method = peak_of(current)
-    out = ["# infer-bench report", "",
-           f"Profile **{profile.get('profile_id', 'unknown')}** - {(profile.get('cpu') or {}).get('model', '?')}, "
-           f"{(profile.get('cpu_budget') or {}).get('effective_cpus', '?')} effective CPUs; "
-           f"practical fp32 peak {fmt_or_dash(peak, '.0f')} GFLOP/s ({method}).",
-           "", "| cell | backend | threads | median ms | GFLOP/s | % of peak | compile s | max rel err | processes |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        flag = " (oversubscribed)" if r["oversubscribed"] else ""
-        out.append(f"| {r['cell']} | {r['backend']} | {r['threads']}{flag} | {r['median_ms']:.3f} | {fmt_or_dash(r['gflops'], '.1f')} | "
-                   f"{fmt_or_dash(r['pct_peak'], '.1f')} | {fmt_or_dash(r['compile_s'], '.2f')} | {fmt_or_dash(r['max_rel_err'], '.1e')} | {r['processes'] or '-'} |")
-    if verdicts is not None:
-        versions = version_changes(profile_of(baseline), profile)
-        out += ["", "## Verdicts against the baseline", "", verdict_markdown(verdicts, control_of(current), control_of(baseline), versions)]
-    return "\n".join(out) + "\n"
-
-
 def _table_html(rows: list[dict], verdicts) -> str:
     by = {v.name: v for v in verdicts or []}
     head = ["cell", "backend", "threads", "median ms", "GFLOP/s", "% of peak", "compile s", "max rel err", "verdict", "ratio [CI]"]
@@ -161,21 +127,19 @@ def _table_html(rows: list[dict], verdicts) -> str:
     return "\n".join(out)
 
 
-def write_reports(current: dict, baseline: dict | None, out_dir: Path, history_dir=None, threshold: float = 0.05,
-                  alpha: float = 0.01) -> list[Path]:
+def write_reports(current: dict, comparison: Comparison | None, out_dir: Path, history_dir=None) -> list[Path]:
+    """report.md and report.html for ``current`` (verdicts from ``comparison`` when given) into ``out_dir``."""
     import matplotlib
 
     matplotlib.use("Agg")
-    from .cli import compare_files
-
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = cell_rows(current)
-    verdicts = compare_files(baseline, current, threshold, alpha)[0] if baseline else None
+    verdicts = comparison.verdicts if comparison else None
     if history_dir is None:
-        from .baselines import BaselineStore
+        from harness.store.baselines import BaselineStore
 
         history_dir = BaselineStore().dir
-    md = summary_markdown(current, rows, verdicts, baseline)
+    md = summary_markdown(current, rows, comparison)
     plots = [("Ratio to baseline, by verdict", plot_ratios(verdicts or [])), ("Latency per backend", plot_latency(rows)),
              ("Trend over saved runs", plot_trend(history_points(Path(history_dir), current)))]
     body = "\n".join(f"<h2>{title}</h2><img class='plot' alt='{title}' src='data:image/png;base64,{png}'>" for title, png in plots if png)
@@ -199,9 +163,4 @@ window.addEventListener('load', function () {{
 </script>
 </body></html>
 """
-    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    for path, text in ((md_path, md), (html_path, page)):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    return [md_path, html_path]
+    return [write_atomic(out_dir / "report.md", md), write_atomic(out_dir / "report.html", page)]

@@ -1,0 +1,140 @@
+"""One pytest run's infer-bench state and what it does with it, free of pytest hooks (the hooks in
+harness.plugin.hooks forward here; pytest-benchmark's ``session.py`` is the model).
+
+In the order of a run:
+
+1. ``measure_control("before")`` - the drift control, in a fresh process;
+2. ``measure(plan)`` - every selected cell's worker processes, interleaved (harness.run.schedule);
+3. ``take(...)`` - each test takes its cell's result (or measures it now: sequential schedule,
+   inline launcher) and the result joins ``results``;
+4. ``set_baseline(...)`` - pytest-benchmark hands over the compared baseline (any time before 5);
+5. ``measure_control("after")`` and ``judge(...)`` - the verdicts, before pytest-benchmark saves;
+6. ``saved_extra()`` / ``summary()`` - what goes into the saved JSON and the terminal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.compare.compare import Comparison, compare
+from harness.machine.drift import measure_control
+from harness.machine.profile import measured_peak
+from harness.plan.cell import Cell
+from harness.plugin.options import RunOptions
+from harness.report.tables import cell_lines, verdict_lines
+from harness.report.threads import scaling_table, to_markdown, write_report
+from harness.run.protocol import CellResult
+from harness.run.schedule import PlannedCell, Progress, run_cell, run_cells
+from harness.store.baselines import BaselineStore
+from harness.store.results import profile_of
+
+
+@dataclass
+class Measured:
+    """A test that measured a cell: its node id and regression threshold."""
+
+    nodeid: str
+    threshold: float
+
+
+@dataclass
+class BenchSession:
+    options: RunOptions
+    root: Path = Path(".")                       # where relative report paths are resolved
+    results: list[CellResult] = field(default_factory=list)
+    control: dict | None = None                  # {"before": ..., "after": ...} of the drift control
+    scheduled: dict[str, CellResult] = field(default_factory=dict)
+    baseline: dict | None = None                 # the result pytest-benchmark compares against
+    current_profile: dict | None = None
+    profile_mismatch: str | None = None          # why there are no verdicts, when the profiles differ
+    comparison: Comparison | None = None
+
+    # -- measuring ------------------------------------------------------------------------
+    def measure_control(self, when: str) -> None:
+        if not self.options.drift_control:
+            return
+        if when == "before":
+            self.control = {"before": measure_control()}
+        elif self.control is not None:
+            self.control[when] = measure_control()
+
+    def measure(self, plan: list[PlannedCell], progress: Progress | None = None) -> None:
+        """Measure the plan's cells now, interleaved; tests then ``take`` their results."""
+        self.scheduled = run_cells(plan, self.options.cell_timeout, progress) if plan else {}
+
+    def take(self, nodeid: str, cell: Cell, processes: int, request: dict, threshold: float) -> CellResult:
+        """The cell's measured result (from the interleaved schedule, or measured now)."""
+        result = self.scheduled.pop(nodeid, None)
+        if result is None:
+            result = run_cell(cell, launcher=self.options.launcher, timeout_s=self.options.cell_timeout,
+                              processes=processes, **request)
+        result.nodeid, result.threshold = nodeid, threshold
+        self.results.append(result)
+        return result
+
+    # -- comparing ------------------------------------------------------------------------
+    def set_baseline(self, baseline: dict, machine_info: dict, store_root: str | Path) -> str | None:
+        """Remember the compared baseline; returns a warning when its profile is not this machine's
+        (verdicts are then withheld: timings from different machines are not comparable)."""
+        self.baseline = baseline
+        self.current_profile = machine_info.get("infer_bench")
+        mine = (self.current_profile or {}).get("profile_id")
+        theirs = (profile_of(baseline) or {}).get("profile_id")
+        if mine == theirs:
+            return None
+        existing = ", ".join(f"{pid} ({len(runs)} runs)" for pid, runs in BaselineStore(store_root).profiles().items()) or "none"
+        self.profile_mismatch = (f"baseline profile {theirs or 'unknown'} differs from this machine's profile {mine}: "
+                                 f"no verdicts. Baselines by profile: {existing}. Record one here with "
+                                 f"--benchmark-save=NAME or pass --benchmark-compare=NNNN for a matching run.")
+        return self.profile_mismatch
+
+    def judge(self, measured: list[Measured]) -> Comparison | None:
+        """Verdicts for the tests that measured a cell (None without a comparable baseline)."""
+        if self.baseline is None or self.profile_mismatch:
+            return None
+        results = {r.nodeid: r for r in self.results}
+        current = {m.nodeid: results[m.nodeid].per_process() if m.nodeid in results and results[m.nodeid].ok else None
+                   for m in measured}
+        self.comparison = compare(self.baseline, current, {m.nodeid: m.threshold for m in measured},
+                                  alpha=self.options.regression_alpha, current_control=self.control,
+                                  current_profile=self.current_profile, names=list(current))
+        for verdict in self.comparison.verdicts:
+            result = results.get(verdict.name)
+            if verdict.verdict == "missing" and result is not None:
+                verdict.note = f"not measured now: {result.status} ({result.message})"
+        return self.comparison
+
+    @property
+    def failed_on_regression(self) -> bool:
+        return bool(self.options.fail_on_regression and self.comparison and self.comparison.regressions)
+
+    # -- reporting ------------------------------------------------------------------------
+    def saved_extra(self) -> dict:
+        """infer-bench's part of the saved result JSON (beside pytest-benchmark's)."""
+        extra: dict = {"control": self.control}
+        if self.results:
+            extra.update(measured_peak())
+        if self.comparison is not None:
+            extra["verdicts"] = [v.to_dict() for v in self.comparison.verdicts]
+        return extra
+
+    def summary(self) -> list[tuple[str, list[str], bool]]:
+        """(section title, lines, is a warning) for the terminal: cells, thread scaling (also
+        written to the report directory), verdicts or why there are none."""
+        if not self.results:
+            return []
+        sections = [("infer-bench cells", cell_lines(self.results), False)]
+        table = scaling_table(self.results)
+        if table:
+            out_dir = Path(self.options.report_dir)
+            written = write_report(self.results, out_dir if out_dir.is_absolute() else self.root / out_dir)
+            lines = to_markdown(table).splitlines()[2:]
+            if written:
+                lines.append(f"written: {', '.join(str(p) for p in written if p)}")
+            sections.append(("infer-bench thread scaling", lines, False))
+        if self.profile_mismatch:
+            sections.append(("infer-bench verdicts", [self.profile_mismatch], True))
+        elif self.comparison is not None:
+            sections.append(("infer-bench verdicts", verdict_lines(self.comparison), False))
+        return sections

@@ -1,0 +1,117 @@
+"""Where a cell runs: in a fresh worker process (default) or inline (debugging only: thread
+settings cannot take effect in an already-running process).
+
+The process launcher sets the thread environment *before* the interpreter starts, gives the
+worker its own session (so a timeout kills the whole process group), captures stdout/stderr to
+files, and turns a crash, a kill or a timeout into a one-line reason for that cell only."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness.machine.load import LoadSnapshot
+from harness.machine.threads import CpuBudget, cpu_budget, resolve_threads, thread_env
+from harness.plan.cell import Cell
+from harness.run.protocol import CellResult, ProtocolError, Request
+from harness.run.timing import TimingOptions
+from harness.store.io import read_json, write_json
+
+DEFAULT_TIMEOUT_S = 600.0
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def build_request(cell: Cell, timing: TimingOptions | dict | None = None, parity: dict | None = None,
+                  measure: bool = True, budget: CpuBudget | None = None) -> Request:
+    """``timing``: TimingOptions or their fields; ``parity``: ParityPolicy overrides."""
+    budget = budget or cpu_budget()
+    timing = timing if isinstance(timing, TimingOptions) else TimingOptions(**(timing or {}))
+    return Request(cell, resolve_threads(cell.threads, budget), budget, timing, dict(parity or {}), measure)
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    """The last lines a worker printed; for a faulthandler dump (segfault, abort), the lines
+    before it, the fatal error and the innermost Python frame instead of the module list."""
+    try:
+        text = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    fatal = next((i for i, line in enumerate(text) if line.startswith("Fatal Python error")), None)
+    if fatal is None:
+        return " | ".join(text[-lines:])
+    frames = [line for line in text[fatal + 1:] if line.startswith("File ")]
+    picked = text[max(0, fatal - lines):fatal] + [text[fatal]] + frames[:1]
+    return " | ".join(picked)
+
+
+def _describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        extra = " (likely the OOM killer)" if -returncode == signal.SIGKILL else ""
+        return f"worker killed by {name}{extra}"
+    return f"worker exited with code {returncode}"
+
+
+def run_in_process(request: Request, timeout_s: float = DEFAULT_TIMEOUT_S, extra_env: dict | None = None) -> CellResult:
+    env = dict(os.environ)
+    env.update(thread_env(request.threads))
+    env.update(extra_env or {})
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
+    env.setdefault("PYTHONFAULTHANDLER", "1")  # a segfaulting worker prints a Python traceback
+    with tempfile.TemporaryDirectory(prefix="infer-bench-") as tmp:
+        tmpdir = Path(tmp)
+        req_path, res_path = tmpdir / "request.json", tmpdir / "result.json"
+        out_path, err_path = tmpdir / "stdout.txt", tmpdir / "stderr.txt"
+        write_json(req_path, request.to_dict())
+        env["INFER_BENCH_PARENT_PID"] = str(os.getpid())
+        load = LoadSnapshot.now()
+        start = time.perf_counter()
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "harness.run.worker", str(req_path), str(res_path)],
+                                    env=env, stdout=out, stderr=err, cwd=str(PROJECT_ROOT), start_new_session=True)
+            try:
+                returncode = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                tail = _tail(err_path)
+                return CellResult.crashed(request, f"timed out after {timeout_s:g}s (per-cell timeout; raise it with "
+                                          f"--cell-timeout)" + (f"; stderr: {tail}" if tail else ""),
+                                          wall_s=time.perf_counter() - start, launcher="process")
+        wall_s = time.perf_counter() - start
+        if returncode != 0 or not res_path.exists():
+            tail = _tail(err_path)
+            return CellResult.crashed(request, _describe_exit(returncode) + (f"; stderr: {tail}" if tail else ""),
+                                      returncode=returncode, wall_s=wall_s, launcher="process")
+        try:
+            result = CellResult.from_dict(read_json(res_path))
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # ProtocolError is a ValueError
+            reason = str(exc) if isinstance(exc, ProtocolError) else f"worker result unreadable: {type(exc).__name__}: {exc}"
+            return CellResult.crashed(request, reason, wall_s=wall_s, launcher="process")
+        result.wall_s, result.launcher = wall_s, "process"
+        result.foreign_load = load.foreign_load(wall_s)
+        return result
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def run_inline(request: Request) -> CellResult:
+    from harness.run.worker import run_request
+
+    start = time.perf_counter()
+    result = run_request(request)
+    result.wall_s, result.launcher = time.perf_counter() - start, "inline"
+    return result

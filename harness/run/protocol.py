@@ -1,0 +1,195 @@
+"""What crosses the process boundary, and the only shape a measurement has afterwards.
+
+The parent sends a ``Request`` to a worker process as JSON; the worker answers with a
+``CellResult`` as JSON (written atomically at its very end: a worker that dies leaves nothing
+half-written, and the parent never unpickles anything). The same ``CellResult`` then flows through
+the launcher (later worker processes are ``merge``d in), the pytest plugin, the stored result and
+the reports. Both messages carry ``SCHEMA_VERSION``; ``CellResult.from_dict`` is the one place that
+reads older messages.
+
+Import-light on purpose: the worker imports this before any runtime loads.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field, fields
+from typing import Literal, get_args
+
+from harness.machine.load import BUSY_LOAD
+from harness.machine.threads import CpuBudget
+from harness.plan.cell import Cell
+from harness.run.timing import Samples, TimingOptions
+
+SCHEMA_VERSION = 2  # 1: the untyped dict of the first harness (same keys; read by from_dict)
+
+Status = Literal["ok", "error", "unavailable", "parity_failed", "crashed"]
+STATUSES: tuple[str, ...] = get_args(Status)
+# ok: measured; error: the cell failed inside its worker (stage + message + traceback);
+# unavailable: the backend's runtime cannot be imported (the test is skipped, not failed);
+# parity_failed: outputs differ from float64 beyond the budget (not timed);
+# crashed: the worker process died, was killed or timed out (message says which).
+
+
+class ProtocolError(ValueError):
+    pass
+
+
+def gflops(flops: float | None, seconds: float | None) -> float | None:
+    """GFLOP/s of one inference of ``flops`` FLOPs taking ``seconds``; None when either is unknown."""
+    return flops / seconds / 1e9 if flops and seconds else None
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a worker needs for one cell: everything else it builds itself."""
+
+    cell: Cell
+    threads: int                      # resolved thread count (the env is set from it before start)
+    cpu_budget: CpuBudget
+    timing: TimingOptions = field(default_factory=TimingOptions)
+    parity: dict = field(default_factory=dict)  # ParityPolicy overrides, e.g. {"multiplier": 20}
+    measure: bool = True              # False: compile and check parity only
+    check_parity: bool = True         # False for a cell's later worker processes: they only add samples
+
+    def to_dict(self) -> dict:
+        return {"schema_version": SCHEMA_VERSION, "cell": self.cell.to_dict(), "threads": self.threads,
+                "cpu_budget": self.cpu_budget.to_dict(), "timing": self.timing.to_dict(), "parity": dict(self.parity),
+                "measure": self.measure, "check_parity": self.check_parity}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Request:
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ProtocolError(f"request has schema {data.get('schema_version')}, this worker speaks {SCHEMA_VERSION}")
+        return cls(Cell.from_dict(data["cell"]), int(data["threads"]), CpuBudget(**data["cpu_budget"]),
+                   TimingOptions(**data.get("timing", {})), dict(data.get("parity", {})), bool(data.get("measure", True)),
+                   bool(data.get("check_parity", True)))
+
+
+@dataclass
+class ThreadReport:
+    requested: str                    # the axis value: "2", "auto", "host"
+    resolved: int                     # the count it resolved to on this machine
+    env: dict = field(default_factory=dict)      # the thread variables the worker saw
+    runtime: dict = field(default_factory=dict)  # what the runtime itself reports (not what was asked)
+    os_threads: int | None = None     # OS threads in the worker at the end
+
+
+@dataclass
+class CellResult:
+    """One cell's measurement. Each field has one meaning:
+
+    - ``compile_s``: seconds from the backend's ``compile`` call to a runnable artifact, including
+      its first inference (torch.compile's lazy compile, ORT's arena allocation); never timed.
+    - ``samples``: one ``Samples`` per worker process (rounds of ``iterations`` calls each).
+    - ``flops``: FLOPs of one inference (2 per multiply-add), counted by the first worker.
+    - ``peak_rss_mb``: the largest peak RSS of the cell's worker processes.
+    - ``wall_s``: wall time of all the cell's worker processes, start-up and compile included.
+    - ``foreign_load``: the largest CPU load of other processes seen during any of its workers (CPUs).
+    - ``parity``: ``ParityReport.to_dict()`` from the first worker (None when not checked).
+    - ``nodeid`` and ``threshold``: the pytest test that recorded it and its regression threshold.
+    """
+
+    cell: Cell
+    threads: ThreadReport
+    status: Status = "ok"
+    message: str = ""
+    stage: str | None = None          # where an error happened: load backend, build model, compile, parity, timing
+    traceback: str | None = None
+    backend_version: str | None = None
+    label: str | None = None          # the backend's honest description of what it built
+    model_kind: str | None = None
+    measured_sparsity: float | None = None
+    flops: int | None = None
+    compile_s: float | None = None
+    parity: dict | None = None
+    samples: list[Samples] = field(default_factory=list)
+    pid: int | None = None
+    peak_rss_mb: float | None = None
+    wall_s: float | None = None
+    foreign_load: float | None = None
+    returncode: int | None = None
+    launcher: str | None = None       # "process" or "inline"
+    cpu_budget: CpuBudget | None = None
+    nodeid: str | None = None
+    threshold: float | None = None
+
+    # -- reading --------------------------------------------------------------------------
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def per_process(self) -> list[list[float]]:
+        """Per-call seconds, one list per worker process."""
+        return [s.per_call_s for s in self.samples if s.round_s]
+
+    def median_s(self) -> float | None:
+        """Median per-call time over all processes' rounds (pytest-benchmark's median)."""
+        pooled = [x for group in self.per_process() for x in group]
+        return statistics.median(pooled) if pooled else None
+
+    def gflops(self) -> float | None:
+        return gflops(self.flops, self.median_s())
+
+    @property
+    def oversubscribed(self) -> bool:
+        """More threads than the effective CPUs (cgroup quota and affinity)."""
+        return bool(self.cpu_budget and self.threads.resolved > self.cpu_budget.effective_cpus)
+
+    @property
+    def busy(self) -> bool:
+        """Other processes used more than BUSY_LOAD CPUs while a worker of this cell ran."""
+        return (self.foreign_load or 0.0) > BUSY_LOAD
+
+    @property
+    def max_rel_err(self) -> float | None:
+        outputs = (self.parity or {}).get("outputs") or []
+        return max((o["max_rel_err"] for o in outputs), default=None)
+
+    # -- combining ------------------------------------------------------------------------
+    def merge(self, later: CellResult, index: int, processes: int) -> CellResult:
+        """Fold a later worker process of the same cell in; a failing process fails the cell (the
+        failure is returned, naming which process it was)."""
+        if not later.ok:
+            later.message = f"worker process {index}/{processes}: {later.message}"
+            later.cpu_budget, later.launcher = self.cpu_budget, self.launcher
+            return later
+        self.samples.extend(later.samples)
+        if later.foreign_load is not None:
+            self.foreign_load = max(self.foreign_load or 0.0, later.foreign_load)
+        self.peak_rss_mb = max(self.peak_rss_mb or 0.0, later.peak_rss_mb or 0.0)
+        self.wall_s = (self.wall_s or 0.0) + (later.wall_s or 0.0)
+        return self
+
+    # -- JSON -----------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(schema_version=SCHEMA_VERSION, cell=self.cell.to_dict(), threads=asdict(self.threads),
+                    samples=[s.to_dict() for s in self.samples],
+                    cpu_budget=self.cpu_budget.to_dict() if self.cpu_budget else None)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CellResult:
+        """Read a worker's message, of this schema or schema 1 (the first harness's untyped dict:
+        the same keys, some of them absent)."""
+        version = data.get("schema_version")
+        if version not in (1, SCHEMA_VERSION):
+            raise ProtocolError(f"worker answered schema {version}, expected {SCHEMA_VERSION}")
+        if data.get("status") not in STATUSES:
+            raise ProtocolError(f"worker answered status {data.get('status')!r}; known: {', '.join(STATUSES)}")
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        threads = dict(data.get("threads") or {})
+        values["cell"] = Cell.from_dict(data["cell"])
+        values["threads"] = ThreadReport(str(threads.get("requested", values["cell"].threads)), int(threads.get("resolved", 0)),
+                                         threads.get("env") or {}, threads.get("runtime") or {}, threads.get("os_threads"))
+        values["samples"] = [Samples(**s) for s in data.get("samples") or []]
+        values["cpu_budget"] = CpuBudget(**data["cpu_budget"]) if data.get("cpu_budget") else None
+        values["message"] = data.get("message") or ""
+        return cls(**values)
+
+    @classmethod
+    def crashed(cls, request: Request, message: str, **extra) -> CellResult:
+        """The parent's result for a worker that left no answer (killed, timed out, unreadable)."""
+        return cls(request.cell, ThreadReport(request.cell.threads, request.threads), "crashed", message, **extra)

@@ -1,0 +1,132 @@
+"""The worker: builds one cell's model, compiles it, checks parity, times it.
+
+Runs either inside a fresh process (``python -m harness.run.worker REQUEST.json RESULT.json``, started
+by harness.run.launcher with the thread environment already set) or inline for debugging. Messages in
+both directions are plain versioned JSON; the result file is written atomically at the very end,
+so a worker that dies half-way leaves no result behind.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+import traceback
+
+from harness.machine.threads import THREAD_ENV_VARS
+from harness.run.protocol import CellResult, ProtocolError, Request, ThreadReport
+from harness.store.io import read_json, write_json
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def os_thread_count() -> int | None:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
+
+
+def run_request(request: Request) -> CellResult:
+    """Execute one cell. Never raises for cell-level problems: they become status 'error'."""
+    from harness.backends import get_backend
+    from harness.models import build_model
+    from harness.models.base import INPUT_SEED_PARITY, INPUT_SEED_TIMING
+    from harness.plan.targets import get_target
+    from harness.run.parity import ParityPolicy, check_parity
+    from harness.run.timing import measure
+
+    cell = request.cell
+    result = CellResult(cell, ThreadReport(cell.threads, request.threads, {k: os.environ.get(k) for k in THREAD_ENV_VARS}),
+                        pid=os.getpid(), cpu_budget=request.cpu_budget)
+    stage = "start"
+    try:
+        stage = "load backend"
+        backend = get_backend(cell.backend)
+        try:
+            result.backend_version = backend.version()
+        except ImportError as exc:  # missing or broken runtime: the cell is skipped, not failed
+            result.status, result.stage = "unavailable", stage
+            result.message = f"{cell.backend} cannot be imported: {_first_line(exc)}"
+            return _finish(result)
+        stage = "build model"
+        model = build_model(cell.model, cell.model_options, cell.batch)
+        result.model_kind = model.kind
+        result.measured_sparsity = model.prune(cell.sparsity)
+        if request.check_parity:  # later processes of a cell only add samples
+            result.flops = model.flops()
+        timing_inputs = model.make_inputs(INPUT_SEED_TIMING)
+        stage = "compile"
+        t0 = time.perf_counter()
+        compiled = backend.compile(model, get_target(cell.target), request.threads, timing_inputs)
+        result.compile_s = time.perf_counter() - t0
+        result.label = compiled.label
+        if request.check_parity:
+            stage = "parity"
+            parity_inputs = model.make_inputs(INPUT_SEED_PARITY)
+            expected64, ref32 = model.reference(parity_inputs)
+            report = check_parity(model.output_names(), compiled.run(parity_inputs), expected64, ref32,
+                                  ParityPolicy(**request.parity))
+            result.parity = report.to_dict()
+            if not report.passed:
+                result.status, result.message = "parity_failed", report.message
+        if result.ok and request.measure:
+            stage = "timing"
+            result.samples = [measure(compiled.prepare(timing_inputs), request.timing)]  # one per worker process
+        result.threads.runtime = compiled.thread_info()
+    except Exception as exc:  # a broken cell reports, it does not crash the suite
+        result.status, result.stage = "error", stage
+        result.message = f"{stage} failed: {type(exc).__name__}: {_first_line(exc)}"
+        result.traceback = traceback.format_exc(limit=8)[-4000:]
+    return _finish(result)
+
+
+def _finish(result: CellResult) -> CellResult:
+    result.threads.os_threads = os_thread_count()
+    result.peak_rss_mb = peak_rss_mb()
+    return result
+
+
+def die_with_parent() -> None:
+    """A worker must not outlive the harness that started it (a killed pytest would leave it
+    running and loading the CPU under the next measurements): ask Linux to SIGKILL it when its
+    parent dies, and leave at once if that already happened."""
+    parent = os.environ.get("INFER_BENCH_PARENT_PID")
+    if not parent:
+        return
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != int(parent):
+        os._exit(3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    die_with_parent()
+    if len(argv) != 2:
+        print("usage: python -m harness.run.worker REQUEST.json RESULT.json", file=sys.stderr)
+        return 2
+    try:
+        request = Request.from_dict(read_json(argv[0]))
+    except ProtocolError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    write_json(argv[1], run_request(request).to_dict())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Saved results: pytest-benchmark JSON with infer-bench's additions, written and read here only.
+
+A saved result is what ``--benchmark-json`` / ``--benchmark-save`` write, plus:
+
+- per benchmark, ``extra_info`` (``extra_info(result)``): the cell, backend and version, threads
+  (asked, resolved, what the runtime reports), compile_s, FLOPs, parity, flags, and the samples
+  *per worker process* (``samples.per_process``: at most ``MAX_STORED_SAMPLES`` evenly spaced order
+  statistics of the per-call seconds per process, 6 significant digits) that verdicts need;
+- ``machine_info.infer_bench``: the machine profile (harness.machine.profile);
+- top-level ``infer_bench``: ``format_version``, the drift control, the measured practical peak
+  and the verdicts of that run.
+
+``FORMAT_VERSION`` is checked on load; older files are migrated in ``migrate`` (one place), files
+from a newer harness are refused with one line. Format 1: the files saved before the version
+existed (baselines 0001-0003); format 2 has the same fields plus the version.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.run.protocol import CellResult, gflops
+from harness.store.io import read_json
+
+FORMAT_VERSION = 2
+MAX_STORED_SAMPLES = 300  # per process, in extra_info (what baselines keep)
+
+
+class ResultFileError(ValueError):
+    pass
+
+
+# -- writing -------------------------------------------------------------------------------------
+def compact(samples: list[float], keep: int = MAX_STORED_SAMPLES) -> list[float]:
+    """At most ``keep`` evenly spaced order statistics (min, median and max included), 6
+    significant digits: the distribution a baseline needs for statistics, without 40k floats
+    per fast cell. The verdict uses per-process medians, which this preserves."""
+    ordered = sorted(samples)
+    if len(ordered) > keep:
+        idx = [round(i * (len(ordered) - 1) / (keep - 1)) for i in range(keep)]
+        ordered = [ordered[i] for i in idx]
+    return [float(f"{x:.6g}") for x in ordered]
+
+
+def extra_info(result: CellResult) -> dict:
+    """A cell result as the ``extra_info`` of its saved benchmark."""
+    from harness.run.parity import ParityReport
+
+    cell, threads = result.cell, result.threads
+    info = {
+        "backend": cell.backend,
+        "backend_version": result.backend_version,
+        "backend_label": result.label,
+        "model": cell.model,
+        "model_kind": result.model_kind,
+        "target": cell.target,
+        "sparsity": cell.sparsity,
+        "measured_sparsity": result.measured_sparsity,
+        "batch": cell.batch,
+        "threads": cell.threads,
+        "threads_resolved": threads.resolved,
+        "threads_runtime": threads.runtime,
+        "threads_env": threads.env,
+        "os_threads": threads.os_threads,
+        "oversubscribed": result.oversubscribed,
+        "foreign_load": result.foreign_load,
+        "machine_busy": result.busy,
+        "cpu_budget": result.cpu_budget.to_dict() if result.cpu_budget else None,
+        "compile_s": result.compile_s,
+        "flops": result.flops,
+        "peak_rss_mb": result.peak_rss_mb,
+        "launcher": result.launcher,
+        "worker_wall_s": result.wall_s,
+        "regression_threshold": result.threshold,
+    }
+    if result.gflops() is not None:
+        info["gflops_per_s"] = result.gflops()
+    if result.parity:
+        info.update(ParityReport.from_dict(result.parity).summary())
+    groups = result.per_process()
+    if groups:
+        info["samples"] = {
+            "per_process": [compact(g) for g in groups],
+            "iterations": [s.iterations for s in result.samples],
+            "processes": len(groups),
+            "rounds": sum(map(len, groups)),
+            "stored": f"up to {MAX_STORED_SAMPLES} order statistics per process",
+        }
+    return info
+
+
+def stamp(output_json: dict) -> dict:
+    """Mark a result being saved with this harness's format version."""
+    output_json.setdefault("infer_bench", {})["format_version"] = FORMAT_VERSION
+    return output_json
+
+
+# -- reading -------------------------------------------------------------------------------------
+def migrate(data: dict, source: str | Path) -> dict:
+    """Bring a loaded result to FORMAT_VERSION (in place), or refuse one from a newer harness."""
+    extra = data.get("infer_bench") or {}
+    if not isinstance(extra, dict):
+        raise ResultFileError(f"{source}: 'infer_bench' is not an object")
+    version = extra.get("format_version", 1)
+    if not isinstance(version, int):
+        raise ResultFileError(f"{source}: 'infer_bench.format_version' is {version!r}, not an integer")
+    if version > FORMAT_VERSION:
+        raise ResultFileError(f"{source}: written by a newer infer-bench (result format {version}; this one reads up to "
+                              f"{FORMAT_VERSION}): upgrade infer-bench to read it")
+    if version == 1:  # format 2 added only the version field
+        data.setdefault("infer_bench", {})["format_version"] = 2
+    return data
+
+
+def load_result(path: str | Path) -> dict:
+    """A saved result, validated and migrated; every problem is a one-line ResultFileError."""
+    path = Path(path)
+    try:
+        data = read_json(path)
+    except FileNotFoundError:
+        raise ResultFileError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultFileError(f"{path}: cannot read ({exc})") from None
+    except ValueError as exc:
+        raise ResultFileError(f"{path}: not JSON ({exc}); expected a pytest-benchmark result (--benchmark-json)") from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise ResultFileError(f"{path}: no 'benchmarks' list; expected a pytest-benchmark result (--benchmark-json)")
+    for i, bench in enumerate(data["benchmarks"]):
+        if not isinstance(bench, dict) or "fullname" not in bench or not isinstance(bench.get("stats"), dict):
+            raise ResultFileError(f"{path}: benchmark #{i} lacks 'fullname' or 'stats'")
+    return migrate(data, path)
+
+
+def process_samples(bench: dict) -> list[list[float]] | None:
+    """Per-process per-call samples: infer-bench's extra_info, else pytest-benchmark's raw data
+    (--benchmark-save-data) as one process, else None."""
+    samples = (bench.get("extra_info") or {}).get("samples") or {}
+    if samples.get("per_process"):
+        return [list(map(float, g)) for g in samples["per_process"] if g]
+    data = bench["stats"].get("data")
+    return [list(map(float, data))] if data else None
+
+
+def bench_gflops(bench: dict) -> float | None:
+    """GFLOP/s of a saved benchmark at its median."""
+    return gflops((bench.get("extra_info") or {}).get("flops"), bench["stats"].get("median"))
+
+
+def profile_of(result: dict | None) -> dict | None:
+    return ((result or {}).get("machine_info") or {}).get("infer_bench") or None
+
+
+def peak_of(result: dict) -> tuple[float | None, str]:
+    """(practical fp32 peak GFLOP/s, how it was measured) saved with a run."""
+    extra = result.get("infer_bench") or {}
+    return extra.get("peak_fp32_gflops"), extra.get("peak_method", "not measured")
+
+
+def control_of(result: dict | None) -> dict | None:
+    return ((result or {}).get("infer_bench") or {}).get("control")
+
+
+def by_name(result: dict) -> dict[str, dict]:
+    return {b["fullname"]: b for b in result["benchmarks"]}
