@@ -30,9 +30,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness.compare.verdict import judge  # noqa: E402
 from harness.plan.cell import Cell  # noqa: E402
 from harness.run.launcher import build_request, run_in_process  # noqa: E402
-from harness.compare.verdict import judge  # noqa: E402
+from harness.store.io import write_atomic  # noqa: E402
 
 CONDITIONS = {"A": 0.0, "+5%": 0.05, "+10%": 0.10}
 
@@ -48,8 +49,11 @@ def measure_pools(model: str, backend: str, threads: str, pool: int, seconds: fl
             if not result.ok:
                 raise SystemExit(f"{name} process {i}: {result.message}")
             pools[name].append(np.array(result.per_process()[0]))
-        print(f"  pool {i + 1}/{pool}: " + ", ".join(f"{n} {np.median(pools[n][-1]) * 1e3:.3f} ms" for n in CONDITIONS),
-              file=sys.stderr, flush=True)
+        print(
+            f"  pool {i + 1}/{pool}: " + ", ".join(f"{n} {np.median(pools[n][-1]) * 1e3:.3f} ms" for n in CONDITIONS),
+            file=sys.stderr,
+            flush=True,
+        )
     return pools
 
 
@@ -81,22 +85,34 @@ def main() -> int:
     parser.add_argument("--backend", default="ort")
     parser.add_argument("--threads", default="2")
     parser.add_argument("--pool", type=int, default=24, help="worker processes measured per condition")
-    parser.add_argument("--seconds", type=float, default=1.0, help="timing seconds per worker process (--benchmark-max-time)")
+    parser.add_argument(
+        "--seconds", type=float, default=1.0, help="timing seconds per worker process (--benchmark-max-time)"
+    )
     parser.add_argument("--processes", type=int, nargs="+", default=[3, 5], help="processes per side to evaluate")
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--threshold", type=float, default=0.05)
     parser.add_argument("--alpha", type=float, default=0.01)
     parser.add_argument("-o", "--output", default=str(ROOT / "reports" / "detection_power.md"))
-    parser.add_argument("--save-pools", default=str(ROOT / "reports" / "detection_pools.npz"),
-                        help="where the measured pools are kept (re-evaluate them with --load-pools)")
+    parser.add_argument(
+        "--save-pools",
+        default=str(ROOT / "reports" / "detection_pools.npz"),
+        help="where the measured pools are kept (re-evaluate them with --load-pools)",
+    )
     parser.add_argument("--load-pools", default=None, help="evaluate previously measured pools instead of measuring")
     args = parser.parse_args()
 
     started = time.time()
     if args.load_pools:
         with np.load(args.load_pools) as data:
-            pools = {c: [data[k] for k in sorted((k for k in data.files if k.startswith(c + "|")), key=lambda k: int(k.split("|")[1]))]
-                     for c in CONDITIONS}
+            pools = {
+                c: [
+                    data[k]
+                    for k in sorted(
+                        (k for k in data.files if k.startswith(c + "|")), key=lambda k: int(k.split("|")[1])
+                    )
+                ]
+                for c in CONDITIONS
+            }
             if "meta_seconds" in data.files:
                 args.seconds = float(data["meta_seconds"])
         args.pool = len(pools["A"])
@@ -104,27 +120,42 @@ def main() -> int:
         print(f"measuring {args.pool} x {len(CONDITIONS)} worker processes ...", file=sys.stderr)
         pools = measure_pools(args.model, args.backend, args.threads, args.pool, args.seconds)
         Path(args.save_pools).parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(args.save_pools, meta_seconds=np.array(args.seconds),
-                            **{f"{c}|{i}": g for c in CONDITIONS for i, g in enumerate(pools[c])})
+        np.savez_compressed(
+            args.save_pools,
+            meta_seconds=np.array(args.seconds),
+            **{f"{c}|{i}": g for c in CONDITIONS for i, g in enumerate(pools[c])},
+        )
     medians = {c: statistics.median(float(np.median(g)) for g in pools[c]) * 1e3 for c in CONDITIONS}
     spread = {c: float(np.std(np.log([np.median(g) for g in pools[c]]))) for c in CONDITIONS}
-    lines = [f"# Detection power: {args.model} on {args.backend}, {args.threads} threads", "",
-             f"Pools of {args.pool} worker processes per condition, {args.seconds:g} s of timing each (plus warm-up), "
-             f"interleaved; {args.trials} comparisons per cell of the table drawn from the pools. "
-             f"Threshold {args.threshold:.0%}, alpha {args.alpha}. Measured in {time.time() - started:.0f} s.", "",
-             "Median of process medians: " + ", ".join(f"{c} {m:.3f} ms" for c, m in medians.items())
-             + "; between-process spread (std of log process medians): " + ", ".join(f"{c} {s:.1%}" for c, s in spread.items()), "",
-             "| rule | processes per side | measuring s per side | false alarms (A/A) | detected +5% | detected +10% |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# Detection power: {args.model} on {args.backend}, {args.threads} threads",
+        "",
+        f"Pools of {args.pool} worker processes per condition, {args.seconds:g} s of timing each (plus warm-up), "
+        f"interleaved; {args.trials} comparisons per cell of the table drawn from the pools. "
+        f"Threshold {args.threshold:.0%}, alpha {args.alpha}. Measured in {time.time() - started:.0f} s.",
+        "",
+        "Median of process medians: "
+        + ", ".join(f"{c} {m:.3f} ms" for c, m in medians.items())
+        + "; between-process spread (std of log process medians): "
+        + ", ".join(f"{c} {s:.1%}" for c, s in spread.items()),
+        "",
+        "| rule | processes per side | measuring s per side | false alarms (A/A) | detected +5% | detected +10% |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for p in [1] + list(args.processes):
         r = rates(pools, p, args.trials, args.threshold, args.alpha, seed=p)
-        lines.append(f"| infer-bench verdict | {p} | {p * args.seconds:g} | {r['A'][0]:.1%} | {r['+5%'][0]:.1%} | {r['+10%'][0]:.1%} |")
-        lines.append(f"| pytest-benchmark median:{args.threshold:.0%} | {p} | {p * args.seconds:g} | {r['A'][1]:.1%} | "
-                     f"{r['+5%'][1]:.1%} | {r['+10%'][1]:.1%} |")
+        lines.append(
+            f"| infer-bench verdict | {p} | {p * args.seconds:g} | {r['A'][0]:.1%} | {r['+5%'][0]:.1%} | "
+            f"{r['+10%'][0]:.1%} |"
+        )
+        lines.append(
+            f"| pytest-benchmark median:{args.threshold:.0%} | {p} | {p * args.seconds:g} | {r['A'][1]:.1%} | "
+            f"{r['+5%'][1]:.1%} | {r['+10%'][1]:.1%} |"
+        )
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(text)
+    write_atomic(args.output, text)
     return 0
 
 

@@ -31,8 +31,12 @@ def bare_loop(step, seconds: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", nargs="*", default=["squeezenet:ort", "bert_tiny:torch", "resnet_tiny:ort", "mlp:ort"],
-                        help="model:backend pairs")
+    parser.add_argument(
+        "--cells",
+        nargs="*",
+        default=["squeezenet:ort", "bert_tiny:torch", "resnet_tiny:ort", "mlp:ort"],
+        help="model:backend pairs",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="alternations of harness loop and bare loop")
     parser.add_argument("--seconds", type=float, default=1.0, help="measuring time per loop")
@@ -61,7 +65,9 @@ def main() -> int:
             harness.append(statistics.median(s.per_call_s))
             bare.append(bare_loop(step, args.seconds))
         h, b = statistics.median(harness), statistics.median(bare)
-        print(f"| {model_name}-{backend_name}-t{args.threads} | {h * 1e3:.4f} | {b * 1e3:.4f} | {h / b:.3f} |", flush=True)
+        print(
+            f"| {model_name}-{backend_name}-t{args.threads} | {h * 1e3:.4f} | {b * 1e3:.4f} | {h / b:.3f} |", flush=True
+        )
     return 0
 
 

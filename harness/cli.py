@@ -36,8 +36,10 @@ def cmd_compare(args) -> int:
     comparison = compare_results(load_result(args.baseline), load_result(args.current), args.threshold, args.alpha)
     baseline_id, current_id = comparison.profile_ids
     if comparison.profiles_differ and not args.allow_profile_mismatch:
-        raise UsageProblem(f"profiles differ: baseline {baseline_id}, current {current_id}; "
-                           f"timings from different machines are not comparable (override with --allow-profile-mismatch)")
+        raise UsageProblem(
+            f"profiles differ: baseline {baseline_id}, current {current_id}; "
+            f"timings from different machines are not comparable (override with --allow-profile-mismatch)"
+        )
     if args.format == "json":
         print(json.dumps(comparison.to_dict(), indent=2))
     elif args.format == "md":
@@ -56,7 +58,17 @@ def cmd_baseline_update(args) -> int:
     source = args.source
     if source is None:  # measure the smoke matrix now
         tmp = Path(tempfile.mkdtemp(prefix="infer-bench-")) / "result.json"
-        cmd = [sys.executable, "-m", "pytest", "suites/", "-m", "smoke", f"--benchmark-json={tmp}", "-p", "no:cacheprovider"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "suites/",
+            "-m",
+            "smoke",
+            f"--benchmark-json={tmp}",
+            "-p",
+            "no:cacheprovider",
+        ]
         print("running:", " ".join(cmd), file=sys.stderr)
         rc = subprocess.call(cmd)
         if rc != 0:
@@ -71,7 +83,9 @@ def cmd_report(args) -> int:
     from harness.report.html import write_reports
 
     current = load_result(args.result)
-    comparison = compare_results(load_result(args.baseline), current, args.threshold, args.alpha) if args.baseline else None
+    comparison = (
+        compare_results(load_result(args.baseline), current, args.threshold, args.alpha) if args.baseline else None
+    )
     written = write_reports(current, comparison, Path(args.output), history_dir=args.history)
     for path in written:
         print(path)
@@ -89,15 +103,26 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="verdicts for CURRENT against BASELINE (pytest-benchmark JSON files)")
     c.add_argument("baseline")
     c.add_argument("current")
-    c.add_argument("--threshold", type=_fraction, default=DEFAULT_THRESHOLD, help=f"minimum practical effect (default {DEFAULT_THRESHOLD})")
-    c.add_argument("--alpha", type=_fraction, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA})")
+    c.add_argument(
+        "--threshold",
+        type=_fraction,
+        default=DEFAULT_THRESHOLD,
+        help=f"minimum practical effect (default {DEFAULT_THRESHOLD})",
+    )
+    c.add_argument(
+        "--alpha", type=_fraction, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA})"
+    )
     c.add_argument("--format", choices=("text", "md", "json"), default="text")
-    c.add_argument("--allow-profile-mismatch", action="store_true", help="compare results from different machine profiles")
+    c.add_argument(
+        "--allow-profile-mismatch", action="store_true", help="compare results from different machine profiles"
+    )
     c.set_defaults(func=cmd_compare)
     b = sub.add_parser("baseline", help="manage the committed baselines")
     bsub = b.add_subparsers(dest="action", required=True)
     u = bsub.add_parser("update", help="store a result as the newest baseline (atomic; older runs kept)")
-    u.add_argument("--from", dest="source", default=None, help="result JSON to store (default: run the smoke matrix now)")
+    u.add_argument(
+        "--from", dest="source", default=None, help="result JSON to store (default: run the smoke matrix now)"
+    )
     u.add_argument("--name", default="smoke", help="run name in the file name NNNN_NAME.json (default smoke)")
     u.add_argument("--store", default="baselines", help="baseline directory (default baselines/)")
     u.set_defaults(func=cmd_baseline_update)
@@ -105,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("result")
     r.add_argument("--baseline", default=None)
     r.add_argument("-o", "--output", default="reports")
-    r.add_argument("--history", default=None, help="directory of saved runs for the trend plot (default: baselines/<machine id>)")
+    r.add_argument(
+        "--history", default=None, help="directory of saved runs for the trend plot (default: baselines/<machine id>)"
+    )
     r.add_argument("--threshold", type=_fraction, default=DEFAULT_THRESHOLD)
     r.add_argument("--alpha", type=_fraction, default=DEFAULT_ALPHA)
     r.set_defaults(func=cmd_report)

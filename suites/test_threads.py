@@ -8,7 +8,8 @@ parallel efficiency vs threads per backend, oversubscribed points marked) and pr
     pytest suites/test_threads.py              # every smoke model on every backend
 """
 
-from harness.plan.matrix import Matrix
+from harness import Matrix
+from harness.backends import get_backend
 
 # One worker process per cell: a sweep looks for 2x effects, not 5% regressions, and it has many
 # cells (use --processes 3 for verdict-grade samples).
@@ -25,4 +26,9 @@ MATRIX = Matrix(
 
 def test_thread_scaling(cell, measure_cell):
     result = measure_cell(cell)
-    assert result["threads"]["resolved"] >= 1
+    backend = get_backend(cell.backend)
+    reported = result.threads.runtime.get(backend.thread_key) if backend.thread_key else None
+    if reported is not None:  # the runtime really runs the thread count the cell asked for
+        expected = backend.expected_threads(result.threads.resolved, result.cpu_budget)
+        asked = result.threads.resolved
+        assert reported == expected, f"{backend.thread_key}={reported}, expected {expected} for {asked} threads"

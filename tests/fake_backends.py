@@ -81,8 +81,11 @@ class EnvReport(TorchEager):
         at_import = torch.get_num_threads()
         compiled = super().compile(model, target, threads, example)
         info = compiled.thread_info
-        compiled.thread_info = lambda: {**info(), "torch_threads_at_import": at_import,
-                                        "omp_env_seen": os.environ.get("OMP_NUM_THREADS")}
+        compiled.thread_info = lambda: {
+            **info(),
+            "torch_threads_at_import": at_import,
+            "omp_env_seen": os.environ.get("OMP_NUM_THREADS"),
+        }
         return compiled
 
 

@@ -6,8 +6,8 @@ import pytest
 from harness.backends import BUILTIN, UnknownBackendError, get_backend, registered
 from harness.models.base import INPUT_SEED_PARITY, OnnxModel
 from harness.models.mlp import build_mlp
-from harness.run.parity import check_parity
 from harness.plan.targets import get_target
+from harness.run.parity import check_parity
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +50,15 @@ def test_tvm_generic_target_builds_without_mcpu(tiny):
 
 
 def test_static_support_facts_need_no_imports():
-    assert get_backend("torch").unsupported_reason("onnx", "llvm") == "torch runs torch models; this model is an onnx graph"
-    assert get_backend("ort").unsupported_reason("onnx", "llvm-generic").startswith("ort does not support target 'llvm-generic'")
+    assert (
+        get_backend("torch").unsupported_reason("onnx", "llvm")
+        == "torch runs torch models; this model is an onnx graph"
+    )
+    assert (
+        get_backend("ort")
+        .unsupported_reason("onnx", "llvm-generic")
+        .startswith("ort does not support target 'llvm-generic'")
+    )
     assert get_backend("tvm").unsupported_reason("onnx", "llvm-generic") is None
 
 

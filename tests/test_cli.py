@@ -10,13 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.store.baselines import BaselineStore
 from harness.cli import main
-from harness.store.results import ResultFileError
+from harness.store.baselines import BaselineStore
+from harness.store.results import ResultFileError, load_result
 
 ROOT = Path(__file__).resolve().parent.parent
-PROFILE = {"profile_id": "test-cpu-2cpu-8g-abc123", "cpu": {"model": "Test CPU", "isa": []},
-           "cpu_budget": {"effective_cpus": 2, "host_cpus": 2}}
+PROFILE = {
+    "profile_id": "test-cpu-2cpu-8g-abc123",
+    "cpu": {"model": "Test CPU", "isa": []},
+    "cpu_budget": {"effective_cpus": 2, "host_cpus": 2},
+}
 
 
 def crafted(path, cells: dict[str, float], seed=0, profile=PROFILE, control=1e-3, processes=3, noise=0.005):
@@ -26,15 +29,29 @@ def crafted(path, cells: dict[str, float], seed=0, profile=PROFILE, control=1e-3
     for name, median in cells.items():
         groups = [list(median * np.exp(rng.normal(0, noise, 30))) for _ in range(processes)]
         pooled = sorted(x for g in groups for x in g)
-        benchmarks.append({
-            "fullname": f"suites/test_latency.py::test_latency[{name}]", "name": f"test_latency[{name}]",
-            "stats": {"median": float(np.median(pooled)), "min": pooled[0], "data": pooled},
-            "extra_info": {"model": name.split("-")[0], "backend": name.split("-")[1], "threads_resolved": 2, "flops": 1e8,
-                           "samples": {"per_process": groups, "processes": processes}},
-        })
-    data = {"machine_info": {"infer_bench": profile}, "benchmarks": benchmarks,
-            "infer_bench": {"control": {"before": {"control_s": control}, "after": {"control_s": control}},
-                            "peak_fp32_gflops": 100.0, "peak_method": "test"}}
+        benchmarks.append(
+            {
+                "fullname": f"suites/test_latency.py::test_latency[{name}]",
+                "name": f"test_latency[{name}]",
+                "stats": {"median": float(np.median(pooled)), "min": pooled[0], "data": pooled},
+                "extra_info": {
+                    "model": name.split("-")[0],
+                    "backend": name.split("-")[1],
+                    "threads_resolved": 2,
+                    "flops": 1e8,
+                    "samples": {"per_process": groups, "processes": processes},
+                },
+            }
+        )
+    data = {
+        "machine_info": {"infer_bench": profile},
+        "benchmarks": benchmarks,
+        "infer_bench": {
+            "control": {"before": {"control_s": control}, "after": {"control_s": control}},
+            "peak_fp32_gflops": 100.0,
+            "peak_method": "test",
+        },
+    }
     Path(path).write_text(json.dumps(data))
     return path
 
@@ -70,14 +87,22 @@ def test_drift_corrected_verdict(tmp_path, capsys):
     assert "unchanged" in out and "control workload now/baseline: 1.300" in out and "drift-corrected" in out
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{", "not JSON"),
-    ('{"benchmarks": 3}', "no 'benchmarks' list"),
-    ('{"benchmarks": [{"name": "x"}]}', "benchmark #0 lacks 'fullname' or 'stats'"),
-    ('{"benchmarks": [], "infer_bench": {"format_version": 99}}',
-     "written by a newer infer-bench (result format 99; this one reads up to 2): upgrade infer-bench to read it"),
-    ('{"benchmarks": [], "infer_bench": {"format_version": "2"}}', "'infer_bench.format_version' is '2', not an integer"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{", "not JSON"),
+        ('{"benchmarks": 3}', "no 'benchmarks' list"),
+        ('{"benchmarks": [{"name": "x"}]}', "benchmark #0 lacks 'fullname' or 'stats'"),
+        (
+            '{"benchmarks": [], "infer_bench": {"format_version": 99}}',
+            "written by a newer infer-bench (result format 99; this one reads up to 2): upgrade infer-bench to read it",
+        ),
+        (
+            '{"benchmarks": [], "infer_bench": {"format_version": "2"}}',
+            "'infer_bench.format_version' is '2', not an integer",
+        ),
+    ],
+)
 def test_corrupt_file_is_exit_2_with_one_line(tmp_path, capsys, content, message):
     good = crafted(tmp_path / "good.json", {"mlp-ort": 1e-3})
     bad = tmp_path / "bad.json"
@@ -97,17 +122,22 @@ def test_missing_file_and_bad_arguments_are_exit_2(tmp_path, capsys):
 
 def test_profiles_are_never_compared_silently(tmp_path, capsys):
     base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3})
-    other = crafted(tmp_path / "other.json", {"mlp-ort": 1e-3}, profile=dict(PROFILE, profile_id="big-64cpu-512g-fff000"))
+    other = crafted(
+        tmp_path / "other.json", {"mlp-ort": 1e-3}, profile=dict(PROFILE, profile_id="big-64cpu-512g-fff000")
+    )
     assert main(["compare", str(base), str(other)]) == 2
     assert "profiles differ: baseline test-cpu-2cpu-8g-abc123, current big-64cpu-512g-fff000" in capsys.readouterr().err
     assert main(["compare", str(base), str(other), "--allow-profile-mismatch"]) == 0
     assert "warning: compared across profiles" in capsys.readouterr().err
 
 
+@pytest.mark.process
 def test_the_module_entry_point_runs(tmp_path):
     base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3})
     slow = crafted(tmp_path / "slow.json", {"mlp-ort": 2e-3}, seed=5)
-    proc = subprocess.run([sys.executable, "-m", "harness", "compare", str(base), str(slow)], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "compare", str(base), str(slow)], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 1 and "REGRESSION" in proc.stdout
 
 
@@ -120,7 +150,9 @@ def test_baseline_update_is_atomic_and_keeps_history(tmp_path, capsys):
     store = BaselineStore(store_dir)
     assert [p.name for p in store.runs()] == ["0001_smoke.json", "0002_nightly.json"]
     source = json.loads(first.read_text())  # format 1 (no version): stored migrated to the current format
-    assert json.loads(store.runs()[0].read_text()) == dict(source, infer_bench=dict(source["infer_bench"], format_version=2))
+    assert json.loads(store.runs()[0].read_text()) == dict(
+        source, infer_bench=dict(source["infer_bench"], format_version=2)
+    )
     assert store.latest("test-cpu-2cpu-8g-abc123").name == "0002_nightly.json"
     # a corrupt source changes nothing and leaves no temporary file behind
     bad = tmp_path / "bad.json"
@@ -151,8 +183,17 @@ def test_report_writes_markdown_html_and_step_summary(tmp_path, monkeypatch):
     history = tmp_path / "history"
     history.mkdir()
     crafted(history / "0001_smoke.json", {"mlp-ort": 1e-3, "mlp-tvm": 50e-3})
-    base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3, "mlp-tvm": 50e-3}, profile=dict(PROFILE, packages={"onnxruntime": "1.30.0"}))
-    cur = crafted(tmp_path / "cur.json", {"mlp-ort": 1.5e-3, "mlp-tvm": 50e-3}, seed=7, profile=dict(PROFILE, packages={"onnxruntime": "1.31.1"}))
+    base = crafted(
+        tmp_path / "base.json",
+        {"mlp-ort": 1e-3, "mlp-tvm": 50e-3},
+        profile=dict(PROFILE, packages={"onnxruntime": "1.30.0"}),
+    )
+    cur = crafted(
+        tmp_path / "cur.json",
+        {"mlp-ort": 1.5e-3, "mlp-tvm": 50e-3},
+        seed=7,
+        profile=dict(PROFILE, packages={"onnxruntime": "1.31.1"}),
+    )
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     out = tmp_path / "out"
@@ -173,7 +214,9 @@ def test_report_writes_markdown_html_and_step_summary(tmp_path, monkeypatch):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (Debian package 'chromium'; .ci/run installs it)")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium not installed (Debian package 'chromium'; .ci/run installs it)"
+)
 def test_report_renders_in_headless_chromium_without_console_errors(tmp_path):
     base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3, "bert-tvm": 50e-3})
     cur = crafted(tmp_path / "cur.json", {"mlp-ort": 1.5e-3, "bert-tvm": 40e-3}, seed=8)
@@ -183,11 +226,27 @@ def test_report_renders_in_headless_chromium_without_console_errors(tmp_path):
     out = tmp_path / "out"
     assert main(["report", str(cur), "--baseline", str(base), "-o", str(out), "--history", str(history)]) == 0
     proc = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
-         "--dump-dom", (out / "report.html").as_uri()],
-        capture_output=True, text=True, timeout=120)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            (out / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     dom = proc.stdout
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'data-plots-rendered="3/3"' in dom  # every embedded plot decoded with a non-zero size
@@ -199,12 +258,18 @@ def test_report_renders_in_headless_chromium_without_console_errors(tmp_path):
 def test_runtime_upgrades_head_the_verdict_table(tmp_path, capsys):
     packages = {"torch": "2.12.0", "onnxruntime": "1.31.1", "apache-tvm": "0.27.0.post1", "onnx": "1.23.2"}
     base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3}, profile=dict(PROFILE, packages=packages))
-    cur = crafted(tmp_path / "cur.json", {"mlp-ort": 1e-3}, seed=6,
-                  profile=dict(PROFILE, packages=dict(packages, torch="2.13.0", onnx="1.24.0")))
+    cur = crafted(
+        tmp_path / "cur.json",
+        {"mlp-ort": 1e-3},
+        seed=6,
+        profile=dict(PROFILE, packages=dict(packages, torch="2.13.0", onnx="1.24.0")),
+    )
     assert main(["compare", str(base), str(cur)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[:2] == ["runtime changed: torch 2.12.0 in the baseline, 2.13.0 now: ratios include the effect of this upgrade",
-                         "runtime changed: onnx 1.23.2 in the baseline, 1.24.0 now: ratios include the effect of this upgrade"]
+    assert lines[:2] == [
+        "runtime changed: torch 2.12.0 in the baseline, 2.13.0 now: ratios include the effect of this upgrade",
+        "runtime changed: onnx 1.23.2 in the baseline, 1.24.0 now: ratios include the effect of this upgrade",
+    ]
     assert lines[2].startswith("cell") and not any("onnxruntime" in line for line in lines)
     assert main(["compare", str(base), str(cur), "--format", "json"]) == 0
     assert [c.split()[0] for c in json.loads(capsys.readouterr().out)["runtime_changes"]] == ["torch", "onnx"]
@@ -215,3 +280,18 @@ def test_runtime_upgrades_head_the_verdict_table(tmp_path, capsys):
     assert "runtime changed" not in capsys.readouterr().out
     assert main(["compare", str(crafted(tmp_path / "old.json", {"mlp-ort": 1e-3}, seed=7)), str(cur)]) == 0
     assert capsys.readouterr().out.startswith("runtime changed: the baseline records no runtime versions")
+
+
+def test_committed_baselines_still_load_and_compare(capsys):
+    runs = BaselineStore(ROOT / "baselines", machine_id="Linux-CPython-3.11-64bit").runs()
+    assert [p.name for p in runs] == ["0001_smoke.json", "0002_smoke.json", "0003_smoke.json"]
+    for path in runs:  # format 1 (saved before the version field) migrates on load
+        assert load_result(path)["infer_bench"]["format_version"] == 2
+    assert main(["compare", str(runs[1]), str(runs[2]), "--format", "json"]) in (0, 1)
+    verdicts = json.loads(capsys.readouterr().out)["verdicts"]
+    names = [{b["fullname"] for b in load_result(path)["benchmarks"]} for path in runs[1:]]
+    assert names[0] == names[1] and {v["name"] for v in verdicts} == names[1]
+    assert all(
+        v["ratio"] is not None and v["verdict"] in ("unchanged", "inconclusive", "regression", "improvement")
+        for v in verdicts
+    )

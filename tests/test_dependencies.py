@@ -22,7 +22,9 @@ from packaging.version import Version
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements" / "linux-x86_64-cpu.txt"
 OWN = {"harness", "tests", "suites", "benchmarks", "conftest"}
-DELIBERATELY_MISSING = {"package_that_does_not_exist"}  # tests/fake_backends.py: the 'missing' backend's import must fail
+DELIBERATELY_MISSING = {
+    "package_that_does_not_exist"
+}  # tests/fake_backends.py: the 'missing' backend's import must fail
 
 
 def canonical(name: str) -> str:
@@ -43,8 +45,11 @@ def imported_modules() -> dict[str, str]:
                 continue
             for name in names:
                 found.setdefault(name.split(".")[0], str(path.relative_to(ROOT)))
-    return {m: f for m, f in found.items()
-            if m not in sys.stdlib_module_names and m not in OWN and m not in DELIBERATELY_MISSING and m != "__future__"}
+    return {
+        m: f
+        for m, f in found.items()
+        if m not in sys.stdlib_module_names and m not in OWN and m not in DELIBERATELY_MISSING and m != "__future__"
+    }
 
 
 def declared() -> dict[str, Requirement]:
@@ -71,23 +76,32 @@ def test_every_imported_module_is_installed_declared_and_locked():
     for module, where in sorted(imported_modules().items()):
         owners = [canonical(d) for d in dists.get(module, [])]
         if not owners:
-            problems.append(f"{module} (imported in {where}) is not installed: declare its distribution in "
-                            f"pyproject.toml, run bash requirements/refresh and reinstall")
+            problems.append(
+                f"{module} (imported in {where}) is not installed: declare its distribution in "
+                f"pyproject.toml, run bash requirements/refresh and reinstall"
+            )
             continue
         if not any(o in declared() for o in owners):
-            problems.append(f"{module} (imported in {where}) comes from {'/'.join(owners)}, which pyproject.toml does not declare")
+            problems.append(
+                f"{module} (imported in {where}) comes from {'/'.join(owners)}, which pyproject.toml does not declare"
+            )
         if not any(o in locked() for o in owners):
-            problems.append(f"{module} (imported in {where}) comes from {'/'.join(owners)}, which {LOCK.name} does not pin: "
-                            f"run bash requirements/refresh")
+            problems.append(
+                f"{module} (imported in {where}) comes from {'/'.join(owners)}, which {LOCK.name} does not pin: "
+                f"run bash requirements/refresh"
+            )
     assert not problems, "\n".join(problems)
 
 
 def test_pyproject_ranges_admit_the_lock():
     pins = locked()
     for name, req in declared().items():
-        assert name in pins, f"{req} is declared in pyproject.toml but not in {LOCK.name}: run bash requirements/refresh"
+        assert name in pins, (
+            f"{req} is declared in pyproject.toml but not in {LOCK.name}: run bash requirements/refresh"
+        )
         assert req.specifier.contains(pins[name], prereleases=True), (
-            f"{LOCK.name} pins {name}=={pins[name]}, outside pyproject's '{req}': run bash requirements/refresh")
+            f"{LOCK.name} pins {name}=={pins[name]}, outside pyproject's '{req}': run bash requirements/refresh"
+        )
 
 
 def test_lock_takes_the_cpu_torch_build():
@@ -100,8 +114,13 @@ def test_nothing_leaks_in_from_the_machines_site_packages():
     outside = []
     for module in imported_modules():
         spec = find_spec(module)
-        origin = spec.origin if spec and spec.origin not in (None, "namespace") else (
-            next(iter(spec.submodule_search_locations), None) if spec and spec.submodule_search_locations else None)
+        origin = (
+            spec.origin
+            if spec and spec.origin not in (None, "namespace")
+            else (
+                next(iter(spec.submodule_search_locations), None) if spec and spec.submodule_search_locations else None
+            )
+        )
         if origin and not Path(origin).resolve().is_relative_to(Path(sys.prefix).resolve()):
             outside.append(f"{module} from {origin}")
     assert not outside, f"loaded from outside the virtual environment {sys.prefix}: {', '.join(outside)}"

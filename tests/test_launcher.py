@@ -6,14 +6,25 @@ from pathlib import Path
 import pytest
 
 from harness.plan.cell import Cell
-from harness.run.launcher import build_request, run_in_process
+from harness.run.launcher import build_request
 from harness.run.schedule import run_cell
 from harness.run.worker import main as worker_main
 
+pytestmark = pytest.mark.process  # every test here starts worker processes or a pytest subprocess
+
 FACTORY = {"model_factory": "tests.tiny_models:tiny_mlp"}
-FAKES = ",".join(f"{n}=tests.fake_backends:{c}" for n, c in [
-    ("abort", "Abort"), ("segfault", "Segfault"), ("hang", "Hang"), ("raises", "Raises"),
-    ("missing", "Missing"), ("wrong", "WrongAnswer"), ("envreport", "EnvReport")])
+FAKES = ",".join(
+    f"{n}=tests.fake_backends:{c}"
+    for n, c in [
+        ("abort", "Abort"),
+        ("segfault", "Segfault"),
+        ("hang", "Hang"),
+        ("raises", "Raises"),
+        ("missing", "Missing"),
+        ("wrong", "WrongAnswer"),
+        ("envreport", "EnvReport"),
+    ]
+)
 FAST = {"max_time": 0.05, "min_rounds": 3, "warmup": False}
 
 
@@ -26,10 +37,13 @@ def _cell(backend, threads="1"):
     return Cell("tiny_mlp", backend, threads=threads, model_options=FACTORY)
 
 
-@pytest.mark.parametrize("backend, reason", [
-    ("abort", "worker killed by SIGABRT; stderr: "),
-    ("segfault", "worker killed by SIGSEGV; stderr: "),
-])
+@pytest.mark.parametrize(
+    "backend, reason",
+    [
+        ("abort", "worker killed by SIGABRT; stderr: "),
+        ("segfault", "worker killed by SIGSEGV; stderr: "),
+    ],
+)
 def test_crashing_worker_fails_only_its_cell_with_signal_and_stderr(backend, reason):
     result = run_cell(_cell(backend), timing=FAST)
     assert result.status == "crashed"
@@ -147,15 +161,21 @@ def test_workers_die_with_the_harness_that_started_them(tmp_path):
 
     import psutil
 
-    script = ("import os; os.environ['INFER_BENCH_BACKENDS'] = %r\n"
-              "from tests.test_launcher import _cell\nfrom harness.run.schedule import run_cell\n"
-              "run_cell(_cell('hang'), timeout_s=300)\n") % FAKES
+    script = (
+        f"import os; os.environ['INFER_BENCH_BACKENDS'] = {FAKES!r}\n"
+        "from tests.test_launcher import _cell\nfrom harness.run.schedule import run_cell\n"
+        "run_cell(_cell('hang'), timeout_s=300)\n"
+    )
     parent = subprocess.Popen([sys.executable, "-c", script], cwd=str(Path(__file__).resolve().parent.parent))
     try:
         deadline = time.time() + 60
         workers = []
         while time.time() < deadline and not workers:
-            workers = [p for p in psutil.Process(parent.pid).children(recursive=True) if "harness.run.worker" in " ".join(p.cmdline())]
+            workers = [
+                p
+                for p in psutil.Process(parent.pid).children(recursive=True)
+                if "harness.run.worker" in " ".join(p.cmdline())
+            ]
             time.sleep(0.2)
         assert workers, "the worker never started"
         parent.kill()  # like a killed pytest: no cleanup code runs

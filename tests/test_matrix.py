@@ -11,7 +11,9 @@ from harness.plan.matrix import Matrix, MatrixError
 names = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
 axis_values = {
     "models": st.lists(names, min_size=1, max_size=3, unique=True),
-    "backends": st.lists(st.sampled_from(["torch", "torch-compile", "ort", "tvm"]), min_size=1, max_size=4, unique=True),
+    "backends": st.lists(
+        st.sampled_from(["torch", "torch-compile", "ort", "tvm"]), min_size=1, max_size=4, unique=True
+    ),
     "targets": st.lists(st.sampled_from(["llvm", "llvm-generic"]), min_size=1, max_size=2, unique=True),
     "sparsity": st.lists(st.sampled_from([0.0, 0.5, 0.9, 0.95, 0.125]), min_size=1, max_size=3, unique=True),
     "threads": st.lists(st.sampled_from(["1", "2", "4", "auto", "host"]), min_size=1, max_size=3, unique=True),
@@ -61,20 +63,26 @@ def test_unsupported_cells_are_kept_with_their_reason():
     m = Matrix(models=["mlp", "squeezenet"], backends=["torch", "ort"])
     cells = m.expand(lambda cell: "no torch form" if (cell.model, cell.backend) == ("squeezenet", "torch") else None)
     assert [(c.id, c.skip_reason) for c in cells] == [
-        ("mlp-torch-llvm-sp0-t1", None), ("mlp-ort-llvm-sp0-t1", None),
-        ("squeezenet-torch-llvm-sp0-t1", "no torch form"), ("squeezenet-ort-llvm-sp0-t1", None)]
+        ("mlp-torch-llvm-sp0-t1", None),
+        ("mlp-ort-llvm-sp0-t1", None),
+        ("squeezenet-torch-llvm-sp0-t1", "no torch form"),
+        ("squeezenet-ort-llvm-sp0-t1", None),
+    ]
 
 
-@pytest.mark.parametrize("axes, message", [
-    (dict(threads=["0"]), "at least 1"),
-    (dict(threads=["many"]), "not an integer, 'auto' or 'host'"),
-    (dict(sparsity=["1.0"]), "[0, 1)"),
-    (dict(sparsity=["lots"]), "not a number"),
-    (dict(batch=["0"]), "at least 1"),
-    (dict(models=["bert-tiny"]), "no '-' in model names"),
-    (dict(models=[]), "is empty"),
-    (dict(smoke={"thread": ["1"]}), "unknown axes"),
-])
+@pytest.mark.parametrize(
+    "axes, message",
+    [
+        (dict(threads=["0"]), "at least 1"),
+        (dict(threads=["many"]), "not an integer, 'auto' or 'host'"),
+        (dict(sparsity=["1.0"]), "[0, 1)"),
+        (dict(sparsity=["lots"]), "not a number"),
+        (dict(batch=["0"]), "at least 1"),
+        (dict(models=["bert-tiny"]), "no '-' in model names"),
+        (dict(models=[]), "is empty"),
+        (dict(smoke={"thread": ["1"]}), "unknown axes"),
+    ],
+)
 def test_bad_axes_raise_one_line_messages(axes, message):
     base = dict(models=["mlp"], backends=["ort"])
     base.update(axes)

@@ -28,10 +28,13 @@ def test_builders_are_seeded_and_inputs_differ_between_timing_and_parity():
     assert xa[0].dtype == np.int64 and xa[0].max() < 1000
 
 
-@pytest.mark.parametrize("name, shape, flops", [
-    ("bert_tiny", (1, 2), None),
-    ("resnet_tiny", (1, 10), None),
-])
+@pytest.mark.parametrize(
+    "name, shape, flops",
+    [
+        ("bert_tiny", (1, 2), None),
+        ("resnet_tiny", (1, 10), None),
+    ],
+)
 def test_builtin_torch_models_build_and_count_flops(name, shape, flops):
     m = build_model(name)
     y64, y32 = m.reference(m.make_inputs(INPUT_SEED_TIMING))
@@ -62,8 +65,8 @@ def test_light_graph_placeholders_become_seeded_weights():
     assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) == 17
     y_a = m.reference(m.make_inputs(1))[0][0]
     y_b = m.reference(m.make_inputs(2))[0][0]
-    assert not np.allclose(y_a, y_b)            # outputs depend on the input
-    assert y_a.max() < 0.9                        # calibrated: softmax is not one-hot
+    assert not np.allclose(y_a, y_b)  # outputs depend on the input
+    assert y_a.max() < 0.9  # calibrated: softmax is not one-hot
     assert m.flops() == pytest.approx(0.698e9, rel=0.01)
 
 
@@ -128,13 +131,22 @@ def test_materialize_weights_replaces_constant_of_shape():
     value = numpy_helper.from_array(np.array([0.02], dtype=np.float32))
     node = helper.make_node("ConstantOfShape", ["w__SHAPE"], ["w"], value=value)
     mm = helper.make_node("MatMul", ["x", "w"], ["y"])
-    g = helper.make_graph([node, mm], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4]),
-                                            helper.make_tensor_value_info("w__SHAPE", TensorProto.INT64, [2])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], [shape])
+    g = helper.make_graph(
+        [node, mm],
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4]),
+            helper.make_tensor_value_info("w__SHAPE", TensorProto.INT64, [2]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [shape],
+    )
     out = materialize_weights(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), seed=3)
     assert [n.op_type for n in out.graph.node] == ["MatMul"]
     assert [i.name for i in out.graph.input] == ["x"]
     w = numpy_helper.to_array(next(i for i in out.graph.initializer if i.name == "w"))
     assert w.shape == (4, 3) and len(np.unique(w)) == 12
-    again = numpy_helper.to_array(next(i for i in materialize_weights(helper.make_model(g), seed=3).graph.initializer if i.name == "w"))
+    again = numpy_helper.to_array(
+        next(i for i in materialize_weights(helper.make_model(g), seed=3).graph.initializer if i.name == "w")
+    )
     np.testing.assert_array_equal(w, again)

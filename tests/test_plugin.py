@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.process  # every test here starts worker processes or a pytest subprocess
+
 ROOT = Path(__file__).resolve().parent.parent
-SUITE = '''
+SUITE = """
 from harness.plan.matrix import Matrix
 
 MATRIX = Matrix(models=["mlp", "squeezenet"], backends=["torch", "ort"], threads=["1", "2"],
@@ -16,9 +18,11 @@ MATRIX = Matrix(models=["mlp", "squeezenet"], backends=["torch", "ort"], threads
 
 def test_latency(cell, measure_cell):
     measure_cell(cell)
-'''
-FAKES = ",".join(f"{n}=tests.fake_backends:{c}" for n, c in [
-    ("abort", "Abort"), ("hang", "Hang"), ("wrong", "WrongAnswer"), ("missing", "Missing")])
+"""
+FAKES = ",".join(
+    f"{n}=tests.fake_backends:{c}"
+    for n, c in [("abort", "Abort"), ("hang", "Hang"), ("wrong", "WrongAnswer"), ("missing", "Missing")]
+)
 
 
 @pytest.fixture
@@ -32,15 +36,26 @@ def suite(pytester, monkeypatch):
 def test_ids_smoke_marker_and_axis_overrides(suite):
     out = suite("--collect-only", "-q")
     ids = [line.split("[")[1].rstrip("]") for line in out.outlines if "test_latency[" in line]
-    assert ids == ["mlp-torch-llvm-sp0-t1", "mlp-torch-llvm-sp0-t2", "mlp-ort-llvm-sp0-t1", "mlp-ort-llvm-sp0-t2",
-                   "squeezenet-torch-llvm-sp0-t1", "squeezenet-torch-llvm-sp0-t2", "squeezenet-ort-llvm-sp0-t1",
-                   "squeezenet-ort-llvm-sp0-t2"]
+    assert ids == [
+        "mlp-torch-llvm-sp0-t1",
+        "mlp-torch-llvm-sp0-t2",
+        "mlp-ort-llvm-sp0-t1",
+        "mlp-ort-llvm-sp0-t2",
+        "squeezenet-torch-llvm-sp0-t1",
+        "squeezenet-torch-llvm-sp0-t2",
+        "squeezenet-ort-llvm-sp0-t1",
+        "squeezenet-ort-llvm-sp0-t2",
+    ]
     out = suite("--collect-only", "-q", "-m", "smoke")
     assert [line for line in out.outlines if "test_latency[" in line] == [
-        "test_suite.py::test_latency[mlp-torch-llvm-sp0-t1]", "test_suite.py::test_latency[mlp-ort-llvm-sp0-t1]"]
+        "test_suite.py::test_latency[mlp-torch-llvm-sp0-t1]",
+        "test_suite.py::test_latency[mlp-ort-llvm-sp0-t1]",
+    ]
     out = suite("--collect-only", "-q", "--backends", "ort", "--threads", "auto,4", "--sparsity", "0.5", "-m", "smoke")
     assert [line.split("[")[1] for line in out.outlines if "test_latency[" in line] == [
-        "mlp-ort-llvm-sp50-tauto]", "mlp-ort-llvm-sp50-t4]"]
+        "mlp-ort-llvm-sp50-tauto]",
+        "mlp-ort-llvm-sp50-t4]",
+    ]
 
 
 def test_unsupported_cells_skip_with_their_reason(suite):
@@ -49,15 +64,21 @@ def test_unsupported_cells_skip_with_their_reason(suite):
     out.stdout.fnmatch_lines(["*torch runs torch models; this model is an onnx graph*"])
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--backends", "nope"), "ERROR: infer-bench: unknown backend 'nope'; registered backends: torch, torch-compile, ort, tvm*"),
-    (("--threads", "0"), "*infer-bench: axis 'threads': thread count '0' must be at least 1*"),
-    (("--targets", "cuda"), "*infer-bench: unknown target 'cuda'; known targets: llvm, llvm-generic*"),
-    (("--models", "nope"), "*unknown model 'nope'; built-in models:*"),
-    (("--input-shape", "x=1x2"), "*--input-shape only applies to --model-file*"),
-    (("--input-shape", "x=oops", "--model-file", "m.onnx"), "*--input-shape 'x=oops': expected NAME=D1xD2*"),
-    (("--model-file", "missing.onnx"), "ERROR: infer-bench: --model-file missing.onnx: no such file"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ("--backends", "nope"),
+            "ERROR: infer-bench: unknown backend 'nope'; registered backends: torch, torch-compile, ort, tvm*",
+        ),
+        (("--threads", "0"), "*infer-bench: axis 'threads': thread count '0' must be at least 1*"),
+        (("--targets", "cuda"), "*infer-bench: unknown target 'cuda'; known targets: llvm, llvm-generic*"),
+        (("--models", "nope"), "*unknown model 'nope'; built-in models:*"),
+        (("--input-shape", "x=1x2"), "*--input-shape only applies to --model-file*"),
+        (("--input-shape", "x=oops", "--model-file", "m.onnx"), "*--input-shape 'x=oops': expected NAME=D1xD2*"),
+        (("--model-file", "missing.onnx"), "ERROR: infer-bench: --model-file missing.onnx: no such file"),
+    ],
+)
 def test_bad_options_are_usage_errors_with_one_line(suite, args, message):
     out = suite("--collect-only", *args)
     assert out.ret == pytest.ExitCode.USAGE_ERROR
@@ -65,17 +86,31 @@ def test_bad_options_are_usage_errors_with_one_line(suite, args, message):
 
 
 def test_broken_cells_fail_alone_and_good_cells_are_recorded(suite, pytester):
-    out = suite("--model-factory", "tests.tiny_models:tiny_mlp", "--backends", "torch,abort,hang,wrong,missing",
-                "--threads", "1", "--cell-timeout", "10", "--benchmark-max-time", "0.05", "-rs",
-                "--benchmark-json", "out.json")
+    out = suite(
+        "--model-factory",
+        "tests.tiny_models:tiny_mlp",
+        "--backends",
+        "torch,abort,hang,wrong,missing",
+        "--threads",
+        "1",
+        "--cell-timeout",
+        "10",
+        "--benchmark-max-time",
+        "0.05",
+        "-rs",
+        "--benchmark-json",
+        "out.json",
+    )
     out.assert_outcomes(passed=1, failed=3, skipped=1)
-    out.stdout.fnmatch_lines_random([
-        "*tiny_mlp-abort-llvm-sp0-t1: worker killed by SIGABRT; stderr: about to abort*",
-        "*tiny_mlp-hang-llvm-sp0-t1: timed out after 10s*",
-        "*tiny_mlp-wrong-llvm-sp0-t1: output 'output' worst element*float64 expects*",
-        "*missing cannot be imported: No module named 'package_that_does_not_exist'*",
-        "*infer-bench cells*",
-    ])
+    out.stdout.fnmatch_lines_random(
+        [
+            "*tiny_mlp-abort-llvm-sp0-t1: worker killed by SIGABRT; stderr: about to abort*",
+            "*tiny_mlp-hang-llvm-sp0-t1: timed out after 10s*",
+            "*tiny_mlp-wrong-llvm-sp0-t1: output 'output' worst element*float64 expects*",
+            "*missing cannot be imported: No module named 'package_that_does_not_exist'*",
+            "*infer-bench cells*",
+        ]
+    )
     data = json.loads((pytester.path / "out.json").read_text())
     assert [b["param"] for b in data["benchmarks"]] == ["tiny_mlp-torch-llvm-sp0-t1"]
     bench = data["benchmarks"][0]
@@ -87,7 +122,7 @@ def test_broken_cells_fail_alone_and_good_cells_are_recorded(suite, pytester):
     assert data["machine_info"]["infer_bench"]["cpu_budget"]["effective_cpus"] >= 1
 
 
-VERDICT_SUITE = '''
+VERDICT_SUITE = """
 import pytest
 from harness.plan.matrix import Matrix
 
@@ -101,7 +136,7 @@ def test_latency(cell, measure_cell):
 @pytest.mark.regression_threshold(9.0)
 def test_tolerant(cell, measure_cell):
     measure_cell(cell)
-'''
+"""
 
 
 def test_fail_on_regression_and_verdict_table(pytester, monkeypatch):
@@ -111,19 +146,35 @@ def test_fail_on_regression_and_verdict_table(pytester, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("INFER_BENCH_BACKENDS", "sleeper=tests.fake_backends:Sleeper")
     pytester.makepyfile(test_verdicts=VERDICT_SUITE)
-    common = ("-p", "harness.plugin.hooks", "-p", "no:cacheprovider", "--model-factory", "tests.tiny_models:tiny_mlp",
-              "--processes", "3", "--benchmark-max-time", "0.1", "--benchmark-storage", f"file://{pytester.path / 'store'}")
+    common = (
+        "-p",
+        "harness.plugin.hooks",
+        "-p",
+        "no:cacheprovider",
+        "--model-factory",
+        "tests.tiny_models:tiny_mlp",
+        "--processes",
+        "3",
+        "--benchmark-max-time",
+        "0.1",
+        "--benchmark-storage",
+        f"file://{pytester.path / 'store'}",
+    )
     monkeypatch.setenv("INFER_BENCH_SLEEP_MS", "2")
     first = pytester.runpytest_subprocess(*common, "--benchmark-save", "base")
     first.assert_outcomes(passed=2)
     monkeypatch.setenv("INFER_BENCH_SLEEP_MS", "8")
-    second = pytester.runpytest_subprocess(*common, "--benchmark-compare", "--fail-on-regression", "--benchmark-json", "cur.json")
-    second.stdout.fnmatch_lines_random([
-        "*infer-bench verdicts*",
-        "test_latency[tiny_mlp-sleeper-llvm-sp0-t1]*REGRESSION*5%*",
-        "test_tolerant[tiny_mlp-sleeper-llvm-sp0-t1]*900%*",
-        "*control workload after/before this run*",
-    ])
+    second = pytester.runpytest_subprocess(
+        *common, "--benchmark-compare", "--fail-on-regression", "--benchmark-json", "cur.json"
+    )
+    second.stdout.fnmatch_lines_random(
+        [
+            "*infer-bench verdicts*",
+            "test_latency[tiny_mlp-sleeper-llvm-sp0-t1]*REGRESSION*5%*",
+            "test_tolerant[tiny_mlp-sleeper-llvm-sp0-t1]*900%*",
+            "*control workload after/before this run*",
+        ]
+    )
     assert second.ret == pytest.ExitCode.TESTS_FAILED  # every test passed; the verdict fails the run
     second.assert_outcomes(passed=2)
     saved = json.loads((pytester.path / "cur.json").read_text())
@@ -144,14 +195,43 @@ def test_model_file_runs_through_the_graph_backends(suite, pytester):
     from onnx import TensorProto, helper, numpy_helper
 
     w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32), "w")
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Relu", ["m"], ["y"])], "user",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])], [w])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), pytester.path / "my-model.onnx")
-    out = suite("--model-file", "my-model.onnx", "--input-shape", "x=3x8", "--backends", "ort,tvm,torch", "--threads", "1",
-                "--processes", "1", "--benchmark-max-time", "0.05", "-rs", "--benchmark-json", "out.json")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Relu", ["m"], ["y"])],
+        "user",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [w],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9),
+        pytester.path / "my-model.onnx",
+    )
+    out = suite(
+        "--model-file",
+        "my-model.onnx",
+        "--input-shape",
+        "x=3x8",
+        "--backends",
+        "ort,tvm,torch",
+        "--threads",
+        "1",
+        "--processes",
+        "1",
+        "--benchmark-max-time",
+        "0.05",
+        "-rs",
+        "--benchmark-json",
+        "out.json",
+    )
     out.assert_outcomes(passed=2, skipped=1)
-    out.stdout.fnmatch_lines_random(["*my_model-ort-llvm-sp0-t1*ok*", "*my_model-tvm-llvm-sp0-t1*ok*",
-                                     "*torch runs torch models; this model is an onnx graph*"])
+    out.stdout.fnmatch_lines_random(
+        [
+            "*my_model-ort-llvm-sp0-t1*ok*",
+            "*my_model-tvm-llvm-sp0-t1*ok*",
+            "*torch runs torch models; this model is an onnx graph*",
+        ]
+    )
     info = {b["param"]: b["extra_info"] for b in json.loads((pytester.path / "out.json").read_text())["benchmarks"]}
-    assert info["my_model-tvm-llvm-sp0-t1"]["flops"] == 2 * 3 * 8 * 4 and info["my_model-ort-llvm-sp0-t1"]["parity_passed"]
+    assert (
+        info["my_model-tvm-llvm-sp0-t1"]["flops"] == 2 * 3 * 8 * 4 and info["my_model-ort-llvm-sp0-t1"]["parity_passed"]
+    )

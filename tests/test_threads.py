@@ -51,4 +51,9 @@ def test_bad_thread_specs(bad):
 
 
 def test_thread_env_sets_every_runtime_knob():
-    assert thread_env(3) == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3", "OPENBLAS_NUM_THREADS": "3", "TVM_NUM_THREADS": "3"}
+    assert thread_env(3) == {
+        "OMP_NUM_THREADS": "3",
+        "MKL_NUM_THREADS": "3",
+        "OPENBLAS_NUM_THREADS": "3",
+        "TVM_NUM_THREADS": "3",
+    }

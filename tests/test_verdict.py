@@ -33,8 +33,13 @@ def test_a_20_percent_slowdown_with_low_noise_is_always_a_regression(seed, withi
 @settings(max_examples=60, deadline=None)
 def test_a_20_percent_speedup_is_an_improvement(seed, within, between):
     rng = np.random.default_rng(seed)
-    v = judge("cell", measurement(rng, 1e-3, within=within, between=between),
-              measurement(rng, 0.8e-3, within=within, between=between), n_boot=500, seed=seed)
+    v = judge(
+        "cell",
+        measurement(rng, 1e-3, within=within, between=between),
+        measurement(rng, 0.8e-3, within=within, between=between),
+        n_boot=500,
+        seed=seed,
+    )
     assert v.verdict == "improvement", v
 
 
@@ -43,15 +48,23 @@ def test_identical_distributions_rarely_give_a_regression(between):
     # 200 A/A comparisons per noise level, including heavy between-process noise like the
     # 5.3 ms vs 3.45 ms medians seen here: false alarms stay at or below 2%
     rng = np.random.default_rng(int(between * 1000))
-    alarms = sum(judge("c", measurement(rng, 1e-3, between=between), measurement(rng, 1e-3, between=between),
-                       n_boot=400, seed=i).verdict == "regression" for i in range(200))
+    alarms = sum(
+        judge(
+            "c", measurement(rng, 1e-3, between=between), measurement(rng, 1e-3, between=between), n_boot=400, seed=i
+        ).verdict
+        == "regression"
+        for i in range(200)
+    )
     assert alarms <= 4
 
 
 def test_a_slow_machine_state_in_one_process_is_not_a_regression():
     # the measured pattern: identical code, one process's median jumps by half (5.3 vs 3.45 ms)
     base = [np.full(50, 3.45e-3) * np.exp(np.random.default_rng(i).normal(0, 0.01, 50)) for i in range(3)]
-    cur = [np.full(50, x) * np.exp(np.random.default_rng(10 + i).normal(0, 0.01, 50)) for i, x in enumerate([5.3e-3, 3.45e-3, 3.45e-3])]
+    cur = [
+        np.full(50, x) * np.exp(np.random.default_rng(10 + i).normal(0, 0.01, 50))
+        for i, x in enumerate([5.3e-3, 3.45e-3, 3.45e-3])
+    ]
     v = judge("c", base, cur)
     assert v.verdict in ("unchanged", "inconclusive")
     assert "0/3 baseline and 1/3 current processes ran >12% slower" in v.note

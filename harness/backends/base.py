@@ -4,10 +4,12 @@ in the pytest process without importing its runtime) and three calls made inside
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Protocol
+from collections.abc import Callable
+from typing import ClassVar, Protocol
 
 import numpy as np
 
+from harness.machine.threads import CpuBudget
 from harness.models.base import Model
 from harness.plan.targets import TargetInfo
 
@@ -31,6 +33,12 @@ class Backend:
     model_kinds: ClassVar[frozenset[str]] = frozenset({"torch", "onnx"})
     targets: ClassVar[frozenset[str]] = frozenset({"llvm"})
     module: ClassVar[str] = ""  # import name of the runtime package (for availability checks)
+    thread_key: ClassVar[str | None] = None  # the thread_info() key with the intra-op threads the runtime uses
+
+    def expected_threads(self, resolved: int, budget: CpuBudget) -> int:
+        """The intra-op thread count the runtime should report (under ``thread_key``) when given
+        ``resolved`` threads: the same number, unless the runtime documents a cap of its own."""
+        return resolved
 
     def unsupported_reason(self, model_kind: str, target: str) -> str | None:
         """Why this backend cannot run a (model kind, target) cell, or None. No imports."""

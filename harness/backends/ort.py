@@ -25,12 +25,16 @@ class OrtCompiled:
 
     def thread_info(self):
         opts = self.session.get_session_options()
-        return {"ort_intra_op_num_threads": opts.intra_op_num_threads, "ort_inter_op_num_threads": opts.inter_op_num_threads}
+        return {
+            "ort_intra_op_num_threads": opts.intra_op_num_threads,
+            "ort_inter_op_num_threads": opts.inter_op_num_threads,
+        }
 
 
 class OnnxRuntime(Backend):
     name = "ort"
     module = "onnxruntime"
+    thread_key = "ort_intra_op_num_threads"
 
     def version(self):
         import onnxruntime

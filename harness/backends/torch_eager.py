@@ -55,6 +55,7 @@ class TorchEager(Backend):
     name = "torch"
     model_kinds = frozenset({"torch"})
     module = "torch"
+    thread_key = "torch_num_threads"
 
     def version(self):
         import torch

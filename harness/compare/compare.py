@@ -24,7 +24,7 @@ class Comparison:
     current_profile: dict | None = None
     baseline_control: dict | None = None
     current_control: dict | None = None
-    drift: float | None = None                 # the correction the verdicts used (None: raw ratios)
+    drift: float | None = None  # the correction the verdicts used (None: raw ratios)
     runtime_changes: list[str] = field(default_factory=list)
 
     @property
@@ -42,15 +42,24 @@ class Comparison:
 
     def to_dict(self) -> dict:
         baseline, current = self.profile_ids
-        return {"profiles": {"baseline": baseline, "current": current}, "runtime_changes": self.runtime_changes,
-                "verdicts": [v.to_dict() for v in self.verdicts],
-                "control": {"baseline": self.baseline_control, "current": self.current_control}}
+        return {
+            "profiles": {"baseline": baseline, "current": current},
+            "runtime_changes": self.runtime_changes,
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "control": {"baseline": self.baseline_control, "current": self.current_control},
+        }
 
 
-def compare(baseline: dict, current: dict[str, list | None], thresholds: dict[str, float | None] | None = None,
-            default_threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA,
-            current_control: dict | None = None, current_profile: dict | None = None,
-            names: list[str] | None = None) -> Comparison:
+def compare(
+    baseline: dict,
+    current: dict[str, list | None],
+    thresholds: dict[str, float | None] | None = None,
+    default_threshold: float = DEFAULT_THRESHOLD,
+    alpha: float = DEFAULT_ALPHA,
+    current_control: dict | None = None,
+    current_profile: dict | None = None,
+    names: list[str] | None = None,
+) -> Comparison:
     """Verdicts for ``current`` (name -> per-process samples, None when not measured) against the
     saved ``baseline``. ``names`` defaults to current's names, then the baseline's."""
     base = by_name(baseline)
@@ -64,14 +73,28 @@ def compare(baseline: dict, current: dict[str, list | None], thresholds: dict[st
         if before is None and now is None:
             continue
         verdicts.append(judge(name, before, now, thresholds.get(name) or default_threshold, alpha, drift))
-    return Comparison(verdicts, profile_of(baseline), current_profile, control_of(baseline), current_control, drift,
-                      version_changes(profile_of(baseline), current_profile))
+    return Comparison(
+        verdicts,
+        profile_of(baseline),
+        current_profile,
+        control_of(baseline),
+        current_control,
+        drift,
+        version_changes(profile_of(baseline), current_profile),
+    )
 
 
-def compare_results(baseline: dict, current: dict, threshold: float = DEFAULT_THRESHOLD,
-                    alpha: float = DEFAULT_ALPHA) -> Comparison:
+def compare_results(
+    baseline: dict, current: dict, threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA
+) -> Comparison:
     """Two saved results. A benchmark's own saved ``regression_threshold`` is used where it has one."""
     benches = by_name(current)
-    return compare(baseline, {name: process_samples(b) for name, b in benches.items()},
-                   {name: (b.get("extra_info") or {}).get("regression_threshold") for name, b in benches.items()},
-                   threshold, alpha, control_of(current), profile_of(current))
+    return compare(
+        baseline,
+        {name: process_samples(b) for name, b in benches.items()},
+        {name: (b.get("extra_info") or {}).get("regression_threshold") for name, b in benches.items()},
+        threshold,
+        alpha,
+        control_of(current),
+        profile_of(current),
+    )

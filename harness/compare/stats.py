@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-
 MODE_GAP = 0.12
 
 
@@ -56,14 +55,16 @@ def _welch_log_interval(base_meds: np.ndarray, cur_meds: np.ndarray, confidence:
     se = np.sqrt(vb + vc)
     if se == 0:
         return float(np.exp(diff)), float(np.exp(diff))
-    df = (vb + vc) ** 2 / ((vb ** 2) / (lb.size - 1) + (vc ** 2) / (lc.size - 1))
+    df = (vb + vc) ** 2 / ((vb**2) / (lb.size - 1) + (vc**2) / (lc.size - 1))
     half = sps.t.ppf(0.5 + confidence / 2, df) * se
     return float(np.exp(diff - half)), float(np.exp(diff + half))
 
 
-def _bootstrap_interval(base: list[np.ndarray], cur: list[np.ndarray], confidence: float, n_boot: int,
-                        rng: np.random.Generator) -> tuple[float, float]:
+def _bootstrap_interval(
+    base: list[np.ndarray], cur: list[np.ndarray], confidence: float, n_boot: int, rng: np.random.Generator
+) -> tuple[float, float]:
     """Two-level bootstrap (processes, then rounds): for sides with a single process."""
+
     def centers(groups):
         meds = np.empty((len(groups), n_boot))
         for i, g in enumerate(groups):
@@ -80,19 +81,20 @@ def _bootstrap_interval(base: list[np.ndarray], cur: list[np.ndarray], confidenc
 
 @dataclass(frozen=True)
 class RatioEstimate:
-    ratio: float          # current / baseline, > 1 = slower
+    ratio: float  # current / baseline, > 1 = slower
     low: float
     high: float
     confidence: float
-    p_value: float        # Mann-Whitney U, two-sided, on pooled per-call samples
+    p_value: float  # Mann-Whitney U, two-sided, on pooled per-call samples
     processes: tuple[int, int]
     rounds: tuple[int, int]
-    method: str           # "welch-t on log process medians" or "bootstrap over rounds"
+    method: str  # "welch-t on log process medians" or "bootstrap over rounds"
     slow_mode: tuple[int, int] = (0, 0)  # processes left out as a slow machine state, per side
 
 
-def ratio_estimate(baseline: list[np.ndarray], current: list[np.ndarray], confidence: float = 0.99,
-                   n_boot: int = 2000, seed: int = 0) -> RatioEstimate:
+def ratio_estimate(
+    baseline: list[np.ndarray], current: list[np.ndarray], confidence: float = 0.99, n_boot: int = 2000, seed: int = 0
+) -> RatioEstimate:
     if not baseline or not current or any(len(g) == 0 for g in list(baseline) + list(current)):
         raise ValueError("both sides need at least one process with at least one sample")
     base_meds, cur_meds = steady(process_medians(baseline)), steady(process_medians(current))
@@ -104,6 +106,19 @@ def ratio_estimate(baseline: list[np.ndarray], current: list[np.ndarray], confid
         low, high = _bootstrap_interval(baseline, current, confidence, n_boot, np.random.default_rng(seed))
         method = "bootstrap over rounds (one process: between-process noise unseen)"
     pooled_b, pooled_c = np.concatenate(baseline), np.concatenate(current)
-    p = float(sps.mannwhitneyu(pooled_c, pooled_b, alternative="two-sided").pvalue) if min(pooled_b.size, pooled_c.size) > 1 else 1.0
-    return RatioEstimate(center(current) / center(baseline), low, high, confidence, p,
-                         (len(baseline), len(current)), (int(pooled_b.size), int(pooled_c.size)), method, slow)
+    p = (
+        float(sps.mannwhitneyu(pooled_c, pooled_b, alternative="two-sided").pvalue)
+        if min(pooled_b.size, pooled_c.size) > 1
+        else 1.0
+    )
+    return RatioEstimate(
+        center(current) / center(baseline),
+        low,
+        high,
+        confidence,
+        p,
+        (len(baseline), len(current)),
+        (int(pooled_b.size), int(pooled_c.size)),
+        method,
+        slow,
+    )

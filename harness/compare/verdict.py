@@ -42,7 +42,7 @@ class Verdict:
     p_value: float | None = None
     threshold: float = DEFAULT_THRESHOLD
     alpha: float = DEFAULT_ALPHA
-    drift: float | None = None           # control(current) / control(baseline)
+    drift: float | None = None  # control(current) / control(baseline)
     corrected_ratio: float | None = None  # ratio / drift
     note: str = ""
     processes: tuple[int, int] | None = None
@@ -65,12 +65,25 @@ def _more_processes_needed(ratio: float, low: float, high: float, t: float, proc
     return f"about {max(needed - processes, 1)} more worker processes per side (--processes {needed}) would resolve it"
 
 
-def judge(name: str, baseline: list | None, current: list | None, threshold: float = DEFAULT_THRESHOLD,
-          alpha: float = DEFAULT_ALPHA, drift: float | None = None, n_boot: int = 2000, seed: int = 0) -> Verdict:
+def judge(
+    name: str,
+    baseline: list | None,
+    current: list | None,
+    threshold: float = DEFAULT_THRESHOLD,
+    alpha: float = DEFAULT_ALPHA,
+    drift: float | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> Verdict:
     """``baseline``/``current``: per-process arrays of per-call seconds (None = absent)."""
     if not baseline:
-        return Verdict(name, "new" if current else "missing", threshold=threshold, alpha=alpha,
-                       note="no baseline for this cell" if current else "no samples on either side")
+        return Verdict(
+            name,
+            "new" if current else "missing",
+            threshold=threshold,
+            alpha=alpha,
+            note="no baseline for this cell" if current else "no samples on either side",
+        )
     if not current:
         return Verdict(name, "missing", threshold=threshold, alpha=alpha, note="in the baseline but not measured now")
     base = [np.asarray(g, dtype=np.float64) for g in baseline]
@@ -94,8 +107,28 @@ def judge(name: str, baseline: list | None, current: list | None, threshold: flo
         verdict = "inconclusive"
         note = _more_processes_needed(r, lo, hi, threshold, max(est.processes))
     if any(est.slow_mode):
-        note = "; ".join(filter(None, [note, f"slow machine state: {est.slow_mode[0]}/{est.processes[0]} baseline and "
-                                             f"{est.slow_mode[1]}/{est.processes[1]} current processes ran >{MODE_GAP:.0%} slower than "
-                                             f"their fastest and were left out"]))
-    return Verdict(name, verdict, est.ratio, est.low, est.high, p, threshold, alpha, drift,
-                   r if drift else None, note, est.processes)
+        note = "; ".join(
+            filter(
+                None,
+                [
+                    note,
+                    f"slow machine state: {est.slow_mode[0]}/{est.processes[0]} baseline and "
+                    f"{est.slow_mode[1]}/{est.processes[1]} current processes ran >{MODE_GAP:.0%} slower than "
+                    f"their fastest and were left out",
+                ],
+            )
+        )
+    return Verdict(
+        name,
+        verdict,
+        est.ratio,
+        est.low,
+        est.high,
+        p,
+        threshold,
+        alpha,
+        drift,
+        r if drift else None,
+        note,
+        est.processes,
+    )

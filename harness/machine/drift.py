@@ -73,8 +73,9 @@ def drift_factor(current_control: dict | None, baseline_control: dict | None) ->
     return cur / base if cur and base else None
 
 
-def applied_drift(current_control: dict | None, baseline_control: dict | None,
-                  tolerance: float = DRIFT_TOLERANCE) -> float | None:
+def applied_drift(
+    current_control: dict | None, baseline_control: dict | None, tolerance: float = DRIFT_TOLERANCE
+) -> float | None:
     """The drift factor to divide ratios by: only when the control moved beyond its own noise."""
     factor = drift_factor(current_control, baseline_control)
     return factor if factor is not None and abs(factor - 1) > tolerance else None

@@ -13,6 +13,7 @@ import time
 
 from harness.machine.probe import run_module_json
 from harness.machine.threads import cpu_budget, thread_env
+from harness.run.protocol import gflops
 
 
 def _best(fn, repeats: int) -> float:
@@ -35,15 +36,18 @@ def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
         import onnxruntime as ort
         from onnx import TensorProto, helper, numpy_helper
 
-        graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "sgemm",
-                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])],
-                                  [numpy_helper.from_array(x, "w")])
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["y"])],
+            "sgemm",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])],
+            [numpy_helper.from_array(x, "w")],
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        results.append(flops / _best(lambda: session.run(None, {"x": x}), repeats) / 1e9)
+        results.append(gflops(flops, _best(lambda: session.run(None, {"x": x}), repeats)))
     except ImportError:
         pass
     try:
@@ -51,7 +55,7 @@ def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
 
         torch.set_num_threads(threads)
         a = torch.from_numpy(x)
-        results.append(flops / _best(lambda: torch.mm(a, a), repeats) / 1e9)
+        results.append(gflops(flops, _best(lambda: torch.mm(a, a), repeats)))
     except ImportError:
         pass
     return max(results)

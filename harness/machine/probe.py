@@ -16,8 +16,13 @@ import sys
 
 def run_module_json(module: str, env: dict[str, str], timeout_s: float = 120.0) -> dict | None:
     try:
-        proc = subprocess.run([sys.executable, "-m", module], env=dict(os.environ, **env), capture_output=True,
-                              text=True, timeout=timeout_s)
+        proc = subprocess.run(
+            [sys.executable, "-m", module],
+            env=dict(os.environ, **env),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
         data = json.loads(proc.stdout) if proc.returncode == 0 else None
     except (subprocess.SubprocessError, ValueError, OSError):
         return None

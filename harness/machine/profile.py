@@ -71,9 +71,11 @@ def cpu_mhz() -> float | None:
     return None
 
 
-NOMINAL_PEAK_METHOD = ("effective CPUs x clock (cpufreq max, else /proc/cpuinfo MHz) x fp32 FMA lanes (16 with AVX-512, "
-               "8 with AVX2/FMA, 4 otherwise) x 2 FLOP per FMA x 2 FMA pipes per core; an upper bound (cores "
-               "that split 512-bit ops, like Zen 4, reach half of it)")
+NOMINAL_PEAK_METHOD = (
+    "effective CPUs x clock (cpufreq max, else /proc/cpuinfo MHz) x fp32 FMA lanes (16 with AVX-512, "
+    "8 with AVX2/FMA, 4 otherwise) x 2 FLOP per FMA x 2 FMA pipes per core; an upper bound (cores "
+    "that split 512-bit ops, like Zen 4, reach half of it)"
+)
 
 
 def peak_gflops(isa: list[str], effective_cpus: int, mhz: float | None) -> float | None:
@@ -83,7 +85,9 @@ def peak_gflops(isa: list[str], effective_cpus: int, mhz: float | None) -> float
     return effective_cpus * mhz / 1000 * lanes * 2 * 2
 
 
-PEAK_METHOD = "best of 5 fp32 2048x2048 matmuls (ORT MLAS or torch.mm, the faster) on all effective CPUs (harness/peak.py)"
+PEAK_METHOD = (
+    "best of 5 fp32 2048x2048 matmuls (ORT MLAS or torch.mm, the faster) on all effective CPUs (harness/peak.py)"
+)
 
 
 def measured_peak() -> dict:
@@ -137,7 +141,9 @@ def profile_id(profile: dict) -> str:
     key = profile_key(profile)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:6]
     cpu = re.sub(r"[^a-z0-9]+", "-", (key["cpu"] or "cpu").lower()).strip("-")
-    cpu = "-".join(w for w in cpu.split("-") if w not in ("processor", "cpu", "with", "radeon", "graphics"))[:24].strip("-")
+    cpu = "-".join(w for w in cpu.split("-") if w not in ("processor", "cpu", "with", "radeon", "graphics"))[:24].strip(
+        "-"
+    )
     return f"{cpu}-{key['effective_cpus']}cpu-{key['memory_gib']}g-{digest}"
 
 
@@ -149,9 +155,12 @@ def version_changes(baseline: dict | None, current: dict | None) -> list[str]:
     now = (current or {}).get("packages") or {}
     if not before:
         return ["the baseline records no runtime versions: a change may come from a dependency upgrade"] if now else []
-    return [f"{name} {before.get(name) or 'not installed'} in the baseline, {now.get(name) or 'not installed'} now: "
-            f"ratios include the effect of this upgrade"
-            for name in PACKAGES if before.get(name) != now.get(name)]
+    return [
+        f"{name} {before.get(name) or 'not installed'} in the baseline, {now.get(name) or 'not installed'} now: "
+        f"ratios include the effect of this upgrade"
+        for name in PACKAGES
+        if before.get(name) != now.get(name)
+    ]
 
 
 def current_profile() -> dict:

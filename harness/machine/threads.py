@@ -52,10 +52,10 @@ def cpu_quota(cgroup_root: str | Path = "/sys/fs/cgroup") -> float | None:
 
 @dataclass(frozen=True)
 class CpuBudget:
-    host_cpus: int            # os.cpu_count(): what a container-unaware runtime uses
-    affinity_cpus: int        # len(os.sched_getaffinity(0))
+    host_cpus: int  # os.cpu_count(): what a container-unaware runtime uses
+    affinity_cpus: int  # len(os.sched_getaffinity(0))
     quota_cpus: float | None  # cgroup quota in CPUs, None = unlimited
-    effective_cpus: int       # min(affinity, ceil(quota)), at least 1
+    effective_cpus: int  # min(affinity, ceil(quota)), at least 1
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -5,9 +5,9 @@ process); ``build_model`` runs inside the worker."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
 
 from harness.models.base import Model
 from harness.models.cnn import build_mobilenet_v2, build_resnet
@@ -19,23 +19,34 @@ from harness.models.user import UserModelError, build_from_factory, build_from_f
 
 @dataclass(frozen=True)
 class ModelEntry:
-    kind: str                  # "torch" or "onnx"
+    kind: str  # "torch" or "onnx"
     builder: Callable[..., Model]
     description: str
-    batchable: bool = True     # False: the batch size is fixed by the graph
+    batchable: bool = True  # False: the batch size is fixed by the graph
 
 
 MODELS: dict[str, ModelEntry] = {
     "mlp": ModelEntry("torch", partial(build_mlp, "mlp"), "MLP 512-1024-1024-10, batch 8"),
-    "resnet_tiny": ModelEntry("torch", partial(build_resnet, "resnet_tiny"), "ResNet-style, 3 stages 16/32/64, 64x64 input"),
-    "resnet18ish": ModelEntry("torch", partial(build_resnet, "resnet18ish", image=224, widths=(64, 128, 256, 512), blocks=2, classes=1000), "ResNet-18-like, 224x224"),
+    "resnet_tiny": ModelEntry(
+        "torch", partial(build_resnet, "resnet_tiny"), "ResNet-style, 3 stages 16/32/64, 64x64 input"
+    ),
+    "resnet18ish": ModelEntry(
+        "torch",
+        partial(build_resnet, "resnet18ish", image=224, widths=(64, 128, 256, 512), blocks=2, classes=1000),
+        "ResNet-18-like, 224x224",
+    ),
     "mobilenet_v2": ModelEntry("torch", partial(build_mobilenet_v2, "mobilenet_v2"), "MobileNetV2, width 1.0, 224x224"),
 }
 for _name, (_l, _h, _a, _s, _v) in SIZES.items():
-    MODELS[_name] = ModelEntry("torch", partial(build_encoder, _name, layers=_l, hidden=_h, heads=_a, seq=_s, vocab=_v),
-                               f"BERT-style encoder: {_l} layers, hidden {_h}, {_a} heads, seq {_s}")
+    MODELS[_name] = ModelEntry(
+        "torch",
+        partial(build_encoder, _name, layers=_l, hidden=_h, heads=_a, seq=_s, vocab=_v),
+        f"BERT-style encoder: {_l} layers, hidden {_h}, {_a} heads, seq {_s}",
+    )
 for _name in LIGHT_GRAPHS:
-    MODELS[_name] = ModelEntry("onnx", partial(build_light, _name), f"onnx light graph {_name} (seeded random weights)", batchable=False)
+    MODELS[_name] = ModelEntry(
+        "onnx", partial(build_light, _name), f"onnx light graph {_name} (seeded random weights)", batchable=False
+    )
 
 
 class UnknownModelError(ValueError):
@@ -49,7 +60,10 @@ def model_kind(name: str, options: dict | None = None) -> str:
     if options.get("model_factory"):
         return "torch"
     if name not in MODELS:
-        raise UnknownModelError(f"unknown model {name!r}; built-in models: {', '.join(sorted(MODELS))} (or use --model-file / --model-factory)")
+        raise UnknownModelError(
+            f"unknown model {name!r}; built-in models: {', '.join(sorted(MODELS))} "
+            f"(or use --model-file / --model-factory)"
+        )
     return MODELS[name].kind
 
 
@@ -72,4 +86,13 @@ def build_model(name: str, options: dict | None = None, batch: int | None = None
     return entry.builder(batch=batch) if batch is not None else entry.builder()
 
 
-__all__ = ["MODELS", "Model", "UnknownModelError", "UserModelError", "build_model", "is_batchable", "model_kind", "model_name_for"]
+__all__ = [
+    "MODELS",
+    "Model",
+    "UnknownModelError",
+    "UserModelError",
+    "build_model",
+    "is_batchable",
+    "model_kind",
+    "model_name_for",
+]

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-INPUT_SEED_TIMING = 1000   # inputs used for timing
-INPUT_SEED_PARITY = 2000   # fresh inputs used for the parity check (never the timing inputs)
+INPUT_SEED_TIMING = 1000  # inputs used for timing
+INPUT_SEED_PARITY = 2000  # fresh inputs used for the parity check (never the timing inputs)
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,15 @@ class TorchModel(Model):
 
             example = tuple(torch.from_numpy(x) for x in self.make_inputs(INPUT_SEED_TIMING))
             buffer = io.BytesIO()
-            torch.onnx.export(self.torch_module(), example, buffer, dynamo=False, opset_version=17,
-                              input_names=[spec.name for spec in self.inputs], output_names=self.output_names())
+            torch.onnx.export(
+                self.torch_module(),
+                example,
+                buffer,
+                dynamo=False,
+                opset_version=17,
+                input_names=[spec.name for spec in self.inputs],
+                output_names=self.output_names(),
+            )
             self._exported = onnx.load_from_string(buffer.getvalue())
         return self._exported
 
@@ -234,7 +241,9 @@ def graph_inputs(graph, overrides: dict[str, tuple[int, ...]] | None = None) -> 
             shape = tuple(dims)
         dtype = _ONNX_DTYPES.get(tt.elem_type)
         if dtype is None:
-            raise ShapeError(f"input {vi.name!r} has ONNX element type {tt.elem_type}, which the harness cannot generate")
+            raise ShapeError(
+                f"input {vi.name!r} has ONNX element type {tt.elem_type}, which the harness cannot generate"
+            )
         specs.append(InputSpec(vi.name, shape, dtype, high=2 if dtype == "bool" else 100))
     unknown = set(overrides) - {s.name for s in specs}
     if unknown:

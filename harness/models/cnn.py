@@ -20,7 +20,9 @@ def _randomize_batchnorm(module) -> None:
                 m.bias.uniform_(-0.1, 0.1)
 
 
-def build_resnet(name: str, batch: int = 1, image: int = 64, widths=(16, 32, 64), blocks: int = 1, classes: int = 10) -> TorchModel:
+def build_resnet(
+    name: str, batch: int = 1, image: int = 64, widths=(16, 32, 64), blocks: int = 1, classes: int = 10
+) -> TorchModel:
     def factory():
         import torch.nn as nn
 
@@ -28,11 +30,17 @@ def build_resnet(name: str, batch: int = 1, image: int = 64, widths=(16, 32, 64)
             def __init__(self, cin, cout, stride):
                 super().__init__()
                 self.body = nn.Sequential(
-                    nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
-                    nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout),
+                    nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+                    nn.BatchNorm2d(cout),
+                    nn.ReLU(),
+                    nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+                    nn.BatchNorm2d(cout),
                 )
-                self.skip = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
-                    nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                self.skip = (
+                    nn.Identity()
+                    if stride == 1 and cin == cout
+                    else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                )
                 self.relu = nn.ReLU()
 
             def forward(self, x):
@@ -52,7 +60,9 @@ def build_resnet(name: str, batch: int = 1, image: int = 64, widths=(16, 32, 64)
     return TorchModel(name, factory, [InputSpec("input", (batch, 3, image, image))])
 
 
-def build_mobilenet_v2(name: str, batch: int = 1, image: int = 224, width: float = 1.0, classes: int = 1000) -> TorchModel:
+def build_mobilenet_v2(
+    name: str, batch: int = 1, image: int = 224, width: float = 1.0, classes: int = 1000
+) -> TorchModel:
     # (expansion, channels, repeats, stride) as in the MobileNetV2 paper
     config = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
 
@@ -67,7 +77,11 @@ def build_mobilenet_v2(name: str, batch: int = 1, image: int = 224, width: float
             def __init__(self, cin, cout, stride, t):
                 super().__init__()
                 hid = cin * t
-                mods = (conv_bn(cin, hid, 1, 1) if t != 1 else []) + conv_bn(hid, hid, 3, stride, groups=hid) + conv_bn(hid, cout, 1, 1, act=False)
+                mods = (
+                    (conv_bn(cin, hid, 1, 1) if t != 1 else [])
+                    + conv_bn(hid, hid, 3, stride, groups=hid)
+                    + conv_bn(hid, cout, 1, 1, act=False)
+                )
                 self.body = nn.Sequential(*mods)
                 self.residual = stride == 1 and cin == cout
 

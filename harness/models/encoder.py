@@ -7,13 +7,15 @@ from harness.models.base import InputSpec, TorchModel
 
 SIZES = {
     #            layers hidden heads  seq  vocab
-    "bert_tiny": (2,    128,   2,    128, 1000),
-    "bert_mini": (4,    256,   4,    128, 1000),
-    "bert_base": (12,   768,   12,   128, 30522),
+    "bert_tiny": (2, 128, 2, 128, 1000),
+    "bert_mini": (4, 256, 4, 128, 1000),
+    "bert_base": (12, 768, 12, 128, 30522),
 }
 
 
-def build_encoder(name: str, batch: int = 1, layers: int = 2, hidden: int = 128, heads: int = 2, seq: int = 128, vocab: int = 1000) -> TorchModel:
+def build_encoder(
+    name: str, batch: int = 1, layers: int = 2, hidden: int = 128, heads: int = 2, seq: int = 128, vocab: int = 1000
+) -> TorchModel:
     if hidden % heads:
         raise ValueError(f"{name}: hidden size {hidden} is not divisible by {heads} heads")
 

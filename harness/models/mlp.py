@@ -5,7 +5,9 @@ from __future__ import annotations
 from harness.models.base import InputSpec, TorchModel
 
 
-def build_mlp(name: str, batch: int = 8, features: int = 512, hidden: int = 1024, layers: int = 3, classes: int = 10) -> TorchModel:
+def build_mlp(
+    name: str, batch: int = 8, features: int = 512, hidden: int = 1024, layers: int = 3, classes: int = 10
+) -> TorchModel:
     def factory():
         import torch.nn as nn
 

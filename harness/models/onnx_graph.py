@@ -107,7 +107,9 @@ def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:
     graph = model.graph
     for i, init in enumerate(graph.initializer):
         if init.data_type == TensorProto.FLOAT:
-            graph.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float64), init.name))
+            graph.initializer[i].CopyFrom(
+                numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float64), init.name)
+            )
     for vi in list(graph.input) + list(graph.output):
         if vi.type.tensor_type.elem_type == TensorProto.FLOAT:
             vi.type.tensor_type.elem_type = TensorProto.DOUBLE
@@ -129,7 +131,10 @@ def onnx_flops(model: onnx.ModelProto) -> int:
     """Multiply-add FLOPs (2 per MAC) of Conv, ConvTranspose, Gemm and MatMul nodes, from
     shape inference with the graph's static input shapes. Element-wise ops are not counted."""
     inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {vi.name: _dims(vi) for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    shapes = {
+        vi.name: _dims(vi)
+        for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    }
     shapes.update({init.name: list(init.dims) for init in model.graph.initializer})
     total = 0
     for node in inferred.graph.node:
@@ -150,7 +155,17 @@ def onnx_flops(model: onnx.ModelProto) -> int:
     return total
 
 
-_PASS_THROUGH = {"Relu", "GlobalAveragePool", "AveragePool", "Flatten", "Reshape", "Squeeze", "Dropout", "Identity", "MaxPool"}
+_PASS_THROUGH = {
+    "Relu",
+    "GlobalAveragePool",
+    "AveragePool",
+    "Flatten",
+    "Reshape",
+    "Squeeze",
+    "Dropout",
+    "Identity",
+    "MaxPool",
+}
 
 
 def calibrate_logits(model: onnx.ModelProto, feeds: dict[str, np.ndarray], target_std: float = 2.0) -> onnx.ModelProto:

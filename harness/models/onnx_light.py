@@ -11,7 +11,17 @@ import os
 
 from harness.models.base import INPUT_SEED_TIMING, OnnxModel
 
-LIGHT_GRAPHS = ("squeezenet", "resnet50", "shufflenet", "densenet121", "inception_v1", "inception_v2", "bvlc_alexnet", "vgg19", "zfnet512")
+LIGHT_GRAPHS = (
+    "squeezenet",
+    "resnet50",
+    "shufflenet",
+    "densenet121",
+    "inception_v1",
+    "inception_v2",
+    "bvlc_alexnet",
+    "vgg19",
+    "zfnet512",
+)
 OPSET = 17
 
 

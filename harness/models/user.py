@@ -15,7 +15,11 @@ class UserModelError(ValueError):
 
 def model_name_for(text: str) -> str:
     """A matrix-id-safe name: 'models/My-Net.v2.onnx' -> 'My_Net_v2', 'pkg.mod:make' -> 'make'."""
-    base = text.rsplit(":", 1)[-1] if ":" in text and not os.path.exists(text) else os.path.splitext(os.path.basename(text))[0]
+    base = (
+        text.rsplit(":", 1)[-1]
+        if ":" in text and not os.path.exists(text)
+        else os.path.splitext(os.path.basename(text))[0]
+    )
     return re.sub(r"[^A-Za-z0-9_]", "_", base) or "user_model"
 
 
@@ -32,11 +36,15 @@ def parse_input_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
                 if not shapes[name] or min(shapes[name]) < 1:
                     raise ValueError
             except ValueError:
-                raise UserModelError(f"--input-shape {part!r}: expected NAME=D1xD2x... with positive integers, e.g. input=1x3x224x224") from None
+                raise UserModelError(
+                    f"--input-shape {part!r}: expected NAME=D1xD2x... with positive integers, e.g. input=1x3x224x224"
+                ) from None
     return shapes
 
 
-def user_model(model_file: str | None, model_factory: str | None, input_shapes: list[str] | None) -> tuple[str, dict] | None:
+def user_model(
+    model_file: str | None, model_factory: str | None, input_shapes: list[str] | None
+) -> tuple[str, dict] | None:
     """(model name, model options for the worker) for --model-file / --model-factory, or None.
     Raises UserModelError with a one-line reason for a bad combination or a missing file."""
     if model_file and model_factory:
@@ -48,8 +56,10 @@ def user_model(model_file: str | None, model_factory: str | None, input_shapes: 
         if not os.path.isfile(model_file):
             raise UserModelError(f"--model-file {model_file}: no such file")
         # workers run in the project root: hand them an absolute path
-        return model_name_for(model_file), {"model_file": os.path.abspath(model_file),
-                                            "input_shapes": {k: list(v) for k, v in shapes.items()}}
+        return model_name_for(model_file), {
+            "model_file": os.path.abspath(model_file),
+            "input_shapes": {k: list(v) for k, v in shapes.items()},
+        }
     if model_factory:
         return model_name_for(model_factory), {"model_factory": model_factory}
     return None
@@ -76,7 +86,10 @@ def build_from_file(path: str, input_shapes: dict[str, tuple[int, ...]] | None =
         graph = onnx.load(path)
         onnx.checker.check_model(graph)
     except Exception as exc:  # onnx raises several types for bad files
-        raise UserModelError(f"--model-file {path}: not a valid ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise UserModelError(
+            f"--model-file {path}: not a valid ONNX model "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     drop_initializer_inputs(graph)
     try:
         specs = graph_inputs(graph, input_shapes)
@@ -106,7 +119,9 @@ def build_from_factory(spec: str) -> TorchModel:
     torch.manual_seed(0)
     result = func()
     if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], torch.nn.Module)):
-        raise UserModelError(f"--model-factory {spec}: must return (torch.nn.Module, example_inputs tuple), got {type(result).__name__}")
+        raise UserModelError(
+            f"--model-factory {spec}: must return (torch.nn.Module, example_inputs tuple), got {type(result).__name__}"
+        )
     module, examples = result
     examples = examples if isinstance(examples, (tuple, list)) else (examples,)
     specs = []

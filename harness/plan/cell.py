@@ -33,5 +33,5 @@ class Cell:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Cell":
+    def from_dict(cls, data: dict) -> Cell:
         return cls(**data)

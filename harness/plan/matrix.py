@@ -13,8 +13,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field, replace
 
-from harness.plan.cell import Cell
 from harness.machine.threads import normalize_thread_spec
+from harness.plan.cell import Cell
 
 AXES = ("models", "backends", "targets", "sparsity", "threads", "batch")
 
@@ -102,7 +102,7 @@ class Matrix:
             raise MatrixError(f"smoke subset names unknown axes {sorted(unknown)}; axes are {', '.join(AXES)}")
         object.__setattr__(self, "smoke", {a: normalize_axis(a, v) for a, v in self.smoke.items()})
 
-    def override(self, **axes) -> "Matrix":
+    def override(self, **axes) -> Matrix:
         """Replace axes (values None are ignored). An overridden axis no longer limits smoke."""
         given = {a: v for a, v in axes.items() if v is not None}
         unknown = set(given) - set(AXES)
@@ -115,8 +115,11 @@ class Matrix:
         """All combinations in axis order. ``unsupported(cell) -> reason | None`` marks skips."""
         cells = []
         for model, backend, target, sparsity, threads, batch in itertools.product(
-                self.models, self.backends, self.targets, self.sparsity, self.threads, self.batch):
-            values = dict(models=model, backends=backend, targets=target, sparsity=sparsity, threads=threads, batch=batch)
+            self.models, self.backends, self.targets, self.sparsity, self.threads, self.batch
+        ):
+            values = dict(
+                models=model, backends=backend, targets=target, sparsity=sparsity, threads=threads, batch=batch
+            )
             cell = Cell(model, backend, target, sparsity, threads, batch, dict((model_options or {}).get(model, {})))
             smoke = all(values[a] in subset for a, subset in self.smoke.items())
             reason = unsupported(cell) if unsupported else None

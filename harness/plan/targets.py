@@ -9,8 +9,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class TargetInfo:
     name: str
-    device: str          # "cpu" (more devices belong to their own issue)
-    host_isa: bool       # True: use the host CPU's full ISA (mcpu=<host>)
+    device: str  # "cpu" (more devices belong to their own issue)
+    host_isa: bool  # True: use the host CPU's full ISA (mcpu=<host>)
     description: str
 
 

@@ -48,7 +48,9 @@ def pytest_generate_tests(metafunc):
     where = metafunc.module.__file__
     matrix = getattr(metafunc.module, "MATRIX", None)
     if not isinstance(matrix, Matrix):
-        pytest.fail(f"{where}: a test using the 'cell' fixture needs a module-level MATRIX = Matrix(...)", pytrace=False)
+        pytest.fail(
+            f"{where}: a test using the 'cell' fixture needs a module-level MATRIX = Matrix(...)", pytrace=False
+        )
     options = _session(metafunc.config).options
     overrides, model_options = dict(options.axes), {}
     if options.user_model:
@@ -96,8 +98,10 @@ def _measure_planned(session, bench: BenchSession) -> None:
         done[0] += 1
         if reporter is not None and config.option.verbose >= 0:
             med = result.median_s()
-            reporter.write_line(f"[infer-bench {done[0]}/{total}] {cell.id} process {index}/{processes}: {result.status}"
-                                + (f", median {med * 1e3:.3f} ms so far" if med else ""))
+            reporter.write_line(
+                f"[infer-bench {done[0]}/{total}] {cell.id} process {index}/{processes}: {result.status}"
+                + (f", median {med * 1e3:.3f} ms so far" if med else "")
+            )
 
     bench.measure(plan, progress)
 
@@ -116,8 +120,13 @@ def pytest_runtestloop(session):
     yield
     if measuring:
         bench.measure_control("after")
-        bench.judge([Measured(item.nodeid, regression_threshold(item, bench.options))
-                     for item in session.items if _measures(item)])
+        bench.judge(
+            [
+                Measured(item.nodeid, regression_threshold(item, bench.options))
+                for item in session.items
+                if _measures(item)
+            ]
+        )
 
 
 @pytest.fixture
@@ -130,13 +139,20 @@ def measure_cell(request, benchmark):
 
     def _measure(cell: Cell):
         item = request.node
-        result = bench.take(item.nodeid, cell, processes_for(item, bench.options), _request(item, config),
-                            regression_threshold(item, bench.options))
+        result = bench.take(
+            item.nodeid,
+            cell,
+            processes_for(item, bench.options),
+            _request(item, config),
+            regression_threshold(item, bench.options),
+        )
         record(benchmark, result)
         if result.status == "unavailable":
             pytest.skip(result.message)
         if not result.ok:
-            pytest.fail(f"{cell.id}: {result.message}" + (f"\n{result.traceback}" if result.traceback else ""), pytrace=False)
+            pytest.fail(
+                f"{cell.id}: {result.message}" + (f"\n{result.traceback}" if result.traceback else ""), pytrace=False
+            )
         return result
 
     return _measure
@@ -148,8 +164,9 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
 def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info, compared_benchmark):
     """Remember the baseline for the verdicts, and never compare across profiles silently."""
-    warning = _session(config).set_baseline(compared_benchmark, machine_info,
-                                            getattr(benchmarksession.storage, "path", "baselines"))
+    warning = _session(config).set_baseline(
+        compared_benchmark, machine_info, getattr(benchmarksession.storage, "path", "baselines")
+    )
     if warning:
         benchmarksession.logger.warning(warning)
 

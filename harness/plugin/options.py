@@ -15,11 +15,18 @@ from harness.plan.matrix import AXES, MatrixError, parse_list
 from harness.plan.support import check_axis_overrides
 from harness.plan.targets import UnknownTargetError
 from harness.run.launcher import DEFAULT_TIMEOUT_S
+from harness.run.parity import ParityPolicy
 
 DEFAULT_PROCESSES = 3  # worker processes per cell unless the suite (PROCESSES) or --processes says otherwise
 DEFAULT_REPORT_DIR = "reports"
-AXIS_EXAMPLES = {"models": "mlp,bert_tiny", "backends": "ort,tvm", "targets": "llvm", "sparsity": "0,0.9",
-                 "threads": "1,2,auto,host", "batch": "1,8"}
+AXIS_EXAMPLES = {
+    "models": "mlp,bert_tiny",
+    "backends": "ort,tvm",
+    "targets": "llvm",
+    "sparsity": "0,0.9",
+    "threads": "1,2,auto,host",
+    "batch": "1,8",
+}
 MARKERS = {
     "smoke": "the small default benchmark matrix (minutes on 2 cores)",
     "full": "cells outside the smoke matrix (the nightly matrix)",
@@ -30,45 +37,103 @@ MARKERS = {
 def add_options(parser) -> None:
     group = parser.getgroup("infer-bench", "infer-bench matrix and worker options")
     for axis in AXES:
-        group.addoption(f"--{axis}", default=None, metavar="LIST",
-                        help=f"comma list replacing the suite's {axis} axis for this run, e.g. {AXIS_EXAMPLES[axis]}")
-    group.addoption("--model-file", default=None, metavar="PATH.onnx",
-                    help="benchmark this ONNX file instead of the suite's models (input shapes from the file)")
-    group.addoption("--input-shape", action="append", default=[], metavar="NAME=1x3x224x224",
-                    help="shape for a dynamic input of --model-file (repeatable or comma list)")
-    group.addoption("--model-factory", default=None, metavar="package.module:function",
-                    help="benchmark a torch model: the function returns (module, example_inputs)")
-    group.addoption("--launcher", default="process", choices=("process", "inline"),
-                    help="process (default): one fresh worker process per cell, thread settings applied before "
-                         "any runtime loads; inline: in the pytest process (debugging; threads cannot change)")
-    group.addoption("--schedule", default="interleaved", choices=("interleaved", "sequential"),
-                    help="interleaved (default): measure all selected cells before the tests report, worker processes "
-                         "round-robin across cells so a slow stretch of the machine cannot shift all of one cell's "
-                         "processes; sequential: each test measures its cell when it runs")
-    group.addoption("--cell-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
-                    help=f"kill a cell's worker after this long (default {DEFAULT_TIMEOUT_S:g})")
-    group.addoption("--report-dir", default=DEFAULT_REPORT_DIR, metavar="DIR",
-                    help=f"where the thread-scaling report (threads.md, threads.png) is written (default {DEFAULT_REPORT_DIR}/)")
-    group.addoption("--processes", type=int, default=None, metavar="N",
-                    help=f"worker processes per cell whose timings are pooled (default: the suite's PROCESSES, else "
-                         f"{DEFAULT_PROCESSES}); verdicts need >= 2 to see between-process noise, 1 is faster for exploration")
-    group.addoption("--fail-on-regression", action="store_true",
-                    help="exit non-zero when any cell's verdict against the compared baseline is 'regression'")
-    group.addoption("--regression-threshold", type=float, default=None, metavar="FRACTION",
-                    help=f"minimum practical effect for a verdict (default {DEFAULT_THRESHOLD}; per suite: REGRESSION_THRESHOLD, "
-                         "per test: @pytest.mark.regression_threshold(0.10))")
-    group.addoption("--regression-alpha", type=float, default=DEFAULT_ALPHA, metavar="ALPHA",
-                    help=f"significance level; the confidence interval is 1 - alpha (default {DEFAULT_ALPHA})")
-    group.addoption("--no-drift-control", action="store_true",
-                    help="skip the control workload measured before and after the cells")
-    group.addoption("--parity-multiplier", type=float, default=None, metavar="X",
-                    help="error budget = X * (fp32 reference error vs float64) + floor (default 10)")
+        group.addoption(
+            f"--{axis}",
+            default=None,
+            metavar="LIST",
+            help=f"comma list replacing the suite's {axis} axis for this run, e.g. {AXIS_EXAMPLES[axis]}",
+        )
+    group.addoption(
+        "--model-file",
+        default=None,
+        metavar="PATH.onnx",
+        help="benchmark this ONNX file instead of the suite's models (input shapes from the file)",
+    )
+    group.addoption(
+        "--input-shape",
+        action="append",
+        default=[],
+        metavar="NAME=1x3x224x224",
+        help="shape for a dynamic input of --model-file (repeatable or comma list)",
+    )
+    group.addoption(
+        "--model-factory",
+        default=None,
+        metavar="package.module:function",
+        help="benchmark a torch model: the function returns (module, example_inputs)",
+    )
+    group.addoption(
+        "--launcher",
+        default="process",
+        choices=("process", "inline"),
+        help="process (default): one fresh worker process per cell, thread settings applied before "
+        "any runtime loads; inline: in the pytest process (debugging; threads cannot change)",
+    )
+    group.addoption(
+        "--schedule",
+        default="interleaved",
+        choices=("interleaved", "sequential"),
+        help="interleaved (default): measure all selected cells before the tests report, worker processes "
+        "round-robin across cells so a slow stretch of the machine cannot shift all of one cell's "
+        "processes; sequential: each test measures its cell when it runs",
+    )
+    group.addoption(
+        "--cell-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"kill a cell's worker after this long (default {DEFAULT_TIMEOUT_S:g})",
+    )
+    group.addoption(
+        "--report-dir",
+        default=DEFAULT_REPORT_DIR,
+        metavar="DIR",
+        help=f"where the thread-scaling report (threads.md, threads.png) is written (default {DEFAULT_REPORT_DIR}/)",
+    )
+    group.addoption(
+        "--processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"worker processes per cell whose timings are pooled (default: the suite's PROCESSES, else "
+        f"{DEFAULT_PROCESSES}); verdicts need >= 2 to see between-process noise, 1 is faster for exploration",
+    )
+    group.addoption(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit non-zero when any cell's verdict against the compared baseline is 'regression'",
+    )
+    group.addoption(
+        "--regression-threshold",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help=f"minimum practical effect for a verdict (default {DEFAULT_THRESHOLD}; per suite: REGRESSION_THRESHOLD, "
+        "per test: @pytest.mark.regression_threshold(0.10))",
+    )
+    group.addoption(
+        "--regression-alpha",
+        type=float,
+        default=DEFAULT_ALPHA,
+        metavar="ALPHA",
+        help=f"significance level; the confidence interval is 1 - alpha (default {DEFAULT_ALPHA})",
+    )
+    group.addoption(
+        "--no-drift-control", action="store_true", help="skip the control workload measured before and after the cells"
+    )
+    group.addoption(
+        "--parity-multiplier",
+        type=float,
+        default=None,
+        metavar="X",
+        help=f"error budget = X * (fp32 reference error vs float64) + floor (default {ParityPolicy.multiplier:g})",
+    )
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    axes: dict = field(default_factory=dict)      # axis -> values replacing the suite's for this run
-    user_model: tuple[str, dict] | None = None    # (name, worker model options) of --model-file/--model-factory
+    axes: dict = field(default_factory=dict)  # axis -> values replacing the suite's for this run
+    user_model: tuple[str, dict] | None = None  # (name, worker model options) of --model-file/--model-factory
     launcher: str = "process"
     schedule: str = "interleaved"
     cell_timeout: float = DEFAULT_TIMEOUT_S
@@ -78,7 +143,7 @@ class RunOptions:
     regression_threshold: float | None = None
     regression_alpha: float = DEFAULT_ALPHA
     drift_control: bool = True
-    parity: dict = field(default_factory=dict)    # ParityPolicy overrides
+    parity: dict = field(default_factory=dict)  # ParityPolicy overrides
 
     @property
     def interleaved(self) -> bool:
@@ -95,9 +160,20 @@ class RunOptions:
         except (MatrixError, UnknownBackendError, UnknownTargetError, UnknownModelError, UserModelError) as exc:
             raise pytest.UsageError(f"infer-bench: {exc}") from None
         multiplier = opt("parity_multiplier")
-        return cls(axes, model, opt("launcher"), opt("schedule"), opt("cell_timeout"), opt("report_dir"), opt("processes"),
-                   opt("fail_on_regression"), opt("regression_threshold"), opt("regression_alpha"),
-                   not opt("no_drift_control"), {"multiplier": multiplier} if multiplier is not None else {})
+        return cls(
+            axes,
+            model,
+            opt("launcher"),
+            opt("schedule"),
+            opt("cell_timeout"),
+            opt("report_dir"),
+            opt("processes"),
+            opt("fail_on_regression"),
+            opt("regression_threshold"),
+            opt("regression_alpha"),
+            not opt("no_drift_control"),
+            {"multiplier": multiplier} if multiplier is not None else {},
+        )
 
 
 def processes_for(item, options: RunOptions) -> int:

@@ -41,13 +41,13 @@ class Measured:
 @dataclass
 class BenchSession:
     options: RunOptions
-    root: Path = Path(".")                       # where relative report paths are resolved
+    root: Path = Path(".")  # where relative report paths are resolved
     results: list[CellResult] = field(default_factory=list)
-    control: dict | None = None                  # {"before": ..., "after": ...} of the drift control
+    control: dict | None = None  # {"before": ..., "after": ...} of the drift control
     scheduled: dict[str, CellResult] = field(default_factory=dict)
-    baseline: dict | None = None                 # the result pytest-benchmark compares against
+    baseline: dict | None = None  # the result pytest-benchmark compares against
     current_profile: dict | None = None
-    profile_mismatch: str | None = None          # why there are no verdicts, when the profiles differ
+    profile_mismatch: str | None = None  # why there are no verdicts, when the profiles differ
     comparison: Comparison | None = None
 
     # -- measuring ------------------------------------------------------------------------
@@ -67,8 +67,13 @@ class BenchSession:
         """The cell's measured result (from the interleaved schedule, or measured now)."""
         result = self.scheduled.pop(nodeid, None)
         if result is None:
-            result = run_cell(cell, launcher=self.options.launcher, timeout_s=self.options.cell_timeout,
-                              processes=processes, **request)
+            result = run_cell(
+                cell,
+                launcher=self.options.launcher,
+                timeout_s=self.options.cell_timeout,
+                processes=processes,
+                **request,
+            )
         result.nodeid, result.threshold = nodeid, threshold
         self.results.append(result)
         return result
@@ -83,10 +88,15 @@ class BenchSession:
         theirs = (profile_of(baseline) or {}).get("profile_id")
         if mine == theirs:
             return None
-        existing = ", ".join(f"{pid} ({len(runs)} runs)" for pid, runs in BaselineStore(store_root).profiles().items()) or "none"
-        self.profile_mismatch = (f"baseline profile {theirs or 'unknown'} differs from this machine's profile {mine}: "
-                                 f"no verdicts. Baselines by profile: {existing}. Record one here with "
-                                 f"--benchmark-save=NAME or pass --benchmark-compare=NNNN for a matching run.")
+        existing = (
+            ", ".join(f"{pid} ({len(runs)} runs)" for pid, runs in BaselineStore(store_root).profiles().items())
+            or "none"
+        )
+        self.profile_mismatch = (
+            f"baseline profile {theirs or 'unknown'} differs from this machine's profile {mine}: "
+            f"no verdicts. Baselines by profile: {existing}. Record one here with "
+            f"--benchmark-save=NAME or pass --benchmark-compare=NNNN for a matching run."
+        )
         return self.profile_mismatch
 
     def judge(self, measured: list[Measured]) -> Comparison | None:
@@ -94,11 +104,19 @@ class BenchSession:
         if self.baseline is None or self.profile_mismatch:
             return None
         results = {r.nodeid: r for r in self.results}
-        current = {m.nodeid: results[m.nodeid].per_process() if m.nodeid in results and results[m.nodeid].ok else None
-                   for m in measured}
-        self.comparison = compare(self.baseline, current, {m.nodeid: m.threshold for m in measured},
-                                  alpha=self.options.regression_alpha, current_control=self.control,
-                                  current_profile=self.current_profile, names=list(current))
+        current = {
+            m.nodeid: results[m.nodeid].per_process() if m.nodeid in results and results[m.nodeid].ok else None
+            for m in measured
+        }
+        self.comparison = compare(
+            self.baseline,
+            current,
+            {m.nodeid: m.threshold for m in measured},
+            alpha=self.options.regression_alpha,
+            current_control=self.control,
+            current_profile=self.current_profile,
+            names=list(current),
+        )
         for verdict in self.comparison.verdicts:
             result = results.get(verdict.name)
             if verdict.verdict == "missing" and result is not None:

@@ -1,0 +1,1 @@
+"""What people read: terminal tables, Markdown, the self-contained HTML report, the thread-scaling report."""

@@ -17,8 +17,14 @@ from harness.report.tables import fmt_or_dash, short_name
 from harness.store.io import write_atomic
 from harness.store.results import ResultFileError, by_name, load_result
 
-COLORS = {"regression": "#d62728", "improvement": "#2ca02c", "unchanged": "#7f7f7f", "inconclusive": "#ff7f0e",
-          "new": "#1f77b4", "missing": "#000000"}
+COLORS = {
+    "regression": "#d62728",
+    "improvement": "#2ca02c",
+    "unchanged": "#7f7f7f",
+    "inconclusive": "#ff7f0e",
+    "new": "#1f77b4",
+    "missing": "#000000",
+}
 
 
 def _png(fig) -> str:
@@ -45,8 +51,11 @@ def plot_ratios(verdicts) -> str | None:
     for x, style in ((1.0, "-"), (1 + t, "--"), (1 / (1 + t), "--")):
         ax.axvline(x, color="grey", linestyle=style, linewidth=0.8)
     ax.set_xlabel("current / baseline (median ratio, CI; drift-corrected where measured)")
-    handles = [plt.Line2D([], [], marker="o", linestyle="none", color=c, label=k) for k, c in COLORS.items()
-               if any(v.verdict == k for v in judged)]
+    handles = [
+        plt.Line2D([], [], marker="o", linestyle="none", color=c, label=k)
+        for k, c in COLORS.items()
+        if any(v.verdict == k for v in judged)
+    ]
     ax.legend(handles=handles, fontsize=7, loc="best")
     return _png(fig)
 
@@ -101,8 +110,13 @@ def plot_trend(series: dict[str, list[tuple[str, float]]]) -> str | None:
     for name, points in sorted(series.items()):
         if len(points) > 1:
             first = points[0][1]
-            ax.plot([labels.index(lbl) for lbl, _ in points], [v / first for _, v in points], marker="o",
-                    linewidth=1, label=short_name(name))
+            ax.plot(
+                [labels.index(lbl) for lbl, _ in points],
+                [v / first for _, v in points],
+                marker="o",
+                linewidth=1,
+                label=short_name(name),
+            )
     ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7)
     ax.set_ylabel("median / first saved median")
     ax.axhline(1.0, color="grey", linewidth=0.8)
@@ -113,16 +127,38 @@ def plot_trend(series: dict[str, list[tuple[str, float]]]) -> str | None:
 
 def _table_html(rows: list[dict], verdicts) -> str:
     by = {v.name: v for v in verdicts or []}
-    head = ["cell", "backend", "threads", "median ms", "GFLOP/s", "% of peak", "compile s", "max rel err", "verdict", "ratio [CI]"]
+    head = [
+        "cell",
+        "backend",
+        "threads",
+        "median ms",
+        "GFLOP/s",
+        "% of peak",
+        "compile s",
+        "max rel err",
+        "verdict",
+        "ratio [CI]",
+    ]
     out = ["<table id='cells'><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
     for r in rows:
         v = by.get(r["name"])
         verdict = f"<span style='color:{COLORS[v.verdict]}'>{v.verdict}</span>" if v else "-"
         ratio = f"{v.ratio:.3f} [{v.low:.3f}, {v.high:.3f}]" if v and v.ratio is not None else "-"
-        cells = [r["cell"], r["backend"], f"{r['threads']}{' (oversubscribed)' if r['oversubscribed'] else ''}",
-                 f"{r['median_ms']:.3f}", fmt_or_dash(r["gflops"], ".1f"), fmt_or_dash(r["pct_peak"], ".1f"), fmt_or_dash(r["compile_s"], ".2f"),
-                 fmt_or_dash(r["max_rel_err"], ".1e")]
-        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + f"<td>{verdict}</td><td>{ratio}</td></tr>")
+        cells = [
+            r["cell"],
+            r["backend"],
+            f"{r['threads']}{' (oversubscribed)' if r['oversubscribed'] else ''}",
+            f"{r['median_ms']:.3f}",
+            fmt_or_dash(r["gflops"], ".1f"),
+            fmt_or_dash(r["pct_peak"], ".1f"),
+            fmt_or_dash(r["compile_s"], ".2f"),
+            fmt_or_dash(r["max_rel_err"], ".1e"),
+        ]
+        out.append(
+            "<tr>"
+            + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+            + f"<td>{verdict}</td><td>{ratio}</td></tr>"
+        )
     out.append("</tbody></table>")
     return "\n".join(out)
 
@@ -140,17 +176,25 @@ def write_reports(current: dict, comparison: Comparison | None, out_dir: Path, h
 
         history_dir = BaselineStore().dir
     md = summary_markdown(current, rows, comparison)
-    plots = [("Ratio to baseline, by verdict", plot_ratios(verdicts or [])), ("Latency per backend", plot_latency(rows)),
-             ("Trend over saved runs", plot_trend(history_points(Path(history_dir), current)))]
-    body = "\n".join(f"<h2>{title}</h2><img class='plot' alt='{title}' src='data:image/png;base64,{png}'>" for title, png in plots if png)
+    plots = [
+        ("Ratio to baseline, by verdict", plot_ratios(verdicts or [])),
+        ("Latency per backend", plot_latency(rows)),
+        ("Trend over saved runs", plot_trend(history_points(Path(history_dir), current))),
+    ]
+    body = "\n".join(
+        f"<h2>{title}</h2><img class='plot' alt='{title}' src='data:image/png;base64,{png}'>"
+        for title, png in plots
+        if png
+    )
     headline = re.sub(r"[*][*](.+?)[*][*]", r"<b>\1</b>", html.escape(md.split("\n\n")[1]))
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>infer-bench report</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}} td:first-child{{text-align:left}} img.plot{{max-width:100%}}</style>
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}} td:first-child{{text-align:left}}
+img.plot{{max-width:100%}}</style>
 </head><body>
 <h1>infer-bench report</h1>
-<p>Generated {datetime.now().isoformat(timespec='seconds')}.</p>
+<p>Generated {datetime.now().isoformat(timespec="seconds")}.</p>
 <p>{headline}</p>
 {_table_html(rows, verdicts)}
 {body}

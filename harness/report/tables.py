@@ -6,8 +6,14 @@ from harness.compare.compare import Comparison
 from harness.machine.drift import DRIFT_TOLERANCE, drift_factor, within_run_drift
 from harness.run.protocol import CellResult
 
-MARK = {"regression": "REGRESSION", "improvement": "improvement", "unchanged": "unchanged",
-        "inconclusive": "inconclusive", "new": "new", "missing": "MISSING"}
+MARK = {
+    "regression": "REGRESSION",
+    "improvement": "improvement",
+    "unchanged": "unchanged",
+    "inconclusive": "inconclusive",
+    "new": "new",
+    "missing": "MISSING",
+}
 VERDICT_HEADER = ["cell", "verdict", "ratio", "CI", "drift-corrected", "p (MWU)", "threshold", "note"]
 
 
@@ -22,16 +28,21 @@ def fmt_or_dash(x, spec=".3f") -> str:
 
 def cell_lines(results: list[CellResult]) -> list[str]:
     """The run's cells: status, median, GFLOP/s, compile time, parity error, runtime threads, flags."""
-    lines = [f"{'cell':<44} {'status':<13} {'median ms':>10} {'GFLOP/s':>8} {'compile s':>9} {'max rel err':>11} "
-             f"{'threads (runtime)':<28}"]
+    lines = [
+        f"{'cell':<44} {'status':<13} {'median ms':>10} {'GFLOP/s':>8} {'compile s':>9} {'max rel err':>11} "
+        f"{'threads (runtime)':<28}"
+    ]
     for r in sorted(results, key=lambda r: r.nodeid or r.cell.id):
         med = r.median_s()
         flag = (" oversubscribed" if r.oversubscribed else "") + (
-            f" BUSY MACHINE ({r.foreign_load:.2f} CPUs used by other processes)" if r.busy else "")
-        lines.append(f"{r.cell.id:<44} {r.status:<13} {fmt_or_dash(med and med * 1e3, '.3f'):>10} "
-                     f"{fmt_or_dash(r.gflops(), '.2f'):>8} {fmt_or_dash(r.compile_s, '.2f'):>9} "
-                     f"{fmt_or_dash(r.max_rel_err, '.2e'):>11} "
-                     f"{','.join(f'{k}={v}' for k, v in r.threads.runtime.items()):<28}{flag}")
+            f" BUSY MACHINE ({r.foreign_load:.2f} CPUs used by other processes)" if r.busy else ""
+        )
+        lines.append(
+            f"{r.cell.id:<44} {r.status:<13} {fmt_or_dash(med and med * 1e3, '.3f'):>10} "
+            f"{fmt_or_dash(r.gflops(), '.2f'):>8} {fmt_or_dash(r.compile_s, '.2f'):>9} "
+            f"{fmt_or_dash(r.max_rel_err, '.2e'):>11} "
+            f"{','.join(f'{k}={v}' for k, v in r.threads.runtime.items()):<28}{flag}"
+        )
     return lines
 
 
@@ -40,14 +51,22 @@ def drift_lines(current_control: dict | None, baseline_control: dict | None) -> 
     inside = within_run_drift(current_control)
     if inside is not None:
         moved = abs(inside - 1) > DRIFT_TOLERANCE
-        lines.append(f"control workload after/before this run: {inside:.3f}" + (
-            " - the machine drifted during the run" if moved else f" (steady within {DRIFT_TOLERANCE:.0%})"))
+        lines.append(
+            f"control workload after/before this run: {inside:.3f}"
+            + (" - the machine drifted during the run" if moved else f" (steady within {DRIFT_TOLERANCE:.0%})")
+        )
     drift = drift_factor(current_control, baseline_control)
     if drift is not None:
         moved = abs(drift - 1) > DRIFT_TOLERANCE
-        lines.append(f"control workload now/baseline: {drift:.3f}" + (
-            " - the machine itself is faster/slower than when the baseline was made: verdicts use drift-corrected ratios"
-            if moved else f" (within {DRIFT_TOLERANCE:.0%}: ratios are raw)"))
+        lines.append(
+            f"control workload now/baseline: {drift:.3f}"
+            + (
+                " - the machine itself is faster/slower than when the baseline was made: "
+                "verdicts use drift-corrected ratios"
+                if moved
+                else f" (within {DRIFT_TOLERANCE:.0%}: ratios are raw)"
+            )
+        )
     elif not current_control:
         lines.append("no drift control measured this run (ratios are raw)")
     else:
@@ -59,8 +78,18 @@ def verdict_rows(comparison: Comparison) -> list[list[str]]:
     rows = []
     for v in comparison.verdicts:
         ci = f"[{v.low:.3f}, {v.high:.3f}]" if v.low is not None else "-"
-        rows.append([short_name(v.name), MARK[v.verdict], fmt_or_dash(v.ratio), ci, fmt_or_dash(v.corrected_ratio),
-                     fmt_or_dash(v.p_value, ".1e"), f"{v.threshold:.0%}", v.note])
+        rows.append(
+            [
+                short_name(v.name),
+                MARK[v.verdict],
+                fmt_or_dash(v.ratio),
+                ci,
+                fmt_or_dash(v.corrected_ratio),
+                fmt_or_dash(v.p_value, ".1e"),
+                f"{v.threshold:.0%}",
+                v.note,
+            ]
+        )
     return rows
 
 

@@ -20,7 +20,7 @@ ORDER = {"auto": 1000, "host": 1001}
 
 @dataclass
 class Point:
-    spec: str            # "1", "4", "auto", "host"
+    spec: str  # "1", "4", "auto", "host"
     resolved: int
     median_ms: float
     efficiency: float | None
@@ -50,8 +50,16 @@ def scaling_table(results: list[CellResult]) -> dict[tuple, list[Point]]:
         points = []
         for r in rs:
             n, t = r.threads.resolved, r.median_s()
-            points.append(Point(r.cell.threads, n, t * 1e3, base / (n * t) if base else None,
-                                base / t if base else None, r.oversubscribed))
+            points.append(
+                Point(
+                    r.cell.threads,
+                    n,
+                    t * 1e3,
+                    base / (n * t) if base else None,
+                    base / t if base else None,
+                    r.oversubscribed,
+                )
+            )
         table[key] = points
     return table
 
@@ -60,18 +68,29 @@ def to_markdown(table: dict[tuple, list[Point]], budget: dict | None = None) -> 
     lines = ["# Thread scaling", ""]
     if budget:
         quota = "none" if budget.get("quota_cpus") is None else f"{budget['quota_cpus']:g} CPUs"
-        lines += [f"Effective CPUs: **{budget['effective_cpus']}** (affinity {budget['affinity_cpus']}, cgroup quota {quota}); "
-                  f"host CPUs (`os.cpu_count()`): {budget['host_cpus']}.", ""]
-    lines += ["Efficiency = T(1 thread) / (n x T(n)). Speed-up = T(1) / T(n). "
-              "**oversubscribed** = more threads than effective CPUs.", "",
-              "| model | backend | threads | median ms | speed-up | efficiency | note |",
-              "|---|---|---|---:|---:|---:|---|"]
+        lines += [
+            f"Effective CPUs: **{budget['effective_cpus']}** (affinity {budget['affinity_cpus']}, "
+            f"cgroup quota {quota}); "
+            f"host CPUs (`os.cpu_count()`): {budget['host_cpus']}.",
+            "",
+        ]
+    lines += [
+        "Efficiency = T(1 thread) / (n x T(n)). Speed-up = T(1) / T(n). "
+        "**oversubscribed** = more threads than effective CPUs.",
+        "",
+        "| model | backend | threads | median ms | speed-up | efficiency | note |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
     for (model, backend, *_), points in table.items():
         best = min(p.median_ms for p in points)
         for p in points:
-            note = ", ".join(filter(None, ["oversubscribed" if p.oversubscribed else "", "fastest" if p.median_ms == best else ""]))
-            lines.append(f"| {model} | {backend} | {p.label} | {p.median_ms:.3f} | {fmt_or_dash(p.speedup, '.2f')} | "
-                         f"{fmt_or_dash(p.efficiency, '.2f')} | {note} |")
+            note = ", ".join(
+                filter(None, ["oversubscribed" if p.oversubscribed else "", "fastest" if p.median_ms == best else ""])
+            )
+            lines.append(
+                f"| {model} | {backend} | {p.label} | {p.median_ms:.3f} | {fmt_or_dash(p.speedup, '.2f')} | "
+                f"{fmt_or_dash(p.efficiency, '.2f')} | {note} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -91,7 +110,7 @@ def plot(table: dict[tuple, list[Point]], path: Path) -> Path | None:
             if m != model:
                 continue
             xs = list(range(len(points)))
-            line, = lat.plot(xs, [p.median_ms for p in points], marker="o", label=backend)
+            (line,) = lat.plot(xs, [p.median_ms for p in points], marker="o", label=backend)
             if all(p.efficiency is not None for p in points):
                 eff.plot(xs, [p.efficiency for p in points], marker="o", color=line.get_color(), label=backend)
             for x, p in zip(xs, points):

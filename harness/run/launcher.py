@@ -26,8 +26,13 @@ DEFAULT_TIMEOUT_S = 600.0
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def build_request(cell: Cell, timing: TimingOptions | dict | None = None, parity: dict | None = None,
-                  measure: bool = True, budget: CpuBudget | None = None) -> Request:
+def build_request(
+    cell: Cell,
+    timing: TimingOptions | dict | None = None,
+    parity: dict | None = None,
+    measure: bool = True,
+    budget: CpuBudget | None = None,
+) -> Request:
     """``timing``: TimingOptions or their fields; ``parity``: ParityPolicy overrides."""
     budget = budget or cpu_budget()
     timing = timing if isinstance(timing, TimingOptions) else TimingOptions(**(timing or {}))
@@ -44,8 +49,8 @@ def _tail(path: Path, lines: int = 3) -> str:
     fatal = next((i for i, line in enumerate(text) if line.startswith("Fatal Python error")), None)
     if fatal is None:
         return " | ".join(text[-lines:])
-    frames = [line for line in text[fatal + 1:] if line.startswith("File ")]
-    picked = text[max(0, fatal - lines):fatal] + [text[fatal]] + frames[:1]
+    frames = [line for line in text[fatal + 1 :] if line.startswith("File ")]
+    picked = text[max(0, fatal - lines) : fatal] + [text[fatal]] + frames[:1]
     return " | ".join(picked)
 
 
@@ -75,25 +80,42 @@ def run_in_process(request: Request, timeout_s: float = DEFAULT_TIMEOUT_S, extra
         load = LoadSnapshot.now()
         start = time.perf_counter()
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "harness.run.worker", str(req_path), str(res_path)],
-                                    env=env, stdout=out, stderr=err, cwd=str(PROJECT_ROOT), start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "harness.run.worker", str(req_path), str(res_path)],
+                env=env,
+                stdout=out,
+                stderr=err,
+                cwd=str(PROJECT_ROOT),
+                start_new_session=True,
+            )
             try:
                 returncode = proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
                 tail = _tail(err_path)
-                return CellResult.crashed(request, f"timed out after {timeout_s:g}s (per-cell timeout; raise it with "
-                                          f"--cell-timeout)" + (f"; stderr: {tail}" if tail else ""),
-                                          wall_s=time.perf_counter() - start, launcher="process")
+                return CellResult.crashed(
+                    request,
+                    f"timed out after {timeout_s:g}s (per-cell timeout; raise it with "
+                    f"--cell-timeout)" + (f"; stderr: {tail}" if tail else ""),
+                    wall_s=time.perf_counter() - start,
+                    launcher="process",
+                )
         wall_s = time.perf_counter() - start
         if returncode != 0 or not res_path.exists():
             tail = _tail(err_path)
-            return CellResult.crashed(request, _describe_exit(returncode) + (f"; stderr: {tail}" if tail else ""),
-                                      returncode=returncode, wall_s=wall_s, launcher="process")
+            return CellResult.crashed(
+                request,
+                _describe_exit(returncode) + (f"; stderr: {tail}" if tail else ""),
+                returncode=returncode,
+                wall_s=wall_s,
+                launcher="process",
+            )
         try:
             result = CellResult.from_dict(read_json(res_path))
         except (OSError, ValueError, KeyError, TypeError) as exc:  # ProtocolError is a ValueError
-            reason = str(exc) if isinstance(exc, ProtocolError) else f"worker result unreadable: {type(exc).__name__}: {exc}"
+            reason = (
+                str(exc) if isinstance(exc, ProtocolError) else f"worker result unreadable: {type(exc).__name__}: {exc}"
+            )
             return CellResult.crashed(request, reason, wall_s=wall_s, launcher="process")
         result.wall_s, result.launcher = wall_s, "process"
         result.foreign_load = load.foreign_load(wall_s)

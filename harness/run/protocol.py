@@ -45,34 +45,47 @@ class Request:
     """What a worker needs for one cell: everything else it builds itself."""
 
     cell: Cell
-    threads: int                      # resolved thread count (the env is set from it before start)
+    threads: int  # resolved thread count (the env is set from it before start)
     cpu_budget: CpuBudget
     timing: TimingOptions = field(default_factory=TimingOptions)
     parity: dict = field(default_factory=dict)  # ParityPolicy overrides, e.g. {"multiplier": 20}
-    measure: bool = True              # False: compile and check parity only
-    check_parity: bool = True         # False for a cell's later worker processes: they only add samples
+    measure: bool = True  # False: compile and check parity only
+    check_parity: bool = True  # False for a cell's later worker processes: they only add samples
 
     def to_dict(self) -> dict:
-        return {"schema_version": SCHEMA_VERSION, "cell": self.cell.to_dict(), "threads": self.threads,
-                "cpu_budget": self.cpu_budget.to_dict(), "timing": self.timing.to_dict(), "parity": dict(self.parity),
-                "measure": self.measure, "check_parity": self.check_parity}
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "cell": self.cell.to_dict(),
+            "threads": self.threads,
+            "cpu_budget": self.cpu_budget.to_dict(),
+            "timing": self.timing.to_dict(),
+            "parity": dict(self.parity),
+            "measure": self.measure,
+            "check_parity": self.check_parity,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Request:
         if data.get("schema_version") != SCHEMA_VERSION:
             raise ProtocolError(f"request has schema {data.get('schema_version')}, this worker speaks {SCHEMA_VERSION}")
-        return cls(Cell.from_dict(data["cell"]), int(data["threads"]), CpuBudget(**data["cpu_budget"]),
-                   TimingOptions(**data.get("timing", {})), dict(data.get("parity", {})), bool(data.get("measure", True)),
-                   bool(data.get("check_parity", True)))
+        return cls(
+            Cell.from_dict(data["cell"]),
+            int(data["threads"]),
+            CpuBudget(**data["cpu_budget"]),
+            TimingOptions(**data.get("timing", {})),
+            dict(data.get("parity", {})),
+            bool(data.get("measure", True)),
+            bool(data.get("check_parity", True)),
+        )
 
 
 @dataclass
 class ThreadReport:
-    requested: str                    # the axis value: "2", "auto", "host"
-    resolved: int                     # the count it resolved to on this machine
-    env: dict = field(default_factory=dict)      # the thread variables the worker saw
+    requested: str  # the axis value: "2", "auto", "host"
+    resolved: int  # the count it resolved to on this machine
+    env: dict = field(default_factory=dict)  # the thread variables the worker saw
     runtime: dict = field(default_factory=dict)  # what the runtime itself reports (not what was asked)
-    os_threads: int | None = None     # OS threads in the worker at the end
+    os_threads: int | None = None  # OS threads in the worker at the end
 
 
 @dataclass
@@ -94,10 +107,10 @@ class CellResult:
     threads: ThreadReport
     status: Status = "ok"
     message: str = ""
-    stage: str | None = None          # where an error happened: load backend, build model, compile, parity, timing
+    stage: str | None = None  # where an error happened: load backend, build model, compile, parity, timing
     traceback: str | None = None
     backend_version: str | None = None
-    label: str | None = None          # the backend's honest description of what it built
+    label: str | None = None  # the backend's honest description of what it built
     model_kind: str | None = None
     measured_sparsity: float | None = None
     flops: int | None = None
@@ -109,7 +122,7 @@ class CellResult:
     wall_s: float | None = None
     foreign_load: float | None = None
     returncode: int | None = None
-    launcher: str | None = None       # "process" or "inline"
+    launcher: str | None = None  # "process" or "inline"
     cpu_budget: CpuBudget | None = None
     nodeid: str | None = None
     threshold: float | None = None
@@ -164,9 +177,13 @@ class CellResult:
     # -- JSON -----------------------------------------------------------------------------
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data.update(schema_version=SCHEMA_VERSION, cell=self.cell.to_dict(), threads=asdict(self.threads),
-                    samples=[s.to_dict() for s in self.samples],
-                    cpu_budget=self.cpu_budget.to_dict() if self.cpu_budget else None)
+        data.update(
+            schema_version=SCHEMA_VERSION,
+            cell=self.cell.to_dict(),
+            threads=asdict(self.threads),
+            samples=[s.to_dict() for s in self.samples],
+            cpu_budget=self.cpu_budget.to_dict() if self.cpu_budget else None,
+        )
         return data
 
     @classmethod
@@ -182,8 +199,13 @@ class CellResult:
         values = {k: v for k, v in data.items() if k in known}
         threads = dict(data.get("threads") or {})
         values["cell"] = Cell.from_dict(data["cell"])
-        values["threads"] = ThreadReport(str(threads.get("requested", values["cell"].threads)), int(threads.get("resolved", 0)),
-                                         threads.get("env") or {}, threads.get("runtime") or {}, threads.get("os_threads"))
+        values["threads"] = ThreadReport(
+            str(threads.get("requested", values["cell"].threads)),
+            int(threads.get("resolved", 0)),
+            threads.get("env") or {},
+            threads.get("runtime") or {},
+            threads.get("os_threads"),
+        )
         values["samples"] = [Samples(**s) for s in data.get("samples") or []]
         values["cpu_budget"] = CpuBudget(**data["cpu_budget"]) if data.get("cpu_budget") else None
         values["message"] = data.get("message") or ""

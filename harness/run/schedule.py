@@ -7,8 +7,8 @@ cannot shift all of them. A cell whose worker fails gets no further processes.""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
-from typing import Callable, Hashable
 
 from harness.plan.cell import Cell
 from harness.run.launcher import DEFAULT_TIMEOUT_S, build_request, run_in_process, run_inline
@@ -19,14 +19,18 @@ Progress = Callable[[Hashable, Cell, int, int, CellResult], None]
 
 @dataclass(frozen=True)
 class PlannedCell:
-    key: Hashable                 # the caller's name for it (the plugin uses the test's node id)
+    key: Hashable  # the caller's name for it (the plugin uses the test's node id)
     cell: Cell
-    processes: int = 1            # worker processes whose timings are pooled
+    processes: int = 1  # worker processes whose timings are pooled
     request: dict = field(default_factory=dict)  # build_request keyword arguments (timing, parity, measure)
 
 
-def run_cells(plan: list[PlannedCell], timeout_s: float = DEFAULT_TIMEOUT_S, progress: Progress | None = None,
-              start: Callable[[Request, float], CellResult] = run_in_process) -> dict[Hashable, CellResult]:
+def run_cells(
+    plan: list[PlannedCell],
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    progress: Progress | None = None,
+    start: Callable[[Request, float], CellResult] = run_in_process,
+) -> dict[Hashable, CellResult]:
     """Run the plan's worker processes interleaved (see the module docstring); key -> result.
     ``start`` runs one worker process (replaceable to test the order without processes)."""
     requests = {p.key: build_request(p.cell, **p.request) for p in plan}
@@ -46,8 +50,9 @@ def run_cells(plan: list[PlannedCell], timeout_s: float = DEFAULT_TIMEOUT_S, pro
     return results
 
 
-def run_cell(cell: Cell, launcher: str = "process", timeout_s: float = DEFAULT_TIMEOUT_S, processes: int = 1,
-             **request_kwargs) -> CellResult:
+def run_cell(
+    cell: Cell, launcher: str = "process", timeout_s: float = DEFAULT_TIMEOUT_S, processes: int = 1, **request_kwargs
+) -> CellResult:
     """Run one cell; with ``processes`` > 1 (process launcher) the timing is repeated in that many
     fresh workers (pyperf-style) so between-process variance is measured. The first worker also
     checks parity; any worker failing fails the cell."""

@@ -45,8 +45,12 @@ def run_request(request: Request) -> CellResult:
     from harness.run.timing import measure
 
     cell = request.cell
-    result = CellResult(cell, ThreadReport(cell.threads, request.threads, {k: os.environ.get(k) for k in THREAD_ENV_VARS}),
-                        pid=os.getpid(), cpu_budget=request.cpu_budget)
+    result = CellResult(
+        cell,
+        ThreadReport(cell.threads, request.threads, {k: os.environ.get(k) for k in THREAD_ENV_VARS}),
+        pid=os.getpid(),
+        cpu_budget=request.cpu_budget,
+    )
     stage = "start"
     try:
         stage = "load backend"
@@ -73,8 +77,9 @@ def run_request(request: Request) -> CellResult:
             stage = "parity"
             parity_inputs = model.make_inputs(INPUT_SEED_PARITY)
             expected64, ref32 = model.reference(parity_inputs)
-            report = check_parity(model.output_names(), compiled.run(parity_inputs), expected64, ref32,
-                                  ParityPolicy(**request.parity))
+            report = check_parity(
+                model.output_names(), compiled.run(parity_inputs), expected64, ref32, ParityPolicy(**request.parity)
+            )
             result.parity = report.to_dict()
             if not report.passed:
                 result.status, result.message = "parity_failed", report.message

@@ -105,8 +105,10 @@ def migrate(data: dict, source: str | Path) -> dict:
     if not isinstance(version, int):
         raise ResultFileError(f"{source}: 'infer_bench.format_version' is {version!r}, not an integer")
     if version > FORMAT_VERSION:
-        raise ResultFileError(f"{source}: written by a newer infer-bench (result format {version}; this one reads up to "
-                              f"{FORMAT_VERSION}): upgrade infer-bench to read it")
+        raise ResultFileError(
+            f"{source}: written by a newer infer-bench (result format {version}; this one reads up to "
+            f"{FORMAT_VERSION}): upgrade infer-bench to read it"
+        )
     if version == 1:  # format 2 added only the version field
         data.setdefault("infer_bench", {})["format_version"] = 2
     return data
@@ -122,7 +124,9 @@ def load_result(path: str | Path) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise ResultFileError(f"{path}: cannot read ({exc})") from None
     except ValueError as exc:
-        raise ResultFileError(f"{path}: not JSON ({exc}); expected a pytest-benchmark result (--benchmark-json)") from None
+        raise ResultFileError(
+            f"{path}: not JSON ({exc}); expected a pytest-benchmark result (--benchmark-json)"
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise ResultFileError(f"{path}: no 'benchmarks' list; expected a pytest-benchmark result (--benchmark-json)")
     for i, bench in enumerate(data["benchmarks"]):
