@@ -18,7 +18,6 @@ from harness.machine.profile import current_profile
 from harness.models import UnknownModelError
 from harness.plan.cell import Cell
 from harness.plan.matrix import Matrix, MatrixError
-from harness.plan.support import unsupported_reason
 from harness.plugin.bridge import record, timing_options_for
 from harness.plugin.options import MARKERS, RunOptions, add_options, processes_for, regression_threshold
 from harness.plugin.session import BenchSession, Measured
@@ -51,13 +50,8 @@ def pytest_generate_tests(metafunc):
         pytest.fail(
             f"{where}: a test using the 'cell' fixture needs a module-level MATRIX = Matrix(...)", pytrace=False
         )
-    options = _session(metafunc.config).options
-    overrides, model_options = dict(options.axes), {}
-    if options.user_model:
-        name, model_options = options.user_model
-        overrides["models"], model_options = [name], {name: model_options}
     try:
-        cells = matrix.override(**overrides).expand(unsupported_reason, model_options)
+        cells = _session(metafunc.config).cells(matrix)
     except (UnknownModelError, UnknownBackendError, MatrixError) as exc:
         pytest.fail(f"{where}: {exc}", pytrace=False)
     params = []

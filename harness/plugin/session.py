@@ -21,6 +21,8 @@ from harness.compare.compare import Comparison, compare
 from harness.machine.drift import measure_control
 from harness.machine.profile import measured_peak
 from harness.plan.cell import Cell
+from harness.plan.matrix import Matrix, MatrixCell
+from harness.plan.support import unsupported_reason
 from harness.plugin.options import RunOptions
 from harness.report.tables import cell_lines, verdict_lines
 from harness.report.threads import scaling_table, to_markdown, write_report
@@ -49,6 +51,16 @@ class BenchSession:
     current_profile: dict | None = None
     profile_mismatch: str | None = None  # why there are no verdicts, when the profiles differ
     comparison: Comparison | None = None
+
+    # -- planning -------------------------------------------------------------------------
+    def cells(self, matrix: Matrix) -> list[MatrixCell]:
+        """The suite's matrix with this run's axis overrides and user model, expanded; cells that
+        cannot run here carry their skip reason."""
+        overrides, model_options = dict(self.options.axes), {}
+        if self.options.user_model:
+            name, options = self.options.user_model
+            overrides["models"], model_options = [name], {name: options}
+        return matrix.override(**overrides).expand(unsupported_reason, model_options)
 
     # -- measuring ------------------------------------------------------------------------
     def measure_control(self, when: str) -> None:
