@@ -19,6 +19,7 @@ process per side (how pytest-benchmark is normally run) and with P processes per
 from __future__ import annotations
 
 import argparse
+import io
 import statistics
 import sys
 import time
@@ -30,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.compare.verdict import judge  # noqa: E402
+from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD, judge  # noqa: E402
 from harness.plan.cell import Cell  # noqa: E402
 from harness.run.launcher import build_request, run_in_process  # noqa: E402
 from harness.store.io import write_atomic  # noqa: E402
@@ -90,8 +91,8 @@ def main() -> int:
     )
     parser.add_argument("--processes", type=int, nargs="+", default=[3, 5], help="processes per side to evaluate")
     parser.add_argument("--trials", type=int, default=1000)
-    parser.add_argument("--threshold", type=float, default=0.05)
-    parser.add_argument("--alpha", type=float, default=0.01)
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
     parser.add_argument("-o", "--output", default=str(ROOT / "reports" / "detection_power.md"))
     parser.add_argument(
         "--save-pools",
@@ -120,11 +121,13 @@ def main() -> int:
         print(f"measuring {args.pool} x {len(CONDITIONS)} worker processes ...", file=sys.stderr)
         pools = measure_pools(args.model, args.backend, args.threads, args.pool, args.seconds)
         Path(args.save_pools).parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
         np.savez_compressed(
-            args.save_pools,
+            buffer,
             meta_seconds=np.array(args.seconds),
             **{f"{c}|{i}": g for c in CONDITIONS for i, g in enumerate(pools[c])},
         )
+        write_atomic(args.save_pools, buffer.getvalue())
     medians = {c: statistics.median(float(np.median(g)) for g in pools[c]) * 1e3 for c in CONDITIONS}
     spread = {c: float(np.std(np.log([np.median(g) for g in pools[c]]))) for c in CONDITIONS}
     lines = [

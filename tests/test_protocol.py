@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.machine.peak import gflops
 from harness.machine.threads import CpuBudget
 from harness.plan.cell import Cell
-from harness.run.protocol import SCHEMA_VERSION, CellResult, ProtocolError, Request, ThreadReport, gflops
+from harness.run.protocol import SCHEMA_VERSION, CellResult, ProtocolError, Request, ThreadReport
 from harness.run.timing import Samples, TimingOptions
 from harness.store.results import compact, extra_info
 
@@ -121,6 +122,7 @@ def test_a_failing_later_process_fails_the_cell_and_says_which():
     merged = first.merge(crashed, 2, 3)
     assert merged.status == "crashed" and merged.message == "worker process 2/3: worker killed by SIGABRT"
     assert merged.cpu_budget == first.cpu_budget and merged.samples == []
+    assert crashed.oversubscribed  # a crashed first worker still shows 4 threads on 2 CPUs
 
 
 def test_request_round_trip_and_version_check():

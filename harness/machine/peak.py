@@ -13,7 +13,12 @@ import time
 
 from harness.machine.probe import run_module_json
 from harness.machine.threads import cpu_budget, thread_env
-from harness.run.protocol import gflops
+
+
+def gflops(flops: float | None, seconds: float | None) -> float | None:
+    """GFLOP/s of ``flops`` FLOPs done in ``seconds``; None when either is unknown (the one formula
+    behind cell results, saved benchmarks and the peak itself)."""
+    return flops / seconds / 1e9 if flops and seconds else None
 
 
 def _best(fn, repeats: int) -> float:

@@ -86,7 +86,8 @@ def peak_gflops(isa: list[str], effective_cpus: int, mhz: float | None) -> float
 
 
 PEAK_METHOD = (
-    "best of 5 fp32 2048x2048 matmuls (ORT MLAS or torch.mm, the faster) on all effective CPUs (harness/peak.py)"
+    "best of 5 fp32 2048x2048 matmuls (ORT MLAS or torch.mm, the faster) on all effective CPUs "
+    "(harness/machine/peak.py)"
 )
 
 

@@ -29,7 +29,7 @@ from harness.report.threads import scaling_table, to_markdown, write_report
 from harness.run.protocol import CellResult
 from harness.run.schedule import PlannedCell, Progress, run_cell, run_cells
 from harness.store.baselines import BaselineStore
-from harness.store.results import profile_of
+from harness.store.results import ResultFileError, migrate, profile_of
 
 
 @dataclass
@@ -49,7 +49,7 @@ class BenchSession:
     scheduled: dict[str, CellResult] = field(default_factory=dict)
     baseline: dict | None = None  # the result pytest-benchmark compares against
     current_profile: dict | None = None
-    profile_mismatch: str | None = None  # why there are no verdicts, when the profiles differ
+    no_verdicts: str | None = None  # why there are no verdicts (another profile, an unreadable format)
     comparison: Comparison | None = None
 
     # -- planning -------------------------------------------------------------------------
@@ -92,10 +92,15 @@ class BenchSession:
 
     # -- comparing ------------------------------------------------------------------------
     def set_baseline(self, baseline: dict, machine_info: dict, store_root: str | Path) -> str | None:
-        """Remember the compared baseline; returns a warning when its profile is not this machine's
-        (verdicts are then withheld: timings from different machines are not comparable)."""
-        self.baseline = baseline
+        """Remember the compared baseline; returns a warning when verdicts must be withheld: its
+        profile is not this machine's (timings from different machines are not comparable) or its
+        format is newer than this harness reads."""
         self.current_profile = machine_info.get("infer_bench")
+        try:
+            self.baseline = migrate(baseline, "the compared baseline")
+        except ResultFileError as exc:
+            self.no_verdicts = f"{exc}; no verdicts"
+            return self.no_verdicts
         mine = (self.current_profile or {}).get("profile_id")
         theirs = (profile_of(baseline) or {}).get("profile_id")
         if mine == theirs:
@@ -104,16 +109,16 @@ class BenchSession:
             ", ".join(f"{pid} ({len(runs)} runs)" for pid, runs in BaselineStore(store_root).profiles().items())
             or "none"
         )
-        self.profile_mismatch = (
+        self.no_verdicts = (
             f"baseline profile {theirs or 'unknown'} differs from this machine's profile {mine}: "
             f"no verdicts. Baselines by profile: {existing}. Record one here with "
             f"--benchmark-save=NAME or pass --benchmark-compare=NNNN for a matching run."
         )
-        return self.profile_mismatch
+        return self.no_verdicts
 
     def judge(self, measured: list[Measured]) -> Comparison | None:
         """Verdicts for the tests that measured a cell (None without a comparable baseline)."""
-        if self.baseline is None or self.profile_mismatch:
+        if self.baseline is None or self.no_verdicts:
             return None
         results = {r.nodeid: r for r in self.results}
         current = {
@@ -163,8 +168,8 @@ class BenchSession:
             if written:
                 lines.append(f"written: {', '.join(str(p) for p in written if p)}")
             sections.append(("infer-bench thread scaling", lines, False))
-        if self.profile_mismatch:
-            sections.append(("infer-bench verdicts", [self.profile_mismatch], True))
+        if self.no_verdicts:
+            sections.append(("infer-bench verdicts", [self.no_verdicts], True))
         elif self.comparison is not None:
             sections.append(("infer-bench verdicts", verdict_lines(self.comparison), False))
         return sections

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Literal, get_args
 
 from harness.machine.load import BUSY_LOAD
+from harness.machine.peak import gflops
 from harness.machine.threads import CpuBudget
 from harness.plan.cell import Cell
 from harness.run.timing import Samples, TimingOptions
@@ -33,11 +34,6 @@ STATUSES: tuple[str, ...] = get_args(Status)
 
 class ProtocolError(ValueError):
     pass
-
-
-def gflops(flops: float | None, seconds: float | None) -> float | None:
-    """GFLOP/s of one inference of ``flops`` FLOPs taking ``seconds``; None when either is unknown."""
-    return flops / seconds / 1e9 if flops and seconds else None
 
 
 @dataclass(frozen=True)
@@ -214,4 +210,11 @@ class CellResult:
     @classmethod
     def crashed(cls, request: Request, message: str, **extra) -> CellResult:
         """The parent's result for a worker that left no answer (killed, timed out, unreadable)."""
-        return cls(request.cell, ThreadReport(request.cell.threads, request.threads), "crashed", message, **extra)
+        return cls(
+            request.cell,
+            ThreadReport(request.cell.threads, request.threads),
+            "crashed",
+            message,
+            cpu_budget=request.cpu_budget,
+            **extra,
+        )

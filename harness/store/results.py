@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.run.protocol import CellResult, gflops
+from harness.machine.peak import gflops
+from harness.run.protocol import CellResult
 from harness.store.io import read_json
 
 FORMAT_VERSION = 2

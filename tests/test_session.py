@@ -1,0 +1,39 @@
+"""BenchSession without pytest: which baselines it judges against, and why it withholds verdicts."""
+
+from harness.plugin.options import RunOptions
+from harness.plugin.session import BenchSession, Measured
+
+PROFILE = {"profile_id": "test-cpu-2cpu-8g-abc123"}
+
+
+def _baseline(**infer_bench):
+    bench = {
+        "fullname": "suite.py::test[x]",
+        "stats": {"median": 1e-3},
+        "extra_info": {"samples": {"per_process": [[1e-3, 1.1e-3], [1.05e-3]]}},
+    }
+    return {"machine_info": {"infer_bench": PROFILE}, "benchmarks": [bench], "infer_bench": infer_bench}
+
+
+def test_a_baseline_of_this_profile_is_judged_and_migrated(tmp_path):
+    session = BenchSession(RunOptions(drift_control=False))
+    assert session.set_baseline(_baseline(), {"infer_bench": PROFILE}, tmp_path) is None
+    assert session.baseline["infer_bench"]["format_version"] == 2  # format 1 (no version) migrated
+    comparison = session.judge([Measured("suite.py::test[x]", 0.05)])
+    [verdict] = comparison.verdicts  # in the baseline, not measured in this session
+    assert verdict.name == "suite.py::test[x]" and verdict.verdict == "missing"
+
+
+def test_another_profile_or_a_newer_format_withholds_verdicts(tmp_path):
+    other = BenchSession(RunOptions(drift_control=False))
+    warning = other.set_baseline(_baseline(), {"infer_bench": {"profile_id": "big-64cpu-512g-fff000"}}, tmp_path)
+    assert warning.startswith("baseline profile test-cpu-2cpu-8g-abc123 differs from this machine's profile big-64cpu")
+    assert other.judge([Measured("suite.py::test[x]", 0.05)]) is None
+    newer = BenchSession(RunOptions(drift_control=False))
+    warning = newer.set_baseline(_baseline(format_version=3), {"infer_bench": PROFILE}, tmp_path)
+    assert warning == (
+        "the compared baseline: written by a newer infer-bench (result format 3; this one reads up to 2): "
+        "upgrade infer-bench to read it; no verdicts"
+    )
+    assert newer.judge([Measured("suite.py::test[x]", 0.05)]) is None
+    assert newer.summary() == []  # nothing measured: no sections
