@@ -52,6 +52,6 @@ def test_without_a_one_thread_point_there_is_no_efficiency(tmp_path):
     results = [_result("2", 2, 0.5e-3), _result("4", 4, 1e-3)]
     [points] = scaling_table(results).values()
     assert [p.efficiency for p in points] == [None, None]
-    md_path, png = write_report(results, tmp_path)
+    md_path, png = write_report(scaling_table(results), results, tmp_path)
     assert md_path.read_text().startswith("# Thread scaling") and png.read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["threads.md", "threads.png"]  # no temporary files left

@@ -37,3 +37,28 @@ def test_another_profile_or_a_newer_format_withholds_verdicts(tmp_path):
     )
     assert newer.judge([Measured("suite.py::test[x]", 0.05)]) is None
     assert newer.summary() == []  # nothing measured: no sections
+
+
+def test_summary_writes_the_thread_report_once_per_run(tmp_path):
+    from harness.machine.threads import CpuBudget
+    from harness.plan.cell import Cell
+    from harness.run.protocol import CellResult, ThreadReport
+    from harness.run.timing import Samples
+
+    session = BenchSession(RunOptions(drift_control=False, report_dir="out"), root=tmp_path)
+    for threads, median in (("1", 2e-3), ("2", 1e-3)):
+        cell = Cell("m", "ort", threads=threads)
+        session.results.append(
+            CellResult(
+                cell,
+                ThreadReport(threads, int(threads)),
+                samples=[Samples([median] * 3, 1)],
+                cpu_budget=CpuBudget(2, 2, None, 2),
+                nodeid=f"s.py::t[{cell.id}]",
+            )
+        )
+    titles = [title for title, _, _ in session.summary()]
+    assert titles == ["infer-bench cells", "infer-bench thread scaling"]
+    [(_, lines, _)] = [s for s in session.summary() if s[0] == "infer-bench thread scaling"]
+    assert "| m | ort | 2 | 1.000 | 2.00 | 1.00 | fastest |" in lines
+    assert lines[-1] == f"written: {tmp_path / 'out' / 'threads.md'}, {tmp_path / 'out' / 'threads.png'}"

@@ -163,10 +163,9 @@ class BenchSession:
         table = scaling_table(self.results)
         if table:
             out_dir = Path(self.options.report_dir)
-            written = write_report(self.results, out_dir if out_dir.is_absolute() else self.root / out_dir)
+            written = write_report(table, self.results, out_dir if out_dir.is_absolute() else self.root / out_dir)
             lines = to_markdown(table).splitlines()[2:]
-            if written:
-                lines.append(f"written: {', '.join(str(p) for p in written if p)}")
+            lines.append(f"written: {', '.join(str(p) for p in written if p)}")
             sections.append(("infer-bench thread scaling", lines, False))
         if self.no_verdicts:
             sections.append(("infer-bench verdicts", [self.no_verdicts], True))

@@ -134,10 +134,8 @@ def plot(table: dict[tuple, list[Point]], path: Path) -> Path | None:
     return path
 
 
-def write_report(results: list[CellResult], out_dir: Path) -> tuple[Path, Path | None] | None:
-    table = scaling_table(results)
-    if not table:
-        return None
+def write_report(table: dict[tuple, list[Point]], results: list[CellResult], out_dir: Path) -> tuple[Path, Path | None]:
+    """threads.md (with the CPU budget of ``results``) and threads.png for ``scaling_table(results)``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     budget = next((r.cpu_budget.to_dict() for r in results if r.cpu_budget), None)
     png = plot(table, out_dir / "threads.png")
