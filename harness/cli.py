@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.compare.compare import compare_results
+from harness.compare.compare import compare_results, profile_mismatch
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from harness.store.results import ResultFileError, load_result
 
@@ -29,26 +29,40 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _threshold(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a threshold in [0, 1)")
+    return value
+
+
+def _judged(args, baseline_path: str, current: dict):
+    """The comparison of a loaded result with a baseline file, under the one rule every judging
+    path applies: results from different machine profiles are refused unless asked for."""
+    comparison = compare_results(load_result(baseline_path), current, args.threshold, args.alpha)
+    mismatch = profile_mismatch(comparison.baseline_profile, comparison.current_profile)
+    if mismatch and not args.allow_profile_mismatch:
+        raise UsageProblem(
+            f"profiles differ: baseline {mismatch[0]}, current {mismatch[1]}; timings from different machines "
+            f"are not comparable (override with --allow-profile-mismatch)"
+        )
+    if mismatch:
+        print(f"warning: compared across profiles {mismatch[0]} -> {mismatch[1]}", file=sys.stderr)
+    return comparison
+
+
 def cmd_compare(args) -> int:
     from harness.report.markdown import verdict_markdown
     from harness.report.tables import verdict_lines
 
-    comparison = compare_results(load_result(args.baseline), load_result(args.current), args.threshold, args.alpha)
-    baseline_id, current_id = comparison.profile_ids
-    if comparison.profiles_differ and not args.allow_profile_mismatch:
-        raise UsageProblem(
-            f"profiles differ: baseline {baseline_id}, current {current_id}; "
-            f"timings from different machines are not comparable (override with --allow-profile-mismatch)"
-        )
+    comparison = _judged(args, args.baseline, load_result(args.current))
     if args.format == "json":
         print(json.dumps(comparison.to_dict(), indent=2))
     elif args.format == "md":
         print(verdict_markdown(comparison))
     else:
         print("\n".join(verdict_lines(comparison)))
-    if comparison.profiles_differ:
-        print(f"warning: compared across profiles {baseline_id} -> {current_id}", file=sys.stderr)
-    return 1 if comparison.regressions else 0
+    return 1 if comparison.failing(args.fail_on_minor) else 0
 
 
 def cmd_baseline_update(args) -> int:
@@ -83,9 +97,7 @@ def cmd_report(args) -> int:
     from harness.report.html import write_reports
 
     current = load_result(args.result)
-    comparison = (
-        compare_results(load_result(args.baseline), current, args.threshold, args.alpha) if args.baseline else None
-    )
+    comparison = _judged(args, args.baseline, current) if args.baseline else None
     written = write_reports(current, comparison, Path(args.output), history_dir=args.history)
     for path in written:
         print(path)
@@ -97,25 +109,37 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _judging_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threshold",
+        type=_threshold,
+        default=None,
+        help=f"minimum practical effect for every cell, beating each result's own (its test's marker or suite "
+        f"when it ran); default: those, else {DEFAULT_THRESHOLD}. 0 counts any significant change",
+    )
+    parser.add_argument(
+        "--alpha", type=_fraction, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA})"
+    )
+    parser.add_argument(
+        "--allow-profile-mismatch",
+        action="store_true",
+        help="judge results from different machine profiles anyway (their timings are not comparable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description="infer-bench: compare, baselines, reports")
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compare", help="verdicts for CURRENT against BASELINE (pytest-benchmark JSON files)")
     c.add_argument("baseline")
     c.add_argument("current")
+    _judging_options(c)
     c.add_argument(
-        "--threshold",
-        type=_fraction,
-        default=DEFAULT_THRESHOLD,
-        help=f"minimum practical effect (default {DEFAULT_THRESHOLD})",
-    )
-    c.add_argument(
-        "--alpha", type=_fraction, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA})"
+        "--fail-on-minor",
+        action="store_true",
+        help="exit 1 on 'minor regression' too (significant, below the threshold)",
     )
     c.add_argument("--format", choices=("text", "md", "json"), default="text")
-    c.add_argument(
-        "--allow-profile-mismatch", action="store_true", help="compare results from different machine profiles"
-    )
     c.set_defaults(func=cmd_compare)
     b = sub.add_parser("baseline", help="manage the committed baselines")
     bsub = b.add_subparsers(dest="action", required=True)
@@ -133,8 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--history", default=None, help="directory of saved runs for the trend plot (default: baselines/<machine id>)"
     )
-    r.add_argument("--threshold", type=_fraction, default=DEFAULT_THRESHOLD)
-    r.add_argument("--alpha", type=_fraction, default=DEFAULT_ALPHA)
+    _judging_options(r)
     r.set_defaults(func=cmd_report)
     return parser
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from harness.cli import main
+from harness.compare.verdict import VERDICTS
 from harness.store.baselines import BaselineStore
 from harness.store.results import ResultFileError, load_result
 
@@ -22,8 +23,12 @@ PROFILE = {
 }
 
 
-def crafted(path, cells: dict[str, float], seed=0, profile=PROFILE, control=1e-3, processes=3, noise=0.005):
-    """A pytest-benchmark JSON with per-process samples around the given medians (seconds)."""
+def crafted(
+    path, cells: dict[str, float], seed=0, profile=PROFILE, control=1e-3, processes=3, noise=0.005, threshold=0.05
+):
+    """A pytest-benchmark JSON like a real run's: per-process samples around the given medians
+    (seconds), each benchmark's own saved regression threshold, the drift control measured four
+    times at 2 threads (1% noise)."""
     rng = np.random.default_rng(seed)
     benchmarks = []
     for name, median in cells.items():
@@ -39,6 +44,7 @@ def crafted(path, cells: dict[str, float], seed=0, profile=PROFILE, control=1e-3
                     "backend": name.split("-")[1],
                     "threads_resolved": 2,
                     "flops": 1e8,
+                    "regression_threshold": threshold,
                     "samples": {"per_process": groups, "processes": processes},
                 },
             }
@@ -47,7 +53,13 @@ def crafted(path, cells: dict[str, float], seed=0, profile=PROFILE, control=1e-3
         "machine_info": {"infer_bench": profile},
         "benchmarks": benchmarks,
         "infer_bench": {
-            "control": {"before": {"control_s": control}, "after": {"control_s": control}},
+            "control": {
+                "version": 2,
+                "samples": [
+                    {"threads": 2, "at": f"round {i}", "control_s": control * (1 + 0.01 * d)}
+                    for i, d in enumerate((-1, 0, 1, 0))
+                ],
+            },
             "peak_fp32_gflops": 100.0,
             "peak_method": "test",
         },
@@ -60,9 +72,9 @@ def test_compare_exit_codes(tmp_path, capsys):
     base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3, "bert-ort": 2e-3})
     same = crafted(tmp_path / "same.json", {"mlp-ort": 1e-3, "bert-ort": 2e-3}, seed=1)
     slow = crafted(tmp_path / "slow.json", {"mlp-ort": 1.3e-3, "bert-ort": 2e-3}, seed=2)
-    assert main(["compare", str(base), str(same)]) == 0
-    out = capsys.readouterr().out
-    assert out.count("unchanged") >= 2 and "REGRESSION" not in out
+    assert main(["compare", str(base), str(same), "--format", "json"]) == 0
+    same_verdicts = [v["verdict"] for v in json.loads(capsys.readouterr().out)["verdicts"]]
+    assert same_verdicts == ["unchanged", "unchanged"]
     assert main(["compare", str(base), str(slow), "--format", "json"]) == 1
     verdicts = {v["name"].split("[")[1][:-1]: v["verdict"] for v in json.loads(capsys.readouterr().out)["verdicts"]}
     assert verdicts == {"mlp-ort": "regression", "bert-ort": "unchanged"}
@@ -82,9 +94,77 @@ def test_drift_corrected_verdict(tmp_path, capsys):
     base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3}, control=1e-3)
     # everything 30% slower, the control too: the machine, not the model, changed
     cur = crafted(tmp_path / "cur.json", {"mlp-ort": 1.3e-3}, seed=4, control=1.3e-3)
+    assert main(["compare", str(base), str(cur), "--format", "json"]) == 0
+    (v,) = json.loads(capsys.readouterr().out)["verdicts"]
+    assert v["verdict"] in ("unchanged", "inconclusive") and v["drift"] == pytest.approx(1.3)
+    assert v["raw_ratio"] == pytest.approx(1.3, rel=0.02) and v["ratio"] == pytest.approx(1.0, abs=0.02)
     assert main(["compare", str(base), str(cur)]) == 0
     out = capsys.readouterr().out
-    assert "unchanged" in out and "control workload now/baseline: 1.300" in out and "drift-corrected" in out
+    assert "MACHINE DRIFT at 2 thread(s): the control runs 1.300x" in out and "drift-corrected" in out
+    # no drift: the line says so and the ratios are raw
+    same = crafted(tmp_path / "same.json", {"mlp-ort": 1.3e-3}, seed=4, control=1e-3)
+    assert main(["compare", str(base), str(same)]) == 1
+    out = capsys.readouterr().out
+    assert "no drift detected, ratios are raw" in out and "drift-corrected" not in out
+
+
+def test_threshold_precedence_command_line_beats_the_file_and_0_means_0(tmp_path, capsys):
+    # real result files carry each benchmark's own threshold (5% here): an 8% change is a
+    # regression by the file, but the command line's 20% wins
+    base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3})
+    cur = crafted(tmp_path / "cur.json", {"mlp-ort": 1.08e-3}, seed=11)
+    assert main(["compare", str(base), str(cur)]) == 1
+    assert "REGRESSION" in capsys.readouterr().out
+    assert main(["compare", str(base), str(cur), "--threshold", "0.2", "--format", "json"]) == 0
+    (v,) = json.loads(capsys.readouterr().out)["verdicts"]
+    assert v["threshold"] == 0.2 and v["verdict"] == "minor regression"
+    # the file's own threshold applies when the command line gives none
+    loose = crafted(tmp_path / "loose.json", {"mlp-ort": 1.08e-3}, seed=11, threshold=0.1)
+    assert main(["compare", str(base), str(loose), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verdicts"][0]["threshold"] == 0.1
+    # 0 is a threshold, not "use the default": any significant slowdown is a regression
+    assert main(["compare", str(base), str(loose), "--threshold", "0", "--format", "json"]) == 1
+    (v,) = json.loads(capsys.readouterr().out)["verdicts"]
+    assert v["threshold"] == 0.0 and v["verdict"] == "regression"
+
+
+def test_a_precise_change_below_the_threshold_is_minor_and_passes_unless_asked(tmp_path, capsys):
+    # every sample of a real committed smoke result scaled by 1.03: +3% under the 5% threshold
+    runs = BaselineStore(ROOT / "baselines", machine_id="Linux-CPython-3.11-64bit").runs()
+    data = json.loads(runs[-1].read_text())
+    for bench in data["benchmarks"]:
+        samples = bench["extra_info"]["samples"]
+        samples["per_process"] = [[x * 1.03 for x in g] for g in samples["per_process"]]
+    scaled = tmp_path / "scaled.json"
+    scaled.write_text(json.dumps(data))
+    assert main(["compare", str(runs[-1]), str(scaled), "--format", "json"]) == 0
+    verdicts = json.loads(capsys.readouterr().out)["verdicts"]
+    assert {v["verdict"] for v in verdicts} <= {"minor regression", "inconclusive"}
+    # (its cells have 3 processes: the precisely measured ones are minor, the others undecided)
+    assert any(v["verdict"] == "minor regression" for v in verdicts)
+    assert all(v["ratio"] == pytest.approx(1.03, rel=1e-4) for v in verdicts)
+    assert main(["compare", str(runs[-1]), str(scaled), "--fail-on-minor"]) == 1
+    assert "minor regression" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "sample, message",
+    [
+        ("null", "samples.per_process[0][1] is None, not a positive number of seconds"),
+        ('"NaN"', "samples.per_process[0][1] is 'NaN', not a positive number of seconds"),
+        ("NaN", "samples.per_process[0][1] is nan, not a positive number of seconds"),
+        ("-1", "samples.per_process[0][1] is -1, not a positive number of seconds"),
+    ],
+)
+def test_a_bad_sample_is_exit_2_with_one_line(tmp_path, capsys, sample, message):
+    good = crafted(tmp_path / "good.json", {"mlp-ort": 1e-3})
+    data = json.loads(good.read_text())
+    data["benchmarks"][0]["extra_info"]["samples"]["per_process"][0][1] = "__BAD__"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data).replace('"__BAD__"', sample))
+    assert main(["compare", str(good), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {bad}: suites/test_latency.py::test_latency[mlp-ort]: {message}\n"
 
 
 @pytest.mark.parametrize(
@@ -129,6 +209,16 @@ def test_profiles_are_never_compared_silently(tmp_path, capsys):
     assert "profiles differ: baseline test-cpu-2cpu-8g-abc123, current big-64cpu-512g-fff000" in capsys.readouterr().err
     assert main(["compare", str(base), str(other), "--allow-profile-mismatch"]) == 0
     assert "warning: compared across profiles" in capsys.readouterr().err
+    # the report judges by the same rule
+    out = tmp_path / "out"
+    assert main(["report", str(other), "--baseline", str(base), "-o", str(out)]) == 2
+    assert "profiles differ: baseline test-cpu-2cpu-8g-abc123" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["report", str(other), "--baseline", str(base), "-o", str(out), "--allow-profile-mismatch"]) == 0
+    assert (
+        "**compared across machine profiles** test-cpu-2cpu-8g-abc123 -> big-64cpu-512g-fff000"
+        in (out / "report.md").read_text()
+    )
 
 
 @pytest.mark.process
@@ -291,7 +381,4 @@ def test_committed_baselines_still_load_and_compare(capsys):
     verdicts = json.loads(capsys.readouterr().out)["verdicts"]
     names = [{b["fullname"] for b in load_result(path)["benchmarks"]} for path in runs[1:]]
     assert names[0] == names[1] and {v["name"] for v in verdicts} == names[1]
-    assert all(
-        v["ratio"] is not None and v["verdict"] in ("unchanged", "inconclusive", "regression", "improvement")
-        for v in verdicts
-    )
+    assert all(v["ratio"] is not None and v["verdict"] in VERDICTS[:6] for v in verdicts)

@@ -1,10 +1,13 @@
-"""Machine profile ids and the drift control's tolerance."""
+"""Machine profile ids and the drift control."""
+
+import math
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.machine.drift import DRIFT_TOLERANCE, applied_drift, drift_factor, within_run_drift
+from harness.compare.compare import Comparison, drift_estimates
+from harness.machine.drift import add_sample, control_samples
 from harness.machine.profile import profile_id, version_changes
 
 PROFILE = {
@@ -42,22 +45,31 @@ def test_version_changes_name_each_changed_package():
     assert version_changes(PROFILE, PROFILE) == []
 
 
-def _control(before, after=None):
-    return {"before": {"control_s": before}, "after": {"control_s": after if after is not None else before}}
+def _control(threads: int, *seconds: float) -> dict:
+    control = None
+    for i, x in enumerate(seconds):
+        control = add_sample(control, {"control_s": x}, threads, f"round {i}")
+    return control
 
 
-@given(factor=st.floats(0.5, 2.0))
-def test_drift_is_applied_only_beyond_its_tolerance(factor):
-    now, baseline = _control(1e-3 * factor), _control(1e-3)
-    assert drift_factor(now, baseline) == pytest.approx(factor)
-    applied = applied_drift(now, baseline)
-    if abs(factor - 1) > DRIFT_TOLERANCE:
-        assert applied == pytest.approx(factor)
-    else:
-        assert applied is None
+@given(factor=st.floats(0.5, 2.0), noise=st.floats(0.0, 0.05))
+def test_drift_is_applied_when_the_control_interval_excludes_1(factor, noise):
+    spread = [1 - noise, 1.0, 1 + noise, 1.0]
+    baseline, now = _control(2, *(1e-3 * s for s in spread)), _control(2, *(1e-3 * factor * s for s in spread))
+    comparison = Comparison([], drift=drift_estimates(now, baseline, 0.99))
+    estimate = comparison.drift[2]
+    assert math.exp(estimate.diff) == pytest.approx(factor)
+    applied = comparison.drifted(2) is not None
+    assert applied == (estimate.low > 0 or estimate.high < 0)
+    if noise == 0 and abs(factor - 1) > 1e-6:  # a noiseless control that moved is always applied
+        assert applied
+    assert comparison.drifted(1) is None  # no control at 1 thread: 1-thread cells stay raw
 
 
-def test_drift_needs_both_runs_and_within_run_needs_both_ends():
-    assert drift_factor(None, _control(1e-3)) is None and drift_factor(_control(1e-3), None) is None
-    assert within_run_drift(_control(1e-3, 1.2e-3)) == pytest.approx(1.2)
-    assert within_run_drift({"before": {"control_s": 1e-3}}) is None
+def test_control_samples_read_both_storage_versions_and_need_two_per_side():
+    old = {"before": {"control_s": 1e-3}, "after": {"control_s": 1.1e-3}}
+    assert control_samples(old) == {1: [1e-3, 1.1e-3]}
+    assert control_samples(_control(2, 1e-3, 2e-3)) == {2: [1e-3, 2e-3]}
+    assert add_sample(None, None, 2, "before")["samples"] == []  # a failed measurement is left out
+    assert drift_estimates(_control(1, 1e-3), old, 0.99) == {}  # one measurement: no interval
+    assert drift_estimates(None, old, 0.99) == {} and drift_estimates(old, None, 0.99) == {}

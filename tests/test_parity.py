@@ -60,6 +60,8 @@ def test_any_nonfinite_value_fails(y64, seed, bad):
 @settings(max_examples=100, deadline=None)
 def test_budget_scales_with_the_fp32_reference_error(y64, noise):
     # a backend as wrong as a noisier fp32 reference passes; 11x as wrong plus the floor fails
+    # (while the reference is within 1% of the output's scale: beyond, its allowance is capped)
+    assume(noise <= 0.01 * float(np.max(np.abs(y64))))
     ref32 = y64 + noise
     floor = max(POLICY.abs_floor, POLICY.rel_floor * float(np.max(np.abs(y64))))
     report = check_parity(["y"], [y64 + noise], [y64], [ref32], POLICY)
@@ -80,6 +82,49 @@ def test_shape_and_count_mismatches_fail_with_a_reason():
     assert not r.passed and "shape [3, 3] but float64 reference has [2, 3]" in r.message
     r = check_parity(["y"], [y, y], [y], [y])
     assert not r.passed and "returned 2 outputs, the reference 1" in r.message
+
+
+def test_a_layout_mismatch_of_equal_size_is_a_shape_error_not_a_value_error():
+    y64 = np.arange(6, dtype=np.float64).reshape(2, 3)
+    r = check_parity(["y"], [y64.T.astype(np.float32)], [y64], [y64.astype(np.float32)])
+    assert not r.passed
+    assert "shape [3, 2] but float64 reference has [2, 3] (same number of elements: another layout?)" in r.message
+
+
+def test_an_unreliable_fp32_reference_is_capped_and_flagged():
+    # the fp32 reference is off by 20% of the scale: a budget of 10x that would pass all zeros
+    y64 = np.linspace(-1.0, 1.0, 50)
+    ref32 = (y64 + 0.2 * np.sin(7 * y64)).astype(np.float32)
+    zeros = check_parity(["y"], [np.zeros(50, dtype=np.float32)], [y64], [ref32])
+    assert not zeros.passed and zeros.outputs[0].reference_off
+    assert "the fp32 reference itself is off by over 1% of the output's scale" in zeros.message
+    assert zeros.summary()["parity_reference_off"] is True
+    close = check_parity(["y"], [(y64 + 0.05).astype(np.float32)], [y64], [ref32])
+    assert close.passed and close.outputs[0].reference_off  # within the capped allowance, but flagged
+
+
+def test_a_constant_does_not_pass_on_a_nearly_flat_output():
+    # variation of 2e-6 around 1.0 sits under the floor (1e-5 of the scale), but fp32 resolves it
+    y64 = 1.0 + 2e-6 * np.sin(np.arange(64.0))
+    ref32 = y64.astype(np.float32)
+    flat = check_parity(["p"], [np.ones(64, dtype=np.float32)], [y64], [ref32])
+    assert not flat.passed and "does not follow the float64 output's variation" in flat.message
+    assert "constant output" in flat.message
+    follows = check_parity(["p"], [(y64 + 1e-7 * np.cos(np.arange(64.0))).astype(np.float32)], [y64], [ref32])
+    assert follows.passed, follows.message
+
+
+def test_a_result_computed_in_fp32_passes():
+    # the passing case must not compare the reference with itself: a float32 computation of the
+    # same function differs from float64 by rounding, and passes
+    x = np.random.default_rng(0).standard_normal((16, 32))
+    w = np.random.default_rng(1).standard_normal((32, 8))
+    y64 = np.tanh(x @ w)
+    got = np.tanh(x.astype(np.float32) @ w.astype(np.float32))
+    ref32 = np.tanh((x.astype(np.float32) @ w.astype(np.float32)).astype(np.float64)).astype(np.float32)
+    report = check_parity(["y"], [got], [y64], [ref32])
+    assert report.passed, report.message
+    assert 0 < report.outputs[0].max_abs_err <= report.outputs[0].budget
 
 
 def test_summary_and_round_trip():

@@ -53,3 +53,15 @@ def test_compile_only_cells_run_one_process():
     plan = [PlannedCell("a", Cell("a", "ort"), 3, {"measure": False})]
     run_cells(plan, start=start)
     assert started == [("a", True)]
+
+
+def test_the_drift_control_runs_between_rounds():
+    started, start = _recorder()
+    events: list = []
+
+    def record(request, timeout_s):
+        events.append(request.cell.model)
+        return start(request, timeout_s)
+
+    run_cells(_plan(a=3, b=2), start=record, after_round=lambda i: events.append(f"control {i}"))
+    assert events == ["a", "b", "control 1", "a", "b", "control 2", "a"]

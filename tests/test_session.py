@@ -62,3 +62,35 @@ def test_summary_writes_the_thread_report_once_per_run(tmp_path):
     [(_, lines, _)] = [s for s in session.summary() if s[0] == "infer-bench thread scaling"]
     assert "| m | ort | 2 | 1.000 | 2.00 | 1.00 | fastest |" in lines
     assert lines[-1] == f"written: {tmp_path / 'out' / 'threads.md'}, {tmp_path / 'out' / 'threads.png'}"
+
+
+def test_a_corrupt_baseline_sample_withholds_verdicts_with_one_line(tmp_path):
+    bad = _baseline()
+    bad["benchmarks"][0]["extra_info"]["samples"]["per_process"][1][0] = None
+    session = BenchSession(RunOptions(drift_control=False))
+    warning = session.set_baseline(bad, {"infer_bench": PROFILE}, tmp_path)
+    assert warning == (
+        "the compared baseline: suite.py::test[x]: samples.per_process[1][0] is None, not a positive number of "
+        "seconds; no verdicts"
+    )
+
+
+def test_the_control_runs_at_each_thread_count_of_the_cells(monkeypatch):
+    from harness.plan.cell import Cell
+    from harness.plugin import session as session_module
+
+    calls = []
+    monkeypatch.setattr(
+        session_module, "measure_control", lambda threads: calls.append(threads) or {"control_s": 1e-3 * threads}
+    )
+    session = BenchSession(RunOptions())
+    session.measure_control("before", [Cell("mlp", "ort", threads="1"), Cell("mlp", "ort", threads="2")] * 2)
+    session.measure_control("round 1")
+    assert calls == [1, 2, 1, 2]
+    assert [(s["threads"], s["at"]) for s in session.control["samples"]] == [
+        (1, "before"),
+        (2, "before"),
+        (1, "round 1"),
+        (2, "round 1"),
+    ]
+    assert BenchSession(RunOptions(drift_control=False)).control is None

@@ -9,12 +9,44 @@ versions changed."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from harness.compare.stats import LogInterval, welch
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD, Verdict, judge
-from harness.machine.drift import applied_drift
+from harness.machine.drift import control_samples
 from harness.machine.profile import version_changes
 from harness.store.results import by_name, control_of, process_samples, profile_of
+
+
+def pick_threshold(*candidates: float | None) -> float:
+    """The first threshold given, in the caller's order of precedence; 0 is a threshold (no effect
+    is too small), None is not given. The order everywhere: command line > per-test marker > suite
+    (REGRESSION_THRESHOLD) > the result file's own > DEFAULT_THRESHOLD."""
+    return next((float(t) for t in candidates if t is not None), DEFAULT_THRESHOLD)
+
+
+def profile_mismatch(baseline_profile: dict | None, current_profile: dict | None) -> tuple[str, str] | None:
+    """(baseline id, current id) when two results come from different machine profiles: timings
+    from different machines are not comparable, and every path that judges refuses them alike."""
+    baseline = (baseline_profile or {}).get("profile_id") or "unknown"
+    current = (current_profile or {}).get("profile_id") or "unknown"
+    return (baseline, current) if baseline != current else None
+
+
+def drift_estimates(
+    current_control: dict | None, baseline_control: dict | None, confidence: float
+) -> dict[int, LogInterval]:
+    """Per thread count measured in both runs (at least twice each): the control's log ratio
+    now/baseline with Welch's interval over the control measurements of the two runs."""
+    now, then = control_samples(current_control), control_samples(baseline_control)
+    return {
+        threads: welch(np.log(then[threads]), np.log(now[threads]), confidence)
+        for threads in sorted(set(now) & set(then))
+        if min(len(now[threads]), len(then[threads])) >= 2
+    }
 
 
 @dataclass
@@ -24,8 +56,15 @@ class Comparison:
     current_profile: dict | None = None
     baseline_control: dict | None = None
     current_control: dict | None = None
-    drift: float | None = None  # the correction the verdicts used (None: raw ratios)
+    drift: dict[int, LogInterval] = field(default_factory=dict)  # per thread count: control now/baseline
+    confidence: float = 1 - DEFAULT_ALPHA
     runtime_changes: list[str] = field(default_factory=list)
+
+    def drifted(self, threads: int | None) -> LogInterval | None:
+        """The control's log ratio for cells of ``threads`` threads when the machine measurably moved
+        (its interval excludes 1): the verdicts of those cells divide by it, uncertainty included."""
+        estimate = self.drift.get(threads) if threads is not None else None
+        return estimate if estimate is not None and (estimate.low > 0 or estimate.high < 0) else None
 
     @property
     def profile_ids(self) -> tuple[str | None, str | None]:
@@ -33,12 +72,16 @@ class Comparison:
 
     @property
     def profiles_differ(self) -> bool:
-        baseline, current = self.profile_ids
-        return baseline != current
+        return profile_mismatch(self.baseline_profile, self.current_profile) is not None
 
     @property
     def regressions(self) -> list[Verdict]:
-        return [v for v in self.verdicts if v.verdict == "regression"]
+        return self.failing()
+
+    def failing(self, minor: bool = False) -> list[Verdict]:
+        """The verdicts that fail a gate: ``regression``, and ``minor regression`` when asked."""
+        kinds = ("regression", "minor regression") if minor else ("regression",)
+        return [v for v in self.verdicts if v.verdict in kinds]
 
     def to_dict(self) -> dict:
         baseline, current = self.profile_ids
@@ -47,6 +90,15 @@ class Comparison:
             "runtime_changes": self.runtime_changes,
             "verdicts": [v.to_dict() for v in self.verdicts],
             "control": {"baseline": self.baseline_control, "current": self.current_control},
+            "drift": {
+                str(t): {
+                    "ratio": math.exp(d.diff),
+                    "low": math.exp(d.low),
+                    "high": math.exp(d.high),
+                    "applied": bool(self.drifted(t)),
+                }
+                for t, d in self.drift.items()
+            },
         }
 
 
@@ -54,47 +106,65 @@ def compare(
     baseline: dict,
     current: dict[str, list | None],
     thresholds: dict[str, float | None] | None = None,
-    default_threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = None,
     alpha: float = DEFAULT_ALPHA,
     current_control: dict | None = None,
     current_profile: dict | None = None,
     names: list[str] | None = None,
+    threads: dict[str, int | None] | None = None,
 ) -> Comparison:
     """Verdicts for ``current`` (name -> per-process samples, None when not measured) against the
-    saved ``baseline``. ``names`` defaults to current's names, then the baseline's."""
+    saved ``baseline``. ``threshold`` (the command line) beats a cell's own ``thresholds[name]``,
+    which beats the default (``pick_threshold``). ``threads``: each cell's resolved thread count,
+    to match the drift control measured at it. ``names`` defaults to current's, then the baseline's."""
     base = by_name(baseline)
-    thresholds = thresholds or {}
-    drift = applied_drift(current_control, control_of(baseline))
+    thresholds, threads = thresholds or {}, threads or {}
+    comparison = Comparison(
+        [],
+        profile_of(baseline),
+        current_profile,
+        control_of(baseline),
+        current_control,
+        drift_estimates(current_control, control_of(baseline), 1 - alpha),
+        1 - alpha,
+        version_changes(profile_of(baseline), current_profile),
+    )
     names = names if names is not None else list(dict.fromkeys(list(current) + list(base)))
-    verdicts = []
     for name in names:
         before = process_samples(base[name]) if name in base else None
         now = current.get(name)
         if before is None and now is None:
             continue
-        verdicts.append(judge(name, before, now, thresholds.get(name) or default_threshold, alpha, drift))
-    return Comparison(
-        verdicts,
-        profile_of(baseline),
-        current_profile,
-        control_of(baseline),
-        current_control,
-        drift,
-        version_changes(profile_of(baseline), current_profile),
-    )
+        cell_threads = threads.get(name)
+        if cell_threads is None and name in base:
+            cell_threads = (base[name].get("extra_info") or {}).get("threads_resolved")
+        comparison.verdicts.append(
+            judge(
+                name,
+                before,
+                now,
+                pick_threshold(threshold, thresholds.get(name)),
+                alpha,
+                comparison.drifted(cell_threads),
+            )
+        )
+    return comparison
 
 
 def compare_results(
-    baseline: dict, current: dict, threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA
+    baseline: dict, current: dict, threshold: float | None = None, alpha: float = DEFAULT_ALPHA
 ) -> Comparison:
-    """Two saved results. A benchmark's own saved ``regression_threshold`` is used where it has one."""
+    """Two saved results. ``threshold`` (the command line) beats each benchmark's saved
+    ``regression_threshold`` (its marker or suite when it ran), which beats the default."""
     benches = by_name(current)
+    info = {name: b.get("extra_info") or {} for name, b in benches.items()}
     return compare(
         baseline,
         {name: process_samples(b) for name, b in benches.items()},
-        {name: (b.get("extra_info") or {}).get("regression_threshold") for name, b in benches.items()},
+        {name: i.get("regression_threshold") for name, i in info.items()},
         threshold,
         alpha,
         control_of(current),
         profile_of(current),
+        threads={name: i.get("threads_resolved") for name, i in info.items()},
     )

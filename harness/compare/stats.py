@@ -1,124 +1,307 @@
-"""Statistics on timing samples grouped by worker process.
+"""Statistics on timing samples grouped by worker process: pure functions, no I/O.
 
 Samples are per-call times, one array per worker process. Rounds inside one process share that
 process's luck (memory layout, clock, neighbours, even which code path a runtime picked), so they
 are not independent: measured here, consecutive processes timing the same ORT model gave medians
-of 5.3 ms and 3.45 ms. Treating thousands of rounds as independent would call that a
-"significant" change every time.
+of 5.3 ms and 3.45 ms, and a Mann-Whitney U test on the pooled calls of two identical 10-process
+runs gave p < 0.01 in 87% of trials. Every test here is therefore at the level of processes: each
+process contributes one observation, the log of its median.
 
-So each process contributes one observation, its median, and:
+**Machine states.** Processes are often bimodal: measured here (squeezenet on ORT, 2 threads, 30
+processes), 70% of processes ran at 1.64-1.77 ms and 30% at 2.03-2.29 ms, for the same code. With
+at least ``MIN_PROCESSES_FOR_STATES`` processes per side, each side's processes are split into a
+*steady* state and the rest (``split_states``):
 
-- processes are often bimodal: measured here (squeezenet on ORT, 2 threads, 30 processes), 70% of
-  processes ran at 1.64-1.77 ms and 30% at 2.03-2.29 ms, for the same code. A process whose median
-  is more than ``MODE_GAP`` (12%) above the fastest process of its side belongs to a slow machine
-  state; it is left out of the centre and the interval, and the verdict says how many were;
-- the centre of a measurement is the geometric mean of its remaining per-process medians;
-- with at least two processes per side, the confidence interval of the ratio is Welch's t
-  interval on the log process medians (between-process noise included by construction);
-- with a single process on a side, only a bootstrap over that process's rounds is possible,
-  which cannot see between-process noise (the verdict treats it accordingly);
-- the significance test is scipy's Mann-Whitney U on the pooled per-call samples (reported, and
-  required in addition to the interval).
+1. the steady state is anchored on the fastest state holding at least ``MIN_STATE_SHARE`` (a
+   third) of the side's processes (``state_anchor``): not the single fastest process (one or two
+   lucky ones cannot anchor it) and not the median (a side whose majority ran slow keeps its
+   fast state). Each side is anchored on its own, so a real change moves no process between states;
+2. each side is re-centred on the median of its processes near the anchor, and the state's
+   half-width is ``MODE_GAP`` (12%) or ``MODE_SPREAD`` robust standard deviations (1.4826 x the
+   median absolute deviation of those processes, both sides pooled), whichever is wider: ordinary
+   unimodal noise of a few percent keeps nearly every process;
+3. processes above it are in a *slow state*, below it in a *fast state* (a lucky process).
+
+A side with a slow majority is ambiguous (a slow majority, or a change plus a few lucky
+processes?): where anchoring on the fastest two processes instead gives another split, the
+interval covers both readings.
+
+With fewer processes per side, states cannot be told apart from a change, and every process counts.
+
+**Estimates.** The ratio current/baseline is exp(difference of mean log medians) of the steady
+processes, with Welch's t interval (unequal variances; each side's variance at least the sampling
+variance of its processes' medians, so identical medians do not give a zero-width interval) and
+its two-sided p-value. The same is computed over all processes (the *mixture*: what a user pays
+on average, slow states included), and whether the share of slow-state processes differs between
+the sides is tested with Fisher's exact test, one-sided each way. The verdict (harness.compare.verdict)
+combines the three; its error rates are checked by simulation in tests/test_statistics.py.
+
+With a single process on a side no between-process noise is visible: the interval then comes from
+a bootstrap over that process's rounds (and says so).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
 
-MODE_GAP = 0.12
+MODE_GAP = 0.12  # at least this far (ratio) from the steady centre: another machine state
+MODE_SPREAD = 4.5  # ... or this many robust standard deviations of the pooled processes, if wider
+STATE_GAP = 0.05  # another state lies across an empty stretch of at least this (ratio) ...
+GAP_SPREAD = 2.5  # ... or this many robust standard deviations of the steady processes, if wider
+MIN_PROCESSES_FOR_STATES = 5  # per side; with fewer, machine states cannot be told from a change
+MIN_STATE_SHARE = 1 / 3  # the steady state holds at least this share of a side's processes
 
 
 def process_medians(groups: list[np.ndarray]) -> np.ndarray:
     return np.array([np.median(np.asarray(g, dtype=np.float64)) for g in groups])
 
 
-def steady(medians: np.ndarray, gap: float = MODE_GAP) -> np.ndarray:
-    """The process medians of the fast (steady) mode: within ``gap`` of the fastest."""
-    return medians[medians <= medians.min() * (1 + gap)]
+def _log_quartiles(groups: list[np.ndarray]) -> np.ndarray:
+    """Rows (q1, median, q3) of each process's log samples (one vectorised call when the
+    processes have equal numbers of samples, as they usually do)."""
+    if len({g.size for g in groups}) == 1:
+        return np.quantile(np.log(np.stack(groups)), [0.25, 0.5, 0.75], axis=1).T
+    return np.array([np.quantile(np.log(g), [0.25, 0.5, 0.75]) for g in groups])
 
 
-def center(groups: list[np.ndarray], gap: float | None = MODE_GAP) -> float:
-    """Geometric mean of the per-process medians (of the steady mode unless ``gap`` is None)."""
-    meds = process_medians(groups)
-    if gap is not None:
-        meds = steady(meds, gap)
-    return float(np.exp(np.mean(np.log(meds))))
+def median_log_variance(samples: np.ndarray, quartiles: np.ndarray | None = None) -> float:
+    """Sampling variance of log(median) of one process's rounds: (1.2533 sigma)^2 / n, with sigma
+    from the interquartile range of the log samples (robust to outlier rounds), or from the
+    resolution of the values when most rounds are identical."""
+    q1, _, q3 = _log_quartiles([np.asarray(samples, dtype=np.float64)])[0] if quartiles is None else quartiles
+    sigma = (q3 - q1) / 1.349
+    if sigma == 0:
+        steps = np.diff(np.unique(np.log(samples)))
+        sigma = (steps.min() if steps.size else 1e-9) / math.sqrt(12)
+    return float((1.2533 * sigma) ** 2 / np.asarray(samples).size)
 
 
-def _welch_log_interval(base_meds: np.ndarray, cur_meds: np.ndarray, confidence: float) -> tuple[float, float]:
-    lb, lc = np.log(base_meds), np.log(cur_meds)
-    vb, vc = lb.var(ddof=1) / lb.size, lc.var(ddof=1) / lc.size
-    diff = lc.mean() - lb.mean()
-    se = np.sqrt(vb + vc)
+@dataclass(frozen=True)
+class LogInterval:
+    """Welch's comparison of two sets of log process medians."""
+
+    diff: float  # mean(current) - mean(baseline), log
+    low: float
+    high: float
+    p_value: float  # two-sided, H0: diff = 0
+    se: float
+    df: float
+
+    @property
+    def ratio(self) -> tuple[float, float, float]:
+        return math.exp(self.diff), math.exp(self.low), math.exp(self.high)
+
+    def shifted(self, by: LogInterval, confidence: float) -> LogInterval:
+        """This difference minus another independent one (``by``: the drift control), with both
+        uncertainties: Welch-Satterthwaite degrees of freedom for the sum of the two variances."""
+        var = self.se**2 + by.se**2
+        df = var**2 / (self.se**4 / self.df + by.se**4 / by.df) if var > 0 else math.inf
+        return welch_from(self.diff - by.diff, math.sqrt(var), df, confidence)
+
+
+def welch_from(diff: float, se: float, df: float, confidence: float) -> LogInterval:
     if se == 0:
-        return float(np.exp(diff)), float(np.exp(diff))
-    df = (vb + vc) ** 2 / ((vb**2) / (lb.size - 1) + (vc**2) / (lc.size - 1))
-    half = sps.t.ppf(0.5 + confidence / 2, df) * se
-    return float(np.exp(diff - half)), float(np.exp(diff + half))
+        return LogInterval(diff, diff, diff, 0.0 if diff else 1.0, 0.0, df)
+    half = float(sps.t.ppf(0.5 + confidence / 2, df)) * se
+    p = float(2 * sps.t.sf(abs(diff) / se, df))
+    return LogInterval(diff, diff - half, diff + half, p, se, df)
+
+
+def welch(
+    base: np.ndarray, cur: np.ndarray, confidence: float, floors: tuple[float, float] = (0.0, 0.0)
+) -> LogInterval:
+    """``base``/``cur``: log process medians (>= 2 each); ``floors``: each side's least variance
+    per process (the within-process sampling variance of a median)."""
+    vb = max(float(base.var(ddof=1)), floors[0]) / base.size
+    vc = max(float(cur.var(ddof=1)), floors[1]) / cur.size
+    se2 = vb + vc
+    df = se2**2 / (vb**2 / (base.size - 1) + vc**2 / (cur.size - 1)) if se2 > 0 else math.inf
+    return welch_from(float(cur.mean() - base.mean()), math.sqrt(se2), df, confidence)
+
+
+def welch_half_width(sd: tuple[float, float], kept: tuple[np.ndarray, np.ndarray], confidence: float) -> np.ndarray:
+    """The half-widths Welch's interval would have with ``kept`` processes per side (arrays of
+    counts, >= 2) of spread ``sd``: what the advice on more processes projects."""
+    kb, kc = (np.asarray(k, dtype=np.float64) for k in kept)
+    vb, vc = sd[0] ** 2 / kb, sd[1] ** 2 / kc
+    se2 = vb + vc
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df = np.where(se2 > 0, se2**2 / (vb**2 / (kb - 1) + vc**2 / (kc - 1)), np.inf)
+    return sps.t.ppf(0.5 + confidence / 2, df) * np.sqrt(se2)
+
+
+@dataclass(frozen=True)
+class StateSplit:
+    """Which processes of each side are steady, in a slow state or in a fast state."""
+
+    steady: tuple[np.ndarray, np.ndarray]  # boolean masks
+    slow: tuple[int, int]
+    fast: tuple[int, int]
+    gap: float  # half-width of the steady cluster (log); 0 when states were not split
+
+    @property
+    def split(self) -> bool:
+        return self.gap > 0
+
+
+def state_anchor(x: np.ndarray, width: float, min_share: float = MIN_STATE_SHARE) -> float:
+    """The centre of the fastest state of one side: the median of the first (fastest) window of
+    log-width ``width`` that holds at least ``min_share`` of the side's processes (at least 2).
+    One or two lucky-fast processes cannot anchor it; a majority in a slow state does not move it."""
+    xs = np.sort(x)
+    need = max(2, math.ceil(min_share * xs.size))
+    ends = np.searchsorted(xs, xs + width, side="right")
+    starts = np.flatnonzero(ends - np.arange(xs.size) >= need)
+    if not starts.size:
+        return float(np.median(xs))
+    i = int(starts[0])
+    return float(np.median(xs[i : ends[i]]))
+
+
+def split_states(
+    base: np.ndarray, cur: np.ndarray, gap: float = MODE_GAP, min_share: float = MIN_STATE_SHARE
+) -> StateSplit:
+    """``base``/``cur``: log process medians. See the module docstring."""
+    if min(base.size, cur.size) < MIN_PROCESSES_FOR_STATES:
+        return StateSplit((np.ones(base.size, bool), np.ones(cur.size, bool)), (0, 0), (0, 0), 0.0)
+    width = math.log1p(gap)
+    offsets = (base - state_anchor(base, width, min_share), cur - state_anchor(cur, width, min_share))
+    half = width
+    for _ in range(2):  # re-centre each side on its processes near the centre, then widen to the spread seen there
+        offsets = tuple(o - np.median(o[np.abs(o) <= half]) for o in offsets)
+        near = np.abs(np.concatenate(offsets))
+        half = max(width, MODE_SPREAD * 1.4826 * float(np.median(near[near <= half])))
+    # the steady state: the processes chained to the centre by gaps no wider than the link (single
+    # linkage on both sides' offsets): a state is another state only across an empty stretch
+    link = max(math.log1p(STATE_GAP), GAP_SPREAD * 1.4826 * float(np.median(near[near <= half])))
+    pooled = np.sort(np.concatenate(offsets))
+    centre = int(np.argmin(np.abs(pooled)))
+    breaks = np.flatnonzero(np.diff(pooled) > link)
+    low = pooled[breaks[breaks < centre].max() + 1] if (breaks < centre).any() else pooled[0]
+    high = pooled[breaks[breaks >= centre].min()] if (breaks >= centre).any() else pooled[-1]
+    steady = tuple((o >= low) & (o <= high) for o in offsets)
+    slow = tuple(int(np.count_nonzero(o > high)) for o in offsets)
+    fast = tuple(int(np.count_nonzero(o < low)) for o in offsets)
+    return StateSplit(steady, slow, fast, link)  # type: ignore[arg-type]
+
+
+def slow_share_p(slow: tuple[int, int], n: tuple[int, int]) -> tuple[float, float]:
+    """One-sided Fisher exact p-values: (current has more slow-state processes, current has fewer)."""
+    if not any(slow):
+        return 1.0, 1.0
+    table = [[slow[1], n[1] - slow[1]], [slow[0], n[0] - slow[0]]]
+    more = float(sps.fisher_exact(table, alternative="greater").pvalue)
+    fewer = float(sps.fisher_exact(table, alternative="less").pvalue)
+    return more, fewer
 
 
 def _bootstrap_interval(
-    base: list[np.ndarray], cur: list[np.ndarray], confidence: float, n_boot: int, rng: np.random.Generator
-) -> tuple[float, float]:
-    """Two-level bootstrap (processes, then rounds): for sides with a single process."""
+    base: list[np.ndarray], cur: list[np.ndarray], confidence: float, n_boot: int, seed: int
+) -> LogInterval:
+    """Two-level bootstrap (processes, then rounds) of the difference of mean log medians: for a
+    side with a single process, where no between-process noise can be seen."""
+    rng = np.random.default_rng(seed)
 
-    def centers(groups):
+    def centres(groups):
         meds = np.empty((len(groups), n_boot))
         for i, g in enumerate(groups):
-            g = np.asarray(g, dtype=np.float64)
             meds[i] = np.median(g[rng.integers(0, g.size, size=(n_boot, g.size))], axis=1)
         pick = rng.integers(0, len(groups), size=(n_boot, len(groups)))
-        return np.exp(np.log(meds[pick, np.arange(n_boot)[:, None]]).mean(axis=1))
+        return np.log(meds[pick, np.arange(n_boot)[:, None]]).mean(axis=1)
 
-    boot = centers(cur) / centers(base)
+    boot = centres(cur) - centres(base)
+    diff = float(np.mean(np.log(process_medians(cur))) - np.mean(np.log(process_medians(base))))
     alpha = 1.0 - confidence
     low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+    low, high = min(float(low), diff), max(float(high), diff)
+    p = float(min(1.0, 2 * min(np.mean(boot <= 0), np.mean(boot >= 0))))
+    return LogInterval(diff, low, high, p, float(np.std(boot)), math.inf)
 
 
 @dataclass(frozen=True)
 class RatioEstimate:
-    ratio: float  # current / baseline, > 1 = slower
-    low: float
-    high: float
+    """current / baseline (> 1 = slower) for one cell, from per-process samples."""
+
+    steady: LogInterval  # the steady processes (all of them when states were not split)
+    mixture: LogInterval | None  # all processes (None with a single process on a side)
     confidence: float
-    p_value: float  # Mann-Whitney U, two-sided, on pooled per-call samples
     processes: tuple[int, int]
     rounds: tuple[int, int]
-    method: str  # "welch-t on log process medians" or "bootstrap over rounds"
-    slow_mode: tuple[int, int] = (0, 0)  # processes left out as a slow machine state, per side
+    method: str
+    states: StateSplit
+    slow_share_p: tuple[float, float]  # Fisher: (current has more slow processes, fewer)
+    spread: tuple[float, float]  # std of the steady log medians per side (0 with one process)
+    mixture_spread: tuple[float, float]  # std of all log medians per side
+
+    @property
+    def kept(self) -> tuple[int, int]:
+        return int(self.states.steady[0].sum()), int(self.states.steady[1].sum())
 
 
 def ratio_estimate(
     baseline: list[np.ndarray], current: list[np.ndarray], confidence: float = 0.99, n_boot: int = 2000, seed: int = 0
 ) -> RatioEstimate:
-    if not baseline or not current or any(len(g) == 0 for g in list(baseline) + list(current)):
+    baseline = [np.asarray(g, dtype=np.float64) for g in baseline]
+    current = [np.asarray(g, dtype=np.float64) for g in current]
+    if not baseline or not current or any(g.size == 0 for g in baseline + current):
         raise ValueError("both sides need at least one process with at least one sample")
-    base_meds, cur_meds = steady(process_medians(baseline)), steady(process_medians(current))
-    slow = (len(baseline) - base_meds.size, len(current) - cur_meds.size)
-    if min(base_meds.size, cur_meds.size) >= 2:
-        low, high = _welch_log_interval(base_meds, cur_meds, confidence)
-        method = "welch-t on log process medians (steady mode)"
+    if any(not np.all(np.isfinite(g) & (g > 0)) for g in baseline + current):
+        raise ValueError("samples must be finite positive seconds")
+    quartiles = [_log_quartiles(side) for side in (baseline, current)]
+    xb, xc = quartiles[0][:, 1], quartiles[1][:, 1]  # log process medians
+    floors = [
+        np.array([median_log_variance(g, q) for g, q in zip(side, qs)])
+        for side, qs in zip((baseline, current), quartiles)
+    ]
+    states = split_states(xb, xc)
+    mb, mc = states.steady
+
+    def sd(x):
+        return float(x.std(ddof=1)) if x.size > 1 else 0.0
+
+    if min(mb.sum(), mc.sum()) >= 2:
+        steady = welch(xb[mb], xc[mc], confidence, (float(floors[0][mb].mean()), float(floors[1][mc].mean())))
+        method = "Welch t on log process medians" + (" (steady state)" if states.split else "")
+        # the other reading: two or more processes faster than the steady state are the real steady
+        # state (and the rest of that side runs slow). Where it differs, the interval covers both.
+        other = split_states(xb, xc, min_share=0.0)
+        ob, oc = other.steady
+        if states.split and not (np.array_equal(ob, mb) and np.array_equal(oc, mc)) and min(ob.sum(), oc.sum()) >= 2:
+            alt = welch(xb[ob], xc[oc], confidence, (float(floors[0][ob].mean()), float(floors[1][oc].mean())))
+            steady = LogInterval(
+                steady.diff,
+                min(steady.low, alt.low),
+                max(steady.high, alt.high),
+                max(steady.p_value, alt.p_value),
+                max(steady.se, alt.se),
+                min(steady.df, alt.df),
+            )
+            method += (
+                "; the machine states read two ways (a few fast processes, or a slow majority): interval covers both"
+            )
     else:
-        low, high = _bootstrap_interval(baseline, current, confidence, n_boot, np.random.default_rng(seed))
+        steady = _bootstrap_interval(
+            [g for g, k in zip(baseline, mb) if k], [g for g, k in zip(current, mc) if k], confidence, n_boot, seed
+        )
         method = "bootstrap over rounds (one process: between-process noise unseen)"
-    pooled_b, pooled_c = np.concatenate(baseline), np.concatenate(current)
-    p = (
-        float(sps.mannwhitneyu(pooled_c, pooled_b, alternative="two-sided").pvalue)
-        if min(pooled_b.size, pooled_c.size) > 1
-        else 1.0
+    mixture = (
+        welch(xb, xc, confidence, (float(floors[0].mean()), float(floors[1].mean())))
+        if min(xb.size, xc.size) >= 2
+        else None
     )
     return RatioEstimate(
-        center(current) / center(baseline),
-        low,
-        high,
+        steady,
+        mixture,
         confidence,
-        p,
         (len(baseline), len(current)),
-        (int(pooled_b.size), int(pooled_c.size)),
+        (sum(g.size for g in baseline), sum(g.size for g in current)),
         method,
-        slow,
+        states,
+        slow_share_p(states.slow, (xb.size, xc.size)),
+        (sd(xb[mb]), sd(xc[mc])),
+        (sd(xb), sd(xc)),
     )

@@ -1,14 +1,17 @@
-"""Drift control: a fixed workload measured before and after the cells of a run.
+"""Drift control: a fixed workload measured several times during a run, interleaved with the cells.
 
 If the machine itself got slower (another tenant, thermal state, a noisy neighbour), the control
-slows down too; comparisons then show drift-corrected ratios beside raw ones. The control is a
-single-threaded float32 matrix multiply (256x256, numpy/OpenBLAS) plus a pure-Python loop,
-measured in a fresh process with one thread, median of 31 rounds each, combined as a geometric
-mean (seconds).
+slows down too. The control is a float32 matrix multiply (256x256, numpy/OpenBLAS) plus a
+pure-Python loop, medians of 31 rounds each, combined as a geometric mean (seconds), measured in a
+fresh process with the thread count of the cells it stands for (a noisy neighbour slows a 2-thread
+workload more than a 1-thread one): once per distinct thread count before the cells, after each
+interleaved round of worker processes, and after the cells.
 
-The control has noise of its own (a few percent between processes here), and dividing every
-ratio by a noisy factor would blur every verdict, so a drift correction is applied only when the
-control moved by more than ``DRIFT_TOLERANCE``; the factor is shown either way."""
+A run's control is stored as ``{"version": 2, "samples": [{"threads", "at", "control_s", ...}]}``;
+files from before version 2 have ``{"before": {...}, "after": {...}}``, measured with 1 thread.
+Whether the machine moved between two runs, and by how much with what uncertainty, is statistics:
+harness.compare.compare (``drift_estimates``).
+"""
 
 from __future__ import annotations
 
@@ -19,8 +22,7 @@ import time
 from harness.machine.probe import run_module_json
 from harness.machine.threads import thread_env
 
-CONTROL_VERSION = 1
-DRIFT_TOLERANCE = 0.10
+CONTROL_VERSION = 2
 
 
 def _python_loop() -> None:
@@ -54,38 +56,30 @@ def control_workload(rounds: int = 31) -> dict:
     return out
 
 
-def measure_control(timeout_s: float = 120.0) -> dict | None:
-    """Run the control in a fresh single-threaded process; None if that fails."""
-    return run_module_json("harness.machine.drift", thread_env(1), timeout_s)
+def measure_control(threads: int = 1, timeout_s: float = 120.0) -> dict | None:
+    """Run the control in a fresh process with ``threads`` threads; None if that fails."""
+    return run_module_json("harness.machine.drift", thread_env(threads), timeout_s)
 
 
-def run_control(control: dict | None) -> float | None:
-    """One number for a run: mean of the before/after control seconds."""
+def add_sample(control: dict | None, sample: dict | None, threads: int, at: str) -> dict:
+    """The run's control with one more measurement (a failed one is left out)."""
+    control = control or {"version": CONTROL_VERSION, "samples": []}
+    if sample:
+        control["samples"].append({"threads": threads, "at": at, **sample})
+    return control
+
+
+def control_samples(control: dict | None) -> dict[int, list[float]]:
+    """Thread count -> the control's seconds in the order measured (both storage versions)."""
     if not control:
-        return None
-    values = [c["control_s"] for c in (control.get("before"), control.get("after")) if c]
-    return sum(values) / len(values) if values else None
-
-
-def drift_factor(current_control: dict | None, baseline_control: dict | None) -> float | None:
-    """control(now) / control(baseline), or None when either run has no control."""
-    cur, base = run_control(current_control), run_control(baseline_control)
-    return cur / base if cur and base else None
-
-
-def applied_drift(
-    current_control: dict | None, baseline_control: dict | None, tolerance: float = DRIFT_TOLERANCE
-) -> float | None:
-    """The drift factor to divide ratios by: only when the control moved beyond its own noise."""
-    factor = drift_factor(current_control, baseline_control)
-    return factor if factor is not None and abs(factor - 1) > tolerance else None
-
-
-def within_run_drift(control: dict | None) -> float | None:
-    """after / before of the control inside one run (1.0 = steady machine)."""
-    if not control or not control.get("before") or not control.get("after"):
-        return None
-    return control["after"]["control_s"] / control["before"]["control_s"]
+        return {}
+    if "samples" not in control:  # version 1: before/after, one thread
+        values = [c["control_s"] for c in (control.get("before"), control.get("after")) if c]
+        return {1: values} if values else {}
+    out: dict[int, list[float]] = {}
+    for sample in control["samples"]:
+        out.setdefault(int(sample["threads"]), []).append(float(sample["control_s"]))
+    return out
 
 
 if __name__ == "__main__":

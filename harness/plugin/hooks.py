@@ -72,9 +72,17 @@ def _request(item, config) -> dict:
     return {"timing": timing_options_for(item, config), "parity": _session(config).options.parity}
 
 
-def _planned(item, config) -> PlannedCell | None:
+def _cell(item) -> Cell | None:
+    """The cell a selected test will measure (None: it measures nothing, or is skipped)."""
     cell = getattr(item, "callspec", None) and item.callspec.params.get("cell")
     if not _measures(item) or not isinstance(cell, Cell) or item.get_closest_marker("skip") is not None:
+        return None
+    return cell
+
+
+def _planned(item, config) -> PlannedCell | None:
+    cell = _cell(item)
+    if cell is None:
         return None
     return PlannedCell(item.nodeid, cell, processes_for(item, _session(config).options), _request(item, config))
 
@@ -108,7 +116,7 @@ def pytest_runtestloop(session):
     bench = _session(config)
     measuring = any(_measures(item) for item in session.items) and not config.option.collectonly
     if measuring:
-        bench.measure_control("before")
+        bench.measure_control("before", [c for item in session.items if (c := _cell(item)) is not None])
     if measuring and bench.options.interleaved:
         _measure_planned(session, bench)
     yield

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from harness.backends import UnknownBackendError
+from harness.compare.compare import pick_threshold
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from harness.models import UnknownModelError, UserModelError
 from harness.models.user import user_model
@@ -104,12 +105,17 @@ def add_options(parser) -> None:
         help="exit non-zero when any cell's verdict against the compared baseline is 'regression'",
     )
     group.addoption(
+        "--fail-on-minor",
+        action="store_true",
+        help="with --fail-on-regression: 'minor regression' (significant, but below the threshold) fails too",
+    )
+    group.addoption(
         "--regression-threshold",
         type=float,
         default=None,
         metavar="FRACTION",
-        help=f"minimum practical effect for a verdict (default {DEFAULT_THRESHOLD}; per suite: REGRESSION_THRESHOLD, "
-        "per test: @pytest.mark.regression_threshold(0.10))",
+        help=f"minimum practical effect for every verdict, beating per-test @pytest.mark.regression_threshold(0.10), "
+        f"then the suite's REGRESSION_THRESHOLD, then the default {DEFAULT_THRESHOLD}; 0 counts any significant change",
     )
     group.addoption(
         "--regression-alpha",
@@ -140,6 +146,7 @@ class RunOptions:
     report_dir: str = DEFAULT_REPORT_DIR
     processes: int | None = None
     fail_on_regression: bool = False
+    fail_on_minor: bool = False
     regression_threshold: float | None = None
     regression_alpha: float = DEFAULT_ALPHA
     drift_control: bool = True
@@ -169,6 +176,7 @@ class RunOptions:
             opt("report_dir"),
             opt("processes"),
             opt("fail_on_regression"),
+            opt("fail_on_minor"),
             opt("regression_threshold"),
             opt("regression_alpha"),
             not opt("no_drift_control"),
@@ -185,10 +193,9 @@ def processes_for(item, options: RunOptions) -> int:
 
 
 def regression_threshold(item, options: RunOptions) -> float:
-    """Per test (marker) > command line > per suite (module REGRESSION_THRESHOLD) > DEFAULT_THRESHOLD."""
+    """Command line > per test (marker) > per suite (module REGRESSION_THRESHOLD) > DEFAULT_THRESHOLD."""
     marker = item.get_closest_marker("regression_threshold")
+    per_test = None
     if marker is not None:
-        return float(marker.args[0] if marker.args else marker.kwargs["fraction"])
-    if options.regression_threshold is not None:
-        return options.regression_threshold
-    return float(getattr(item.module, "REGRESSION_THRESHOLD", DEFAULT_THRESHOLD))
+        per_test = marker.args[0] if marker.args else marker.kwargs["fraction"]
+    return pick_threshold(options.regression_threshold, per_test, getattr(item.module, "REGRESSION_THRESHOLD", None))

@@ -3,8 +3,10 @@ harness.plugin.hooks forward here; pytest-benchmark's ``session.py`` is the mode
 
 In the order of a run:
 
-1. ``measure_control("before")`` - the drift control, in a fresh process;
-2. ``measure(plan)`` - every selected cell's worker processes, interleaved (harness.run.schedule);
+1. ``measure_control("before", cells)`` - the drift control, in fresh processes, at the thread
+   counts of the cells;
+2. ``measure(plan)`` - every selected cell's worker processes, interleaved (harness.run.schedule),
+   the drift control again after each round;
 3. ``take(...)`` - each test takes its cell's result (or measures it now: sequential schedule,
    inline launcher) and the result joins ``results``;
 4. ``set_baseline(...)`` - pytest-benchmark hands over the compared baseline (any time before 5);
@@ -17,9 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.compare.compare import Comparison, compare
-from harness.machine.drift import measure_control
+from harness.compare.compare import Comparison, compare, profile_mismatch
+from harness.machine.drift import add_sample, measure_control
 from harness.machine.profile import measured_peak
+from harness.machine.threads import resolve_threads
 from harness.plan.cell import Cell
 from harness.plan.matrix import Matrix, MatrixCell
 from harness.plan.support import unsupported_reason
@@ -45,7 +48,8 @@ class BenchSession:
     options: RunOptions
     root: Path = Path(".")  # where relative report paths are resolved
     results: list[CellResult] = field(default_factory=list)
-    control: dict | None = None  # {"before": ..., "after": ...} of the drift control
+    control: dict | None = None  # the drift control's measurements (harness.machine.drift)
+    control_threads: list[int] = field(default_factory=list)  # thread counts the control runs at
     scheduled: dict[str, CellResult] = field(default_factory=dict)
     baseline: dict | None = None  # the result pytest-benchmark compares against
     current_profile: dict | None = None
@@ -63,17 +67,26 @@ class BenchSession:
         return matrix.override(**overrides).expand(unsupported_reason, model_options)
 
     # -- measuring ------------------------------------------------------------------------
-    def measure_control(self, when: str) -> None:
+    def measure_control(self, at: str, cells: list[Cell] | None = None) -> None:
+        """Measure the drift control once per thread count of the run's cells (``cells`` given
+        with the first call decides them)."""
         if not self.options.drift_control:
             return
-        if when == "before":
-            self.control = {"before": measure_control()}
-        elif self.control is not None:
-            self.control[when] = measure_control()
+        if cells is not None:
+            self.control_threads = sorted({resolve_threads(c.threads) for c in cells}) or [1]
+        for threads in self.control_threads:
+            self.control = add_sample(self.control, measure_control(threads), threads, at)
 
     def measure(self, plan: list[PlannedCell], progress: Progress | None = None) -> None:
-        """Measure the plan's cells now, interleaved; tests then ``take`` their results."""
-        self.scheduled = run_cells(plan, self.options.cell_timeout, progress) if plan else {}
+        """Measure the plan's cells now, interleaved, the drift control between rounds; tests then
+        ``take`` their results."""
+        self.scheduled = (
+            run_cells(
+                plan, self.options.cell_timeout, progress, after_round=lambda i: self.measure_control(f"round {i}")
+            )
+            if plan
+            else {}
+        )
 
     def take(self, nodeid: str, cell: Cell, processes: int, request: dict, threshold: float) -> CellResult:
         """The cell's measured result (from the interleaved schedule, or measured now)."""
@@ -101,16 +114,16 @@ class BenchSession:
         except ResultFileError as exc:
             self.no_verdicts = f"{exc}; no verdicts"
             return self.no_verdicts
-        mine = (self.current_profile or {}).get("profile_id")
-        theirs = (profile_of(baseline) or {}).get("profile_id")
-        if mine == theirs:
+        mismatch = profile_mismatch(profile_of(baseline), self.current_profile)
+        if mismatch is None:
             return None
+        theirs, mine = mismatch
         existing = (
             ", ".join(f"{pid} ({len(runs)} runs)" for pid, runs in BaselineStore(store_root).profiles().items())
             or "none"
         )
         self.no_verdicts = (
-            f"baseline profile {theirs or 'unknown'} differs from this machine's profile {mine}: "
+            f"baseline profile {theirs} differs from this machine's profile {mine}: "
             f"no verdicts. Baselines by profile: {existing}. Record one here with "
             f"--benchmark-save=NAME or pass --benchmark-compare=NNNN for a matching run."
         )
@@ -133,6 +146,7 @@ class BenchSession:
             current_control=self.control,
             current_profile=self.current_profile,
             names=list(current),
+            threads={r.nodeid: r.threads.resolved for r in self.results if r.threads},
         )
         for verdict in self.comparison.verdicts:
             result = results.get(verdict.name)
@@ -142,7 +156,9 @@ class BenchSession:
 
     @property
     def failed_on_regression(self) -> bool:
-        return bool(self.options.fail_on_regression and self.comparison and self.comparison.regressions)
+        if not (self.options.fail_on_regression and self.comparison):
+            return False
+        return bool(self.comparison.failing(self.options.fail_on_minor))
 
     # -- reporting ------------------------------------------------------------------------
     def saved_extra(self) -> dict:

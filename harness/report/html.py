@@ -19,7 +19,9 @@ from harness.store.results import ResultFileError, by_name, load_result
 
 COLORS = {
     "regression": "#d62728",
+    "minor regression": "#e377c2",
     "improvement": "#2ca02c",
+    "minor improvement": "#bcbd22",
     "unchanged": "#7f7f7f",
     "inconclusive": "#ff7f0e",
     "new": "#1f77b4",
@@ -44,13 +46,13 @@ def plot_ratios(verdicts) -> str | None:
 
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(judged) + 1.2))
     for i, v in enumerate(judged):
-        r, lo, hi = (v.corrected_ratio, v.low / v.drift, v.high / v.drift) if v.drift else (v.ratio, v.low, v.high)
+        r, lo, hi = v.ratio, v.low, v.high  # what the verdict judged (drift-corrected when the machine moved)
         ax.errorbar([r], [i], xerr=[[r - lo], [hi - r]], fmt="o", color=COLORS[v.verdict], capsize=3)
     ax.set_yticks(range(len(judged)), [short_name(v.name) for v in judged], fontsize=7)
     t = judged[0].threshold
     for x, style in ((1.0, "-"), (1 + t, "--"), (1 / (1 + t), "--")):
         ax.axvline(x, color="grey", linestyle=style, linewidth=0.8)
-    ax.set_xlabel("current / baseline (median ratio, CI; drift-corrected where measured)")
+    ax.set_xlabel("current / baseline (steady-state ratio and the interval the verdict judged)")
     handles = [
         plt.Line2D([], [], marker="o", linestyle="none", color=c, label=k)
         for k, c in COLORS.items()

@@ -13,10 +13,16 @@ def verdict_markdown(comparison: Comparison) -> str:
     out = [f"- **runtime changed**: {line}" for line in comparison.runtime_changes] + (
         [""] if comparison.runtime_changes else []
     )
+    if comparison.profiles_differ:
+        baseline, current = comparison.profile_ids
+        out = [
+            f"- **compared across machine profiles** {baseline} -> {current}: timings may not be comparable",
+            "",
+        ] + out
     out += ["| " + " | ".join(VERDICT_HEADER) + " |", "|" + "---|" * len(VERDICT_HEADER)]
     out += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows]
     out += ["", ", ".join(f"**{n}** {k}" for k, n in verdict_counts(comparison).items()) or "no cells", ""]
-    out += [f"- {line}" for line in drift_lines(comparison.current_control, comparison.baseline_control)]
+    out += [f"- {line}" for line in drift_lines(comparison)]
     return "\n".join(out) + "\n"
 
 

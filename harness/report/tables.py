@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import math
+import statistics
+
 from harness.compare.compare import Comparison
-from harness.machine.drift import DRIFT_TOLERANCE, drift_factor, within_run_drift
+from harness.machine.drift import control_samples
 from harness.run.protocol import CellResult
 
 MARK = {
     "regression": "REGRESSION",
+    "minor regression": "minor regression",
     "improvement": "improvement",
+    "minor improvement": "minor improvement",
     "unchanged": "unchanged",
     "inconclusive": "inconclusive",
     "new": "new",
     "missing": "MISSING",
 }
-VERDICT_HEADER = ["cell", "verdict", "ratio", "CI", "drift-corrected", "p (MWU)", "threshold", "note"]
+VERDICT_HEADER = ["cell", "verdict", "ratio", "CI", "resolves", "all processes", "p (Welch)", "threshold", "note"]
 
 
 def short_name(fullname: str) -> str:
@@ -46,45 +51,46 @@ def cell_lines(results: list[CellResult]) -> list[str]:
     return lines
 
 
-def drift_lines(current_control: dict | None, baseline_control: dict | None) -> list[str]:
+def drift_lines(comparison: Comparison) -> list[str]:
+    """What the drift control saw during this run, and between this run and the baseline."""
     lines = []
-    inside = within_run_drift(current_control)
-    if inside is not None:
-        moved = abs(inside - 1) > DRIFT_TOLERANCE
+    for threads, values in control_samples(comparison.current_control).items():
+        mid = statistics.median(values)
         lines.append(
-            f"control workload after/before this run: {inside:.3f}"
-            + (" - the machine drifted during the run" if moved else f" (steady within {DRIFT_TOLERANCE:.0%})")
+            f"control workload this run at {threads} thread(s): {len(values)} measurements within "
+            f"{min(values) / mid:.3f}-{max(values) / mid:.3f} of their median"
         )
-    drift = drift_factor(current_control, baseline_control)
-    if drift is not None:
-        moved = abs(drift - 1) > DRIFT_TOLERANCE
-        lines.append(
-            f"control workload now/baseline: {drift:.3f}"
-            + (
-                " - the machine itself is faster/slower than when the baseline was made: "
-                "verdicts use drift-corrected ratios"
-                if moved
-                else f" (within {DRIFT_TOLERANCE:.0%}: ratios are raw)"
-            )
-        )
-    elif not current_control:
+    if not comparison.current_control:
         lines.append("no drift control measured this run (ratios are raw)")
-    else:
-        lines.append("the baseline has no drift control (ratios are raw)")
+    elif not comparison.drift:
+        lines.append("the baseline has no drift control at these thread counts (ratios are raw)")
+    for threads, d in comparison.drift.items():
+        ratio, low, high = (math.exp(x) for x in (d.diff, d.low, d.high))
+        if comparison.drifted(threads):
+            lines.append(
+                f"MACHINE DRIFT at {threads} thread(s): the control runs {ratio:.3f}x [{low:.3f}, {high:.3f}] "
+                f"of the baseline's; verdicts of {threads}-thread cells are of ratios divided by it, its "
+                f"uncertainty included"
+            )
+        else:
+            lines.append(
+                f"control now/baseline at {threads} thread(s): {ratio:.3f} [{low:.3f}, {high:.3f}]: "
+                f"no drift detected, ratios are raw"
+            )
     return lines
 
 
 def verdict_rows(comparison: Comparison) -> list[list[str]]:
     rows = []
     for v in comparison.verdicts:
-        ci = f"[{v.low:.3f}, {v.high:.3f}]" if v.low is not None else "-"
         rows.append(
             [
                 short_name(v.name),
                 MARK[v.verdict],
                 fmt_or_dash(v.ratio),
-                ci,
-                fmt_or_dash(v.corrected_ratio),
+                f"[{v.low:.3f}, {v.high:.3f}]" if v.low is not None else "-",
+                f"±{v.resolution:.1%}" if v.resolution is not None else "-",
+                f"{v.mixture[0]:.3f} [{v.mixture[1]:.3f}, {v.mixture[2]:.3f}]" if v.mixture else "-",
                 fmt_or_dash(v.p_value, ".1e"),
                 f"{v.threshold:.0%}",
                 v.note,
@@ -105,5 +111,5 @@ def verdict_lines(comparison: Comparison) -> list[str]:
     lines += ["  ".join(h.ljust(w) for h, w in zip(VERDICT_HEADER, widths)) + "  note"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
     lines.append(", ".join(f"{n} {k}" for k, n in verdict_counts(comparison).items()) or "no cells")
-    lines += drift_lines(comparison.current_control, comparison.baseline_control)
+    lines += drift_lines(comparison)
     return lines

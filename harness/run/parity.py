@@ -4,10 +4,21 @@ Policy (TorchBench's idea): a backend may be as wrong as plain fp32 is, times a 
 each output, with y64 the float64 ground truth and y32 the plain fp32 reference (eager PyTorch,
 or onnx's ReferenceEvaluator for ONNX graphs), evaluated on the same fresh inputs:
 
-    ref_err = max |y32 - y64|
-    floor   = max(abs_floor, rel_floor * max |y64|)         (outputs near zero)
+    scale   = max |y64|
+    ref_err = min(max |y32 - y64|, reference_cap * scale)   (capped: see below)
+    floor   = max(abs_floor, rel_floor * scale)              (outputs near zero)
     budget  = multiplier * ref_err + floor
-    pass   <=> every element finite and max |y - y64| <= budget
+    pass   <=> same shape, every element finite, max |y - y64| <= budget, and the output follows
+               the reference's variation (below)
+
+- The shapes must match exactly: an output of the right size in another layout is a shape error,
+  not a value error.
+- An fp32 reference off by more than ``reference_cap`` (1%) of the output's scale would make the
+  budget so wide that all zeros pass: the allowance is capped there and the output is flagged
+  (``reference_off``) so the report says the reference itself is unreliable.
+- Where the output's variation is resolved by fp32 (the reference's centred cosine with float64,
+  i.e. Pearson's correlation, is at least ``resolved_correlation``), the backend's must be at least
+  ``min_correlation``: a constant cannot pass on a nearly flat output by hiding under the floor.
 """
 
 from __future__ import annotations
@@ -22,6 +33,9 @@ class ParityPolicy:
     multiplier: float = 10.0
     rel_floor: float = 1e-5
     abs_floor: float = 1e-7
+    reference_cap: float = 0.01
+    min_correlation: float = 0.99
+    resolved_correlation: float = 0.999
 
     def budget(self, ref_err: float, scale: float) -> tuple[float, float]:
         floor = max(self.abs_floor, self.rel_floor * scale)
@@ -43,6 +57,8 @@ class OutputParity:
     worst_expected: float
     nonfinite: int
     problem: str = ""
+    correlation: float | None = None  # centred cosine with float64 (None: output constant or one element)
+    reference_off: bool = False  # the fp32 reference's own error exceeded reference_cap of the scale
 
     @classmethod
     def unusable(cls, name: str, problem: str) -> OutputParity:
@@ -51,8 +67,9 @@ class OutputParity:
         return cls(name, False, float("inf"), float("inf"), 0.0, 0.0, 0.0, 0.0, [], nan, nan, 0, problem=problem)
 
     def describe(self) -> str:
+        caveat = " (the fp32 reference itself is off by over 1% of the output's scale)" if self.reference_off else ""
         if self.problem:
-            return f"output {self.name!r}: {self.problem}"
+            return f"output {self.name!r}: {self.problem}{caveat}"
         idx = ",".join(map(str, self.worst_index))
         if self.nonfinite:
             return (
@@ -62,7 +79,7 @@ class OutputParity:
         return (
             f"output {self.name!r} worst element [{idx}]: got {self.worst_value:.9g}, float64 expects "
             f"{self.worst_expected:.9g}; |err| {self.max_abs_err:.3g} > budget {self.budget:.3g} "
-            f"(= {_fmt(self.budget - self.floor)} fp32-reference allowance + floor {self.floor:.3g})"
+            f"(= {_fmt(self.budget - self.floor)} fp32-reference allowance + floor {self.floor:.3g}){caveat}"
         )
 
 
@@ -89,6 +106,7 @@ class ParityReport:
             "max_rel_err": max((o.max_rel_err for o in self.outputs), default=0.0),
             "cosine": min((o.cosine for o in self.outputs), default=1.0),
             "parity_budget": min((o.budget for o in self.outputs), default=0.0),
+            "parity_reference_off": any(o.reference_off for o in self.outputs),
         }
 
     def to_dict(self) -> dict:
@@ -108,21 +126,29 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (na * nb))
 
 
+def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Cosine of the centred values (Pearson's r); None when either is constant."""
+    a, b = a - a.mean(), b - b.mean()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    return float(np.dot(a, b) / (na * nb)) if na > 0 and nb > 0 else None
+
+
 def check_output(
     name: str, got: np.ndarray, expected64: np.ndarray, ref32: np.ndarray, policy: ParityPolicy
 ) -> OutputParity:
     got = np.asarray(got)
     expected64 = np.asarray(expected64, dtype=np.float64)
     if got.shape != expected64.shape:
-        got = got.reshape(expected64.shape) if got.size == expected64.size else got
-    if got.shape != expected64.shape:
+        layout = " (same number of elements: another layout?)" if got.size == expected64.size else ""
         return OutputParity.unusable(
-            name, f"shape {list(got.shape)} but float64 reference has {list(expected64.shape)}"
+            name, f"shape {list(got.shape)} but float64 reference has {list(expected64.shape)}{layout}"
         )
     g = got.astype(np.float64)
     scale = float(np.max(np.abs(expected64))) if expected64.size else 0.0
-    ref_err = float(np.max(np.abs(np.asarray(ref32, dtype=np.float64) - expected64))) if expected64.size else 0.0
-    budget, floor = policy.budget(ref_err, scale)
+    ref64 = np.asarray(ref32, dtype=np.float64)
+    ref_err = float(np.max(np.abs(ref64 - expected64))) if expected64.size else 0.0
+    reference_off = ref_err > policy.reference_cap * scale
+    budget, floor = policy.budget(min(ref_err, policy.reference_cap * scale), scale)
     finite = np.isfinite(g)
     nonfinite = int(g.size - np.count_nonzero(finite))
     if nonfinite:
@@ -149,9 +175,18 @@ def check_output(
     idx = [int(i) for i in np.unravel_index(flat, g.shape)] if g.ndim else []
     max_abs = float(diff.ravel()[flat])
     max_rel = float(np.max(diff / (np.abs(expected64) + floor)))
+    correlation = _correlation(g.ravel(), expected64.ravel()) if g.size > 1 else None
+    problem = ""
+    resolved = g.size > 1 and (_correlation(ref64.ravel(), expected64.ravel()) or 0.0) >= policy.resolved_correlation
+    if max_abs <= budget and resolved and (correlation or 0.0) < policy.min_correlation:
+        problem = (
+            f"does not follow the float64 output's variation: centred cosine "
+            f"{'undefined (constant output)' if correlation is None else f'{correlation:.4f}'} < "
+            f"{policy.min_correlation} (max |err| {max_abs:.3g} is within the budget {budget:.3g})"
+        )
     return OutputParity(
         name,
-        max_abs <= budget,
+        max_abs <= budget and not problem,
         max_abs,
         max_rel,
         _cosine(g.ravel(), expected64.ravel()),
@@ -162,6 +197,9 @@ def check_output(
         float(g.ravel()[flat]),
         float(expected64.ravel()[flat]),
         0,
+        problem,
+        correlation,
+        reference_off,
     )
 
 

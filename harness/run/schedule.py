@@ -30,12 +30,17 @@ def run_cells(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     progress: Progress | None = None,
     start: Callable[[Request, float], CellResult] = run_in_process,
+    after_round: Callable[[int], None] | None = None,
 ) -> dict[Hashable, CellResult]:
     """Run the plan's worker processes interleaved (see the module docstring); key -> result.
-    ``start`` runs one worker process (replaceable to test the order without processes)."""
+    ``start`` runs one worker process (replaceable to test the order without processes);
+    ``after_round(index)`` runs between rounds (the drift control), not after the last one."""
     requests = {p.key: build_request(p.cell, **p.request) for p in plan}
     results: dict[Hashable, CellResult] = {}
-    for index in range(1, max((p.processes for p in plan), default=0) + 1):
+    rounds = max((p.processes for p in plan), default=0)
+    for index in range(1, rounds + 1):
+        if index > 1 and after_round:
+            after_round(index - 1)
         for p in plan:
             if index > p.processes or (index > 1 and not results[p.key].ok):
                 continue

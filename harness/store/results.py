@@ -17,6 +17,7 @@ existed (baselines 0001-0003); format 2 has the same fields plus the version.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from harness.machine.peak import gflops
@@ -97,8 +98,43 @@ def stamp(output_json: dict) -> dict:
 
 
 # -- reading -------------------------------------------------------------------------------------
+def _times(values, where: str) -> None:
+    """Timing values must be finite positive numbers; anything else is a one-line error naming where."""
+    if not isinstance(values, list):
+        raise ResultFileError(f"{where}: expected a list of seconds, found {type(values).__name__}")
+    for i, x in enumerate(values):
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x <= 0:
+            raise ResultFileError(f"{where}[{i}] is {x!r}, not a positive number of seconds")
+
+
+def check_samples(data: dict, source: str | Path) -> None:
+    """Every stored sample and control measurement a verdict would read is a positive finite number."""
+    for bench in data.get("benchmarks") or []:
+        name = bench.get("fullname", "?")
+        per_process = ((bench.get("extra_info") or {}).get("samples") or {}).get("per_process")
+        if per_process is not None:
+            if not isinstance(per_process, list):
+                raise ResultFileError(f"{source}: {name}: samples.per_process is not a list")
+            for p, group in enumerate(per_process):
+                _times(group, f"{source}: {name}: samples.per_process[{p}]")
+        raw = (bench.get("stats") or {}).get("data")
+        if raw is not None:
+            _times(raw, f"{source}: {name}: stats.data")
+    control = (data.get("infer_bench") or {}).get("control") or {}
+    if not isinstance(control, dict):
+        raise ResultFileError(f"{source}: infer_bench.control is not an object")
+    samples = control.get("samples", [control.get(k) for k in ("before", "after") if control.get(k)])
+    if not isinstance(samples, list):
+        raise ResultFileError(f"{source}: infer_bench.control.samples is not a list")
+    for i, sample in enumerate(samples):
+        if not isinstance(sample, dict):
+            raise ResultFileError(f"{source}: infer_bench.control sample {i} is not an object")
+        _times([sample.get("control_s")], f"{source}: infer_bench.control sample {i} control_s")
+
+
 def migrate(data: dict, source: str | Path) -> dict:
-    """Bring a loaded result to FORMAT_VERSION (in place), or refuse one from a newer harness."""
+    """Bring a loaded result to FORMAT_VERSION (in place), or refuse one from a newer harness;
+    its samples are checked (``check_samples``) so that no verdict reads a null or NaN."""
     extra = data.get("infer_bench") or {}
     if not isinstance(extra, dict):
         raise ResultFileError(f"{source}: 'infer_bench' is not an object")
@@ -112,6 +148,7 @@ def migrate(data: dict, source: str | Path) -> dict:
         )
     if version == 1:  # format 2 added only the version field
         data.setdefault("infer_bench", {})["format_version"] = 2
+    check_samples(data, source)
     return data
 
 
