@@ -104,12 +104,16 @@ def test_an_unreliable_fp32_reference_is_capped_and_flagged():
 
 
 def test_a_constant_does_not_pass_on_a_nearly_flat_output():
-    # variation of 2e-6 around 1.0 sits under the floor (1e-5 of the scale), but fp32 resolves it
+    # variation of 2e-6 around 1.0 sits under the relative floor (1e-5 of the scale), but fp32
+    # resolves it: a constant must not pass
     y64 = 1.0 + 2e-6 * np.sin(np.arange(64.0))
     ref32 = y64.astype(np.float32)
     flat = check_parity(["p"], [np.ones(64, dtype=np.float32)], [y64], [ref32])
     assert not flat.passed and "does not follow the float64 output's variation" in flat.message
     assert "constant output" in flat.message
+    # an output whose variation is below the absolute floor is not judged on it
+    tiny = np.array([0.0, 6e-8, 6e-8, 6e-8])
+    assert check_parity(["p"], [np.full(4, 3e-8)], [tiny], [tiny.astype(np.float32)]).passed
     follows = check_parity(["p"], [(y64 + 1e-7 * np.cos(np.arange(64.0))).astype(np.float32)], [y64], [ref32])
     assert follows.passed, follows.message
 
