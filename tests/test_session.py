@@ -94,3 +94,21 @@ def test_the_control_runs_at_each_thread_count_of_the_cells(monkeypatch):
         (2, "round 1"),
     ]
     assert BenchSession(RunOptions(drift_control=False)).control is None
+
+
+def test_a_minor_regression_fails_the_run_only_when_asked():
+    from harness.compare.compare import Comparison
+    from harness.compare.verdict import Verdict
+
+    comparison = Comparison([Verdict("a", "minor regression"), Verdict("b", "improvement")])
+    for options, fails in (
+        (RunOptions(fail_on_regression=True), False),
+        (RunOptions(fail_on_regression=True, fail_on_minor=True), True),
+        (RunOptions(fail_on_minor=True), False),  # --fail-on-minor only widens --fail-on-regression
+    ):
+        session = BenchSession(options)
+        session.comparison = comparison
+        assert session.failed_on_regression is fails
+    session = BenchSession(RunOptions(fail_on_regression=True))
+    session.comparison = Comparison([Verdict("a", "regression")])
+    assert session.failed_on_regression is True

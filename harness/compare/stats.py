@@ -12,15 +12,19 @@ processes), 70% of processes ran at 1.64-1.77 ms and 30% at 2.03-2.29 ms, for th
 at least ``MIN_PROCESSES_FOR_STATES`` processes per side, each side's processes are split into a
 *steady* state and the rest (``split_states``):
 
-1. the steady state is anchored on the fastest state holding at least ``MIN_STATE_SHARE`` (a
-   third) of the side's processes (``state_anchor``): not the single fastest process (one or two
-   lucky ones cannot anchor it) and not the median (a side whose majority ran slow keeps its
-   fast state). Each side is anchored on its own, so a real change moves no process between states;
-2. each side is re-centred on the median of its processes near the anchor, and the state's
-   half-width is ``MODE_GAP`` (12%) or ``MODE_SPREAD`` robust standard deviations (1.4826 x the
-   median absolute deviation of those processes, both sides pooled), whichever is wider: ordinary
-   unimodal noise of a few percent keeps nearly every process;
-3. processes above it are in a *slow state*, below it in a *fast state* (a lucky process).
+1. the steady state is anchored on the fastest window of ``MODE_GAP`` (12%) holding at least
+   ``MIN_STATE_SHARE`` (a third) of the side's processes (``state_anchor``): not the single
+   fastest process (one or two lucky ones cannot anchor it) and not the median (a side whose
+   majority ran slow keeps its fast state). Each side is anchored on its own, so a real change
+   moves no process between states;
+2. each side is re-centred on the median of its processes near the anchor (within 12%, or
+   ``MODE_SPREAD`` robust standard deviations if wider), and the spread of those processes is
+   estimated (1.4826 x their median absolute deviation, both sides pooled);
+3. the steady state is every process chained to the centre by gaps no wider than ``STATE_GAP``
+   (5%) or ``GAP_SPREAD`` spreads, whichever is wider (single linkage): another state lies across
+   an *empty stretch*, so a continuum of process speeds stays one state and ordinary unimodal noise
+   keeps every process; processes beyond the stretch above are in a *slow state*, below in a
+   *fast state* (lucky processes).
 
 A side with a slow majority is ambiguous (a slow majority, or a change plus a few lucky
 processes?): where anchoring on the fastest two processes instead gives another split, the
@@ -48,8 +52,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-MODE_GAP = 0.12  # at least this far (ratio) from the steady centre: another machine state
-MODE_SPREAD = 4.5  # ... or this many robust standard deviations of the pooled processes, if wider
+MODE_GAP = 0.12  # the window (ratio) a state's anchor is looked for in
+MODE_SPREAD = 4.5  # the neighbourhood of the centre the spread is estimated in, in robust sds, if wider
 STATE_GAP = 0.05  # another state lies across an empty stretch of at least this (ratio) ...
 GAP_SPREAD = 2.5  # ... or this many robust standard deviations of the steady processes, if wider
 MIN_PROCESSES_FOR_STATES = 5  # per side; with fewer, machine states cannot be told from a change
@@ -141,7 +145,7 @@ class StateSplit:
     steady: tuple[np.ndarray, np.ndarray]  # boolean masks
     slow: tuple[int, int]
     fast: tuple[int, int]
-    gap: float  # half-width of the steady cluster (log); 0 when states were not split
+    gap: float  # the empty stretch (log) that separates another state; 0 when states were not split
 
     @property
     def split(self) -> bool:
@@ -171,13 +175,14 @@ def split_states(
     width = math.log1p(gap)
     offsets = (base - state_anchor(base, width, min_share), cur - state_anchor(cur, width, min_share))
     half = width
-    for _ in range(2):  # re-centre each side on its processes near the centre, then widen to the spread seen there
+    for _ in range(2):  # re-centre each side on its processes near the centre, widen to the spread seen there
         offsets = tuple(o - np.median(o[np.abs(o) <= half]) for o in offsets)
         near = np.abs(np.concatenate(offsets))
-        half = max(width, MODE_SPREAD * 1.4826 * float(np.median(near[near <= half])))
+        spread = 1.4826 * float(np.median(near[near <= half]))  # robust sd of the processes near the centre
+        half = max(width, MODE_SPREAD * spread)
     # the steady state: the processes chained to the centre by gaps no wider than the link (single
     # linkage on both sides' offsets): a state is another state only across an empty stretch
-    link = max(math.log1p(STATE_GAP), GAP_SPREAD * 1.4826 * float(np.median(near[near <= half])))
+    link = max(math.log1p(STATE_GAP), GAP_SPREAD * spread)
     pooled = np.sort(np.concatenate(offsets))
     centre = int(np.argmin(np.abs(pooled)))
     breaks = np.flatnonzero(np.diff(pooled) > link)

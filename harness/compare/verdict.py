@@ -92,10 +92,12 @@ def _advice(est: RatioEstimate, interval: LogInterval, mixture: bool, t: float) 
     else:
         share = tuple(k / p for k, p in zip(est.kept, est.processes))
         spread = est.spread
-    spread = tuple(max(s, interval.se / 2) for s in spread)  # a spread of 0 (two equal medians) projects nothing
-    what = "the share of slow-state processes" if mixture else "the change"
+    # two equal medians show a spread of 0, which would project a decision at once: never assume
+    # less spread than the interval itself implies
+    spread = tuple(max(s, interval.se * math.sqrt(min(est.kept) / 2)) for s in spread)
+    what = "whether the share of slow-state processes changed" if mixture else "whether it changed"
     if margin < 1e-3:
-        return f"{what} sits on a decision boundary; more processes will not resolve it"
+        return f"the estimate sits on a decision boundary: more processes will not tell {what}"
     totals = np.arange(n + 1, MAX_ADVISED_PROCESSES + 1)
     kept = tuple(np.maximum(2, (totals * s).astype(int)) for s in share)
     enough = np.flatnonzero(welch_half_width(spread, kept, est.confidence) < margin)
@@ -103,7 +105,8 @@ def _advice(est: RatioEstimate, interval: LogInterval, mixture: bool, t: float) 
         total = int(totals[enough[0]])
         return f"about {total} worker processes per side (--processes {total}) would decide {what}"
     return (
-        f"more than {MAX_ADVISED_PROCESSES} processes per side would be needed: {what} is close to a decision boundary"
+        f"more than {MAX_ADVISED_PROCESSES} processes per side would be needed to tell {what}: the estimate is "
+        f"close to a decision boundary"
     )
 
 
@@ -116,7 +119,10 @@ def _states_note(est: RatioEstimate) -> str:
         parts.append(f"slow state {s.slow[0]}/{nb} baseline, {s.slow[1]}/{nc} current")
     if any(s.fast):
         parts.append(f"fast state {s.fast[0]}/{nb} baseline, {s.fast[1]}/{nc} current")
-    return "; ".join(parts) + f" (>{math.expm1(s.gap):.0%} from the steady state, left out of the ratio)"
+    return (
+        "; ".join(parts)
+        + f" (apart from the steady state by a gap of over {math.expm1(s.gap):.0%}; left out of the ratio)"
+    )
 
 
 def judge(
