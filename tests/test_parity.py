@@ -99,6 +99,13 @@ def test_an_unreliable_fp32_reference_is_capped_and_flagged():
     assert not zeros.passed and zeros.outputs[0].reference_off
     assert "the fp32 reference itself is off by over 1% of the output's scale" in zeros.message
     assert zeros.summary()["parity_reference_off"] is True
+    # nor a constant on a flat output when the reference is off (its variation allowance is capped too)
+    flat = 1.0 + 0.02 * np.sin(np.arange(50.0))
+    off = (flat * 1.2).astype(np.float32)
+    assert not check_parity(["y"], [np.ones(50, dtype=np.float32)], [flat], [off]).passed
+    # an all-zero output is not "off" for a reference error below the absolute floor
+    zero = np.zeros(8)
+    assert not check_parity(["z"], [zero], [zero], [zero + 1e-12]).outputs[0].reference_off
     close = check_parity(["y"], [(y64 + 0.05).astype(np.float32)], [y64], [ref32])
     assert close.passed and close.outputs[0].reference_off  # within the capped allowance, but flagged
 

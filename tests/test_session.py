@@ -93,7 +93,9 @@ def test_the_control_runs_at_each_thread_count_of_the_cells(monkeypatch):
         (1, "round 1"),
         (2, "round 1"),
     ]
-    assert BenchSession(RunOptions(drift_control=False)).control is None
+    off = BenchSession(RunOptions(drift_control=False))
+    off.measure_control("before", [Cell("mlp", "ort", threads="1")])
+    assert off.control is None and calls == [1, 2, 1, 2]  # --no-drift-control measures nothing
 
 
 def test_a_minor_regression_fails_the_run_only_when_asked():

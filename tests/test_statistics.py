@@ -151,14 +151,17 @@ def test_advice_projects_from_the_spread_with_the_right_t_quantile():
     # 3 processes per side, a clear 8% change, but t(0.995, ~2 df) = 9.9 keeps it open:
     # the advice must be a handful more, not hundreds
     rng = np.random.default_rng(13)
-    for _ in range(10):
+    checked = 0
+    for _ in range(40):
         v = judge("c", side(rng, "tight", 3), side(rng, "tight", 3, ratio=1.08))
         if v.verdict != "inconclusive":
             continue
+        checked += 1
         advised = int(v.note.split("--processes ")[1].split(")")[0])
         assert 4 <= advised <= 8, v.note
         decided = judge("c", side(rng, "tight", advised), side(rng, "tight", advised, ratio=1.08))
         assert decided.verdict in ("regression", "minor regression")
+    assert checked >= 3
 
 
 def test_advice_never_suggests_fewer_processes_than_were_run():
@@ -170,3 +173,42 @@ def test_advice_never_suggests_fewer_processes_than_were_run():
     ]
     assert advice
     assert all(int(note.split("--processes ")[1].split(")")[0]) > 10 for note in advice)
+
+
+@pytest.mark.parametrize("n", [5, 6])
+def test_two_lucky_processes_cannot_anchor_the_steady_state_at_5_or_6_processes(n):
+    # the fewest processes at which states are split: two lucky ones must not become "the" state
+    base = [np.full(9, 1e-3 * (0.82 if i < 2 else 1.0)) * (1 + 0.001 * i) for i in range(n)]
+    cur = [np.full(9, 1e-3) * (1 + 0.001 * i) for i in range(n)]
+    v = judge("c", base, cur)
+    assert v.verdict != "regression", v
+    assert v.fast_state == (2, 0) or v.low <= 1.0 <= v.high
+
+
+def test_a_side_with_no_steady_processes_falls_back_to_all_of_them():
+    rng = np.random.default_rng(15)
+    base = side(rng, "tight", 6)
+    cur = [np.full(9, 1e-3 * math.exp(x)) for x in (-0.3, -0.05, 0.05, 0.3, 0.6, 0.9)]
+    v = judge("c", base, cur)
+    assert all(math.isfinite(x) for x in (v.ratio, v.low, v.high, v.p_value)), v
+    assert v.verdict == "inconclusive" and v.steady == (6, 6)
+
+
+def test_a_less_frequent_slow_state_is_an_improvement():
+    rng = np.random.default_rng(16)
+    base = [g * (1.25 if i < 9 else 1.0) for i, g in enumerate(side(rng, "tight", 15))]
+    v = judge("c", base, side(rng, "tight", 15))
+    assert v.verdict == "improvement" and v.slow_state == (9, 0)
+    assert "slow state is less frequent now" in v.note
+
+
+def test_drift_keeps_an_interval_widened_for_two_readings():
+    from harness.compare.stats import LogInterval
+
+    wide = LogInterval(0.1, -0.2, 0.3, 0.5, 0.02, 10.0)  # widened beyond its own se
+    control = LogInterval(0.05, 0.04, 0.06, 1e-6, 0.003, 6.0)
+    shifted = wide.shifted(control, 0.99)
+    assert shifted.low <= -0.25 and shifted.high >= 0.25  # shifted by 0.05, and not narrowed
+    assert shifted.diff == pytest.approx(0.05) and shifted.p_value >= wide.p_value
+    exact = LogInterval(0.1, 0.05, 0.15, 0.01, 0.01, math.inf)  # a bootstrap interval: df infinite
+    assert math.isfinite(exact.shifted(control, 0.99).low)

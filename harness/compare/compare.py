@@ -20,6 +20,8 @@ from harness.machine.drift import control_samples
 from harness.machine.profile import version_changes
 from harness.store.results import by_name, control_of, process_samples, profile_of
 
+CONTROL_RESOLUTION = 0.002  # the least relative spread assumed between control measurements
+
 
 def pick_threshold(*candidates: float | None) -> float:
     """The first threshold given, in the caller's order of precedence; 0 is a threshold (no effect
@@ -42,8 +44,9 @@ def drift_estimates(
     """Per thread count measured in both runs (at least twice each): the control's log ratio
     now/baseline with Welch's interval over the control measurements of the two runs."""
     now, then = control_samples(current_control), control_samples(baseline_control)
+    floor = CONTROL_RESOLUTION**2  # identical control values do not make the control certain
     return {
-        threads: welch(np.log(then[threads]), np.log(now[threads]), confidence)
+        threads: welch(np.log(then[threads]), np.log(now[threads]), confidence, (floor, floor))
         for threads in sorted(set(now) & set(then))
         if min(len(now[threads]), len(then[threads])) >= 2
     }

@@ -101,10 +101,23 @@ class LogInterval:
 
     def shifted(self, by: LogInterval, confidence: float) -> LogInterval:
         """This difference minus another independent one (``by``: the drift control), with both
-        uncertainties: Welch-Satterthwaite degrees of freedom for the sum of the two variances."""
+        uncertainties: Welch-Satterthwaite degrees of freedom for the sum of the two variances.
+        The interval keeps its own shape (an interval widened to cover two readings stays as
+        wide) and grows on each side by what the added variance adds to the half-width."""
         var = self.se**2 + by.se**2
-        df = var**2 / (self.se**4 / self.df + by.se**4 / by.df) if var > 0 else math.inf
-        return welch_from(self.diff - by.diff, math.sqrt(var), df, confidence)
+        terms = sum(se**4 / df for se, df in ((self.se, self.df), (by.se, by.df)) if math.isfinite(df) and df > 0)
+        df = var**2 / terms if terms > 0 else math.inf
+        combined = welch_from(self.diff - by.diff, math.sqrt(var), df, confidence)
+        own = float(sps.t.ppf(0.5 + confidence / 2, self.df)) * self.se if self.se > 0 else 0.0
+        extra = max(0.0, (combined.high - combined.low) / 2 - own)
+        return LogInterval(
+            combined.diff,
+            self.low - by.diff - extra,
+            self.high - by.diff + extra,
+            max(combined.p_value, self.p_value),
+            combined.se,
+            combined.df,
+        )
 
 
 def welch_from(diff: float, se: float, df: float, confidence: float) -> LogInterval:
@@ -145,19 +158,20 @@ class StateSplit:
     steady: tuple[np.ndarray, np.ndarray]  # boolean masks
     slow: tuple[int, int]
     fast: tuple[int, int]
-    gap: float  # the empty stretch (log) that separates another state; 0 when states were not split
+    gap: float  # the empty stretch (log) that separates another state; 0 when states were not considered
 
     @property
     def split(self) -> bool:
         return self.gap > 0
 
 
-def state_anchor(x: np.ndarray, width: float, min_share: float = MIN_STATE_SHARE) -> float:
+def state_anchor(x: np.ndarray, width: float, min_share: float = MIN_STATE_SHARE, least: int = 3) -> float:
     """The centre of the fastest state of one side: the median of the first (fastest) window of
-    log-width ``width`` that holds at least ``min_share`` of the side's processes (at least 2).
-    One or two lucky-fast processes cannot anchor it; a majority in a slow state does not move it."""
+    log-width ``width`` that holds at least ``min_share`` of the side's processes and at least
+    ``least``. One or two lucky-fast processes cannot anchor it; a majority in a slow state does
+    not move it."""
     xs = np.sort(x)
-    need = max(2, math.ceil(min_share * xs.size))
+    need = max(least, math.ceil(min_share * xs.size))
     ends = np.searchsorted(xs, xs + width, side="right")
     starts = np.flatnonzero(ends - np.arange(xs.size) >= need)
     if not starts.size:
@@ -167,13 +181,15 @@ def state_anchor(x: np.ndarray, width: float, min_share: float = MIN_STATE_SHARE
 
 
 def split_states(
-    base: np.ndarray, cur: np.ndarray, gap: float = MODE_GAP, min_share: float = MIN_STATE_SHARE
+    base: np.ndarray, cur: np.ndarray, gap: float = MODE_GAP, min_share: float = MIN_STATE_SHARE, least: int = 3
 ) -> StateSplit:
-    """``base``/``cur``: log process medians. See the module docstring."""
+    """``base``/``cur``: log process medians. See the module docstring. A split that would leave
+    a side fewer than 2 steady processes is not made (every process counts)."""
+    unsplit = StateSplit((np.ones(base.size, bool), np.ones(cur.size, bool)), (0, 0), (0, 0), 0.0)
     if min(base.size, cur.size) < MIN_PROCESSES_FOR_STATES:
-        return StateSplit((np.ones(base.size, bool), np.ones(cur.size, bool)), (0, 0), (0, 0), 0.0)
+        return unsplit
     width = math.log1p(gap)
-    offsets = (base - state_anchor(base, width, min_share), cur - state_anchor(cur, width, min_share))
+    offsets = tuple(side - state_anchor(side, width, min_share, least) for side in (base, cur))
     half = width
     for _ in range(2):  # re-centre each side on its processes near the centre, widen to the spread seen there
         offsets = tuple(o - np.median(o[np.abs(o) <= half]) for o in offsets)
@@ -189,6 +205,8 @@ def split_states(
     low = pooled[breaks[breaks < centre].max() + 1] if (breaks < centre).any() else pooled[0]
     high = pooled[breaks[breaks >= centre].min()] if (breaks >= centre).any() else pooled[-1]
     steady = tuple((o >= low) & (o <= high) for o in offsets)
+    if min(int(m.sum()) for m in steady) < 2:
+        return unsplit
     slow = tuple(int(np.count_nonzero(o > high)) for o in offsets)
     fast = tuple(int(np.count_nonzero(o < low)) for o in offsets)
     return StateSplit(steady, slow, fast, link)  # type: ignore[arg-type]
@@ -273,7 +291,7 @@ def ratio_estimate(
         method = "Welch t on log process medians" + (" (steady state)" if states.split else "")
         # the other reading: two or more processes faster than the steady state are the real steady
         # state (and the rest of that side runs slow). Where it differs, the interval covers both.
-        other = split_states(xb, xc, min_share=0.0)
+        other = split_states(xb, xc, min_share=0.0, least=2)
         ob, oc = other.steady
         if states.split and not (np.array_equal(ob, mb) and np.array_equal(oc, mc)) and min(ob.sum(), oc.sum()) >= 2:
             alt = welch(xb[ob], xc[oc], confidence, (float(floors[0][ob].mean()), float(floors[1][oc].mean())))

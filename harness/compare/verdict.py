@@ -6,7 +6,7 @@ mixture ratio m with its interval (all processes, slow states included) and Fish
 share of slow-state processes, checked in this order:
 
 - inconclusive      : fewer than 2 steady processes on a side (between-process noise unseen)
-- regression        : lo > 1 and r >= 1 + t        (surely slower, and by at least t)
+- regression        : lo > 1 and r >= 1 + t        (surely slower, and the estimate reaches t)
 - minor regression  : lo > 1 and r < 1 + t         (surely slower, by less than t)
 - improvement, minor improvement: the mirror image (hi < 1)
 - regression / minor regression: the slow state is more frequent now (Fisher, one-sided, p < alpha/2)
@@ -57,7 +57,7 @@ class Verdict:
     ratio: float | None = None  # current / baseline of the steady state, as judged (drift-corrected if ``drift``)
     low: float | None = None  # its interval at 1 - alpha
     high: float | None = None
-    p_value: float | None = None  # Welch's t on log process medians, two-sided
+    p_value: float | None = None  # two-sided, of what was judged (Welch's t; the bootstrap's with one process)
     threshold: float = DEFAULT_THRESHOLD
     alpha: float = DEFAULT_ALPHA
     drift: float | None = None  # control(now) / control(baseline) the ratios were divided by; None: raw
@@ -85,7 +85,7 @@ def _advice(est: RatioEstimate, interval: LogInterval, mixture: bool, t: float) 
     the projected degrees of freedom) from the spread seen, keeping the share of steady processes."""
     up = math.log1p(t)
     d = abs(interval.diff)
-    margin = up - d if d < up else d
+    margin = max(up - d, d) if d < up else d  # inside the band: fit in it, or clear 1, whichever is nearer
     n = max(est.processes)
     if mixture:
         share, spread = (1.0, 1.0), est.mixture_spread
@@ -94,7 +94,8 @@ def _advice(est: RatioEstimate, interval: LogInterval, mixture: bool, t: float) 
         spread = est.spread
     # two equal medians show a spread of 0, which would project a decision at once: never assume
     # less spread than the interval itself implies
-    spread = tuple(max(s, interval.se * math.sqrt(min(est.kept) / 2)) for s in spread)
+    counts = est.processes if mixture else est.kept
+    spread = tuple(max(s, interval.se * math.sqrt(min(counts) / 2)) for s in spread)
     what = "whether the share of slow-state processes changed" if mixture else "whether it changed"
     if margin < 1e-3:
         return f"the estimate sits on a decision boundary: more processes will not tell {what}"

@@ -166,6 +166,9 @@ class RunOptions:
             check_axis_overrides(axes, user_model=model is not None)
         except (MatrixError, UnknownBackendError, UnknownTargetError, UnknownModelError, UserModelError) as exc:
             raise pytest.UsageError(f"infer-bench: {exc}") from None
+        threshold = opt("regression_threshold")
+        if threshold is not None and threshold < 0:
+            raise pytest.UsageError(f"infer-bench: --regression-threshold {threshold:g} is negative; use 0 or more")
         multiplier = opt("parity_multiplier")
         return cls(
             axes,
