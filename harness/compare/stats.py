@@ -60,10 +60,6 @@ MIN_PROCESSES_FOR_STATES = 5  # per side; with fewer, machine states cannot be t
 MIN_STATE_SHARE = 1 / 3  # the steady state holds at least this share of a side's processes
 
 
-def process_medians(groups: list[np.ndarray]) -> np.ndarray:
-    return np.array([np.median(np.asarray(g, dtype=np.float64)) for g in groups])
-
-
 def _log_quartiles(groups: list[np.ndarray]) -> np.ndarray:
     """Rows (q1, median, q3) of each process's log samples (one vectorised call when the
     processes have equal numbers of samples, as they usually do)."""
@@ -72,11 +68,11 @@ def _log_quartiles(groups: list[np.ndarray]) -> np.ndarray:
     return np.array([np.quantile(np.log(g), [0.25, 0.5, 0.75]) for g in groups])
 
 
-def median_log_variance(samples: np.ndarray, quartiles: np.ndarray | None = None) -> float:
+def median_log_variance(samples: np.ndarray, quartiles: np.ndarray) -> float:
     """Sampling variance of log(median) of one process's rounds: (1.2533 sigma)^2 / n, with sigma
-    from the interquartile range of the log samples (robust to outlier rounds), or from the
-    resolution of the values when most rounds are identical."""
-    q1, _, q3 = _log_quartiles([np.asarray(samples, dtype=np.float64)])[0] if quartiles is None else quartiles
+    from the interquartile range of the log samples (``quartiles``: their q1, median, q3; robust
+    to outlier rounds), or from the resolution of the values when most rounds are identical."""
+    q1, _, q3 = quartiles
     sigma = (q3 - q1) / 1.349
     if sigma == 0:
         steps = np.diff(np.unique(np.log(samples)))
@@ -223,10 +219,10 @@ def slow_share_p(slow: tuple[int, int], n: tuple[int, int]) -> tuple[float, floa
 
 
 def _bootstrap_interval(
-    base: list[np.ndarray], cur: list[np.ndarray], confidence: float, n_boot: int, seed: int
+    base: list[np.ndarray], cur: list[np.ndarray], diff: float, confidence: float, n_boot: int, seed: int
 ) -> LogInterval:
-    """Two-level bootstrap (processes, then rounds) of the difference of mean log medians: for a
-    side with a single process, where no between-process noise can be seen."""
+    """Two-level bootstrap (processes, then rounds) of ``diff``, the difference of mean log medians:
+    for a side with a single process, where no between-process noise can be seen."""
     rng = np.random.default_rng(seed)
 
     def centres(groups):
@@ -237,7 +233,6 @@ def _bootstrap_interval(
         return np.log(meds[pick, np.arange(n_boot)[:, None]]).mean(axis=1)
 
     boot = centres(cur) - centres(base)
-    diff = float(np.mean(np.log(process_medians(cur))) - np.mean(np.log(process_medians(base))))
     alpha = 1.0 - confidence
     low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
     low, high = min(float(low), diff), max(float(high), diff)
@@ -307,9 +302,7 @@ def ratio_estimate(
                 "; the machine states read two ways (a few fast processes, or a slow majority): interval covers both"
             )
     else:
-        steady = _bootstrap_interval(
-            [g for g, k in zip(baseline, mb) if k], [g for g, k in zip(current, mc) if k], confidence, n_boot, seed
-        )
+        steady = _bootstrap_interval(baseline, current, float(xc.mean() - xb.mean()), confidence, n_boot, seed)
         method = "bootstrap over rounds (one process: between-process noise unseen)"
     mixture = (
         welch(xb, xc, confidence, (float(floors[0].mean()), float(floors[1].mean())))
