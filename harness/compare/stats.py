@@ -188,6 +188,8 @@ def split_states(
     offsets = tuple(side - state_anchor(side, width, min_share, least) for side in (base, cur))
     half = width
     for _ in range(2):  # re-centre each side on its processes near the centre, widen to the spread seen there
+        if not all(np.any(np.abs(o) <= half) for o in offsets):
+            return unsplit  # a side with no process near its own state: no state structure to use
         offsets = tuple(o - np.median(o[np.abs(o) <= half]) for o in offsets)
         near = np.abs(np.concatenate(offsets))
         spread = 1.4826 * float(np.median(near[near <= half]))  # robust sd of the processes near the centre
