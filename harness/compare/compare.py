@@ -9,7 +9,6 @@ versions changed."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,12 +93,7 @@ class Comparison:
             "verdicts": [v.to_dict() for v in self.verdicts],
             "control": {"baseline": self.baseline_control, "current": self.current_control},
             "drift": {
-                str(t): {
-                    "ratio": math.exp(d.diff),
-                    "low": math.exp(d.low),
-                    "high": math.exp(d.high),
-                    "applied": bool(self.drifted(t)),
-                }
+                str(t): dict(zip(("ratio", "low", "high"), d.ratio), applied=bool(self.drifted(t)))
                 for t, d in self.drift.items()
             },
         }

@@ -101,8 +101,7 @@ class LogInterval:
         The interval keeps its own shape (an interval widened to cover two readings stays as
         wide) and grows on each side by what the added variance adds to the half-width."""
         var = self.se**2 + by.se**2
-        terms = sum(se**4 / df for se, df in ((self.se, self.df), (by.se, by.df)) if math.isfinite(df) and df > 0)
-        df = var**2 / terms if terms > 0 else math.inf
+        df = float(satterthwaite_df((self.se**2, self.df), (by.se**2, by.df)))
         combined = welch_from(self.diff - by.diff, math.sqrt(var), df, confidence)
         own = float(sps.t.ppf(0.5 + confidence / 2, self.df)) * self.se if self.se > 0 else 0.0
         extra = max(0.0, (combined.high - combined.low) / 2 - own)
@@ -114,6 +113,15 @@ class LogInterval:
             combined.se,
             combined.df,
         )
+
+
+def satterthwaite_df(*terms):
+    """Welch-Satterthwaite degrees of freedom of a sum of independent variances, each term
+    (variance, its degrees of freedom; inf for a known one). Scalars or arrays; inf when the sum is 0."""
+    total = sum(v for v, _ in terms)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        denominator = np.asarray(sum(np.asarray(v, dtype=np.float64) ** 2 / d for v, d in terms))
+        return np.where(denominator > 0, total**2 / denominator, np.inf)
 
 
 def welch_from(diff: float, se: float, df: float, confidence: float) -> LogInterval:
@@ -131,9 +139,8 @@ def welch(
     per process (the within-process sampling variance of a median)."""
     vb = max(float(base.var(ddof=1)), floors[0]) / base.size
     vc = max(float(cur.var(ddof=1)), floors[1]) / cur.size
-    se2 = vb + vc
-    df = se2**2 / (vb**2 / (base.size - 1) + vc**2 / (cur.size - 1)) if se2 > 0 else math.inf
-    return welch_from(float(cur.mean() - base.mean()), math.sqrt(se2), df, confidence)
+    df = float(satterthwaite_df((vb, base.size - 1), (vc, cur.size - 1)))
+    return welch_from(float(cur.mean() - base.mean()), math.sqrt(vb + vc), df, confidence)
 
 
 def welch_half_width(sd: tuple[float, float], kept: tuple[np.ndarray, np.ndarray], confidence: float) -> np.ndarray:
@@ -141,10 +148,8 @@ def welch_half_width(sd: tuple[float, float], kept: tuple[np.ndarray, np.ndarray
     counts, >= 2) of spread ``sd``: what the advice on more processes projects."""
     kb, kc = (np.asarray(k, dtype=np.float64) for k in kept)
     vb, vc = sd[0] ** 2 / kb, sd[1] ** 2 / kc
-    se2 = vb + vc
-    with np.errstate(invalid="ignore", divide="ignore"):
-        df = np.where(se2 > 0, se2**2 / (vb**2 / (kb - 1) + vc**2 / (kc - 1)), np.inf)
-    return sps.t.ppf(0.5 + confidence / 2, df) * np.sqrt(se2)
+    df = satterthwaite_df((vb, kb - 1), (vc, kc - 1))
+    return sps.t.ppf(0.5 + confidence / 2, df) * np.sqrt(vb + vc)
 
 
 @dataclass(frozen=True)
@@ -283,15 +288,20 @@ def ratio_estimate(
     def sd(x):
         return float(x.std(ddof=1)) if x.size > 1 else 0.0
 
+    def welch_of(keep_b: np.ndarray, keep_c: np.ndarray) -> LogInterval:
+        """Welch on the kept processes of each side, floored by their within-process variance."""
+        floor = (float(floors[0][keep_b].mean()), float(floors[1][keep_c].mean()))
+        return welch(xb[keep_b], xc[keep_c], confidence, floor)
+
     if min(mb.sum(), mc.sum()) >= 2:
-        steady = welch(xb[mb], xc[mc], confidence, (float(floors[0][mb].mean()), float(floors[1][mc].mean())))
+        steady = welch_of(mb, mc)
         method = "Welch t on log process medians" + (" (steady state)" if states.split else "")
         # the other reading: two or more processes faster than the steady state are the real steady
         # state (and the rest of that side runs slow). Where it differs, the interval covers both.
         other = split_states(xb, xc, min_share=0.0, least=2)
         ob, oc = other.steady
         if states.split and not (np.array_equal(ob, mb) and np.array_equal(oc, mc)) and min(ob.sum(), oc.sum()) >= 2:
-            alt = welch(xb[ob], xc[oc], confidence, (float(floors[0][ob].mean()), float(floors[1][oc].mean())))
+            alt = welch_of(ob, oc)
             steady = LogInterval(
                 steady.diff,
                 min(steady.low, alt.low),
@@ -306,11 +316,8 @@ def ratio_estimate(
     else:
         steady = _bootstrap_interval(baseline, current, float(xc.mean() - xb.mean()), confidence, n_boot, seed)
         method = "bootstrap over rounds (one process: between-process noise unseen)"
-    mixture = (
-        welch(xb, xc, confidence, (float(floors[0].mean()), float(floors[1].mean())))
-        if min(xb.size, xc.size) >= 2
-        else None
-    )
+    every = (np.ones(xb.size, bool), np.ones(xc.size, bool))
+    mixture = welch_of(*every) if min(xb.size, xc.size) >= 2 else None
     return RatioEstimate(
         steady,
         mixture,

@@ -174,7 +174,7 @@ def judge(
         verdict = ("" if big else "minor ") + ("regression" if slower else "improvement")
         notes.append(
             f"the slow state is {'more' if slower else 'less'} frequent now "
-            f"(Fisher p = {min(more_slow, fewer_slow):.2g}; all processes: ratio {math.exp(mixture.diff):.3f})"
+            f"(Fisher p = {min(more_slow, fewer_slow):.2g}; all processes: ratio {mixture.ratio[0]:.3f})"
         )
     elif _in_band(steady, up) and _in_band(mixture, up):
         verdict = "unchanged"
@@ -184,9 +184,8 @@ def judge(
     notes.append(_states_note(est))
     if drift is not None:
         notes.append(
-            f"drift-corrected: the control ran {math.exp(drift.diff):.3f}x "
-            f"[{math.exp(drift.low):.3f}, {math.exp(drift.high):.3f}] of the baseline's; raw ratio "
-            f"{math.exp(est.steady.diff):.3f}"
+            "drift-corrected: the control ran {:.3f}x [{:.3f}, {:.3f}] of the baseline's; ".format(*drift.ratio)
+            + f"raw ratio {est.steady.ratio[0]:.3f}"
         )
     if est.method.startswith("bootstrap"):
         notes.append(est.method)
@@ -200,8 +199,8 @@ def judge(
         steady.p_value,
         threshold,
         alpha,
-        math.exp(drift.diff) if drift is not None else None,
-        math.exp(est.steady.diff) if drift is not None else None,
+        drift.ratio[0] if drift is not None else None,
+        est.steady.ratio[0] if drift is not None else None,
         mixture.ratio if mixture is not None else None,
         math.expm1((steady.high - steady.low) / 2),
         est.states.slow,

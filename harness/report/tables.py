@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import statistics
 
 from harness.compare.compare import Comparison
@@ -65,7 +64,7 @@ def drift_lines(comparison: Comparison) -> list[str]:
     elif not comparison.drift:
         lines.append("the baseline has no drift control at these thread counts (ratios are raw)")
     for threads, d in comparison.drift.items():
-        ratio, low, high = (math.exp(x) for x in (d.diff, d.low, d.high))
+        ratio, low, high = d.ratio
         if comparison.drifted(threads):
             lines.append(
                 f"MACHINE DRIFT at {threads} thread(s): the control runs {ratio:.3f}x [{low:.3f}, {high:.3f}] "
