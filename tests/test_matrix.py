@@ -74,7 +74,10 @@ def test_unsupported_cells_are_kept_with_their_reason():
     "axes, message",
     [
         (dict(threads=["0"]), "at least 1"),
-        (dict(threads=["many"]), "not an integer, 'auto' or 'host'"),
+        (dict(threads=["many"]), "is not a positive integer (or one of auto, host, physical)"),
+        (dict(thread_control=["omp"]), "thread control 'omp' is not one of both, env, api, unset"),
+        (dict(spin=["never"]), "spin mode 'never' is not one of default, off"),
+        (dict(interop=["0"]), "inter-op thread count '0' must be at least 1"),
         (dict(sparsity=["1.0"]), "[0, 1)"),
         (dict(sparsity=["lots"]), "not a number"),
         (dict(batch=["0"]), "at least 1"),
@@ -94,3 +97,48 @@ def test_percent_sparsity_and_duplicate_values_are_normalized():
     m = Matrix(models=["mlp"], backends=["ort"], sparsity=["90%", 0.9, "0"], threads=[2, "2", "AUTO"])
     assert m.sparsity == (0.9, 0.0)
     assert m.threads == ("2", "auto")
+
+
+thread_axes = {
+    "threads": st.lists(st.sampled_from(["1", "2", "auto", "physical"]), min_size=1, max_size=3, unique=True),
+    "thread_control": st.lists(st.sampled_from(["both", "env", "api", "unset"]), min_size=1, max_size=4, unique=True),
+    "interop": st.lists(st.sampled_from([1, 2, 4]), min_size=1, max_size=2, unique=True),
+    "spin": st.lists(st.sampled_from(["default", "off"]), min_size=1, max_size=2, unique=True),
+}
+
+
+@given(**thread_axes)
+@settings(max_examples=80, deadline=None)
+def test_thread_axes_expand_to_what_is_applied(threads, thread_control, interop, spin):
+    cells = [
+        c.cell
+        for c in Matrix(
+            ["m"], ["ort"], threads=threads, thread_control=thread_control, interop=interop, spin=spin
+        ).expand()
+    ]
+    ids = [c.id for c in cells]
+    assert len(set(ids)) == len(ids)
+    expected = 0
+    for control in thread_control:
+        counts = 1 if control == "unset" else len(threads)
+        interops = len(interop) if control in ("both", "api") else 1
+        expected += counts * interops * len(spin)
+    assert len(cells) == expected
+    for c in cells:
+        if c.thread_control == "unset":  # nothing sets a count: the id says the runtime chose
+            assert c.threads == "runtime" and c.interop == 1 and "-truntime" in c.id
+        elif c.thread_control == "env":  # no variable sets inter-op threads
+            assert c.interop == 1 and c.id.split("-")[5] == "env"
+        # the default of every thread axis adds nothing to the id: committed history keeps matching
+        defaults = c.thread_control == "both" and c.interop == 1 and c.spin == "default"
+        assert defaults == (c.id == f"m-ort-llvm-sp0-t{c.threads}" and c.threads != "runtime")
+        assert ("-spinoff" in c.id) == (c.spin == "off") and (f"-i{c.interop}" in c.id) == (c.interop != 1)
+
+
+def test_thread_axis_ids():
+    assert (
+        Cell("mlp", "ort", threads="2", thread_control="api", interop=2, spin="off").id
+        == "mlp-ort-llvm-sp0-t2-api-i2-spinoff"
+    )
+    assert Cell("mlp", "torch", threads="runtime", thread_control="unset").id == "mlp-torch-llvm-sp0-truntime"
+    assert Cell("mlp", "torch", threads="4", thread_control="both").id == "mlp-torch-llvm-sp0-t4"

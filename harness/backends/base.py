@@ -9,7 +9,7 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
-from harness.machine.threads import CpuBudget
+from harness.machine.threads import CpuBudget, ThreadSettings
 from harness.models.base import Model
 from harness.plan.targets import TargetInfo
 
@@ -52,5 +52,12 @@ class Backend:
         """Imports the runtime; raises ImportError (or anything) when unusable."""
         raise NotImplementedError
 
-    def compile(self, model: Model, target: TargetInfo, threads: int, example: list[np.ndarray]) -> Compiled:
+    def compile(
+        self, model: Model, target: TargetInfo, threads: ThreadSettings | int, example: list[np.ndarray]
+    ) -> Compiled:
+        """Build the model. ``threads`` is what to apply through the runtime's own API
+        (``ThreadSettings.coerce`` turns an int into today's default: that many threads, inter-op
+        1): ``count`` None means leave the runtime's default, ``spin`` False stop idle pool threads
+        spinning, ``cpus`` bind the pool's threads to those CPUs where the runtime can. Thread
+        environment variables are already set (or removed) by the launcher."""
         raise NotImplementedError

@@ -1,10 +1,29 @@
-"""ONNX Runtime, CPUExecutionProvider, graph optimisation ORT_ENABLE_ALL."""
+"""ONNX Runtime, CPUExecutionProvider, graph optimisation ORT_ENABLE_ALL.
+
+Threads: ORT has its own pool and reads no thread environment variable; only the session options
+size it. Left at 0 it takes one thread per physical core of the process's affinity and pins them
+(an explicit count turns that pinning off: the harness pins through
+``session.intra_op_thread_affinities`` when the cell is pinned)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from harness.backends.base import Backend
+from harness.machine.threads import ThreadSettings
+
+
+def session_config(settings: ThreadSettings) -> dict[str, str]:
+    """ORT session config entries for spinning and pinning. Affinities are 1-based logical CPU
+    numbers, one entry per pool thread: ``count`` - 1 entries (the calling thread is the first)."""
+    config = {}
+    if not settings.spin:
+        config["session.intra_op.allow_spinning"] = "0"
+        config["session.inter_op.allow_spinning"] = "0"
+    if settings.cpus and settings.count and settings.count > 1:
+        pool = [settings.cpus[i % len(settings.cpus)] + 1 for i in range(1, settings.count)]
+        config["session.intra_op_thread_affinities"] = ";".join(map(str, pool))
+    return config
 
 
 class OrtCompiled:
@@ -24,10 +43,11 @@ class OrtCompiled:
         return lambda: session.run(None, feeds)
 
     def thread_info(self):
-        opts = self.session.get_session_options()
+        opts = self.session.get_session_options()  # 0 = ORT's default (physical cores)
         return {
             "ort_intra_op_num_threads": opts.intra_op_num_threads,
             "ort_inter_op_num_threads": opts.inter_op_num_threads,
+            "ort_execution_mode": opts.execution_mode.name,
         }
 
 
@@ -44,13 +64,19 @@ class OnnxRuntime(Backend):
     def compile(self, model, target, threads, example):
         import onnxruntime as ort
 
+        settings = ThreadSettings.coerce(threads)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
+        for key, value in session_config(settings).items():
+            opts.add_session_config_entry(key, value)
+        if settings.count is not None:
+            opts.intra_op_num_threads = settings.count
+        if settings.interop is not None:
+            opts.inter_op_num_threads = settings.interop
+            parallel = settings.interop > 1
+            opts.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
         session = ort.InferenceSession(model.onnx_model().SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        compiled = OrtCompiled(session, [i.name for i in session.get_inputs()], threads)
+        compiled = OrtCompiled(session, [i.name for i in session.get_inputs()], settings.count)
         compiled.run(example)  # first run allocates arenas: keep it out of the timings
         return compiled

@@ -1,10 +1,15 @@
-"""Eager PyTorch fp32: the reference latency."""
+"""Eager PyTorch fp32: the reference latency.
+
+Threads: PyTorch's intra-op pool (OpenMP here) takes OMP_NUM_THREADS at start-up, else one thread
+per physical core; ``torch.set_num_threads`` overrides it; inter-op threads only through
+``torch.set_num_interop_threads`` before any parallel work."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from harness.backends.base import Backend
+from harness.machine.threads import ThreadSettings
 
 
 def torch_thread_info() -> dict:
@@ -13,14 +18,18 @@ def torch_thread_info() -> dict:
     return {"torch_num_threads": torch.get_num_threads(), "torch_num_interop_threads": torch.get_num_interop_threads()}
 
 
-def set_torch_threads(threads: int) -> None:
+def set_torch_threads(threads: ThreadSettings | int) -> None:
+    """Apply the API part of a cell's thread settings (nothing where they say leave the default)."""
     import torch
 
-    torch.set_num_threads(threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # only settable before any parallel work has started
-        pass
+    settings = ThreadSettings.coerce(threads)
+    if settings.count is not None:
+        torch.set_num_threads(settings.count)
+    if settings.interop is not None:
+        try:
+            torch.set_num_interop_threads(settings.interop)
+        except RuntimeError:  # only settable before any parallel work has started
+            pass
 
 
 class TorchModuleRunner:

@@ -1,13 +1,26 @@
 """TVM Relax: from_onnx / from_exported_program, target llvm with the host's mcpu, Relax VM.
 
 Untuned: the default CPU pipeline legalizes ops to naive TIR (no parallel, no vectorize), so
-this measures TVM *without* MetaSchedule; results carry label "untuned"."""
+this measures TVM *without* MetaSchedule; results carry label "untuned".
+
+Threads: TVM's pool reads TVM_NUM_THREADS, then OMP_NUM_THREADS, else half the hardware threads
+on x86, and binds its workers itself (TVM_BIND_THREADS); its API is ``runtime.config_threadpool``."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from harness.backends.base import Backend
+from harness.machine.threads import ThreadSettings
+
+
+def set_tvm_threads(settings: ThreadSettings) -> None:
+    """The API part of a cell's thread settings: ``runtime.config_threadpool(1, n)`` (mode 1: the
+    'big' cores, all of them on a homogeneous CPU) resizes the pool."""
+    import tvm
+
+    if settings.count is not None:
+        tvm.get_global_func("runtime.config_threadpool")(1, settings.count)
 
 
 def tvm_target(target_info, threads: int):
@@ -100,8 +113,10 @@ class Tvm(Backend):
         import tvm
         from tvm import relax
 
+        settings = ThreadSettings.coerce(threads)
+        set_tvm_threads(settings)
         mod = import_relax(model, example)
-        executable = tvm.compile(mod, target=tvm_target(target, threads))
+        executable = tvm.compile(mod, target=tvm_target(target, settings.count or tvm.runtime.num_threads()))
         device = tvm.cpu()
         compiled = TvmCompiled(relax.VirtualMachine(executable, device), device)
         compiled.run(example)

@@ -11,7 +11,8 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from harness.machine.threads import cpu_budget
+from harness.machine.confine import Confinement
+from harness.machine.topology import read_topology
 
 PACKAGES = ("torch", "onnxruntime", "apache-tvm", "apache-tvm-ffi", "onnx", "numpy", "pytest-benchmark")
 ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "neon", "sve")
@@ -99,8 +100,11 @@ def measured_peak() -> dict:
     return {"peak_fp32_gflops": measure_peak_gflops(), "peak_method": PEAK_METHOD}
 
 
-def machine_profile() -> dict:
-    budget = cpu_budget()
+def machine_profile(confinement: Confinement | None = None) -> dict:
+    """The machine as the run's workers see it: inside ``confinement`` (--cpu-quota, --cpuset) the
+    CPU budget is the confined one, and the confinement is recorded."""
+    confinement = confinement or Confinement()
+    budget = confinement.budget()
     mhz = cpu_mhz()
     profile = {
         "nominal_peak_fp32_gflops": peak_gflops(cpu_info()["isa"], budget.effective_cpus, mhz),
@@ -108,6 +112,8 @@ def machine_profile() -> dict:
         "cpu_mhz": mhz,
         "cpu": cpu_info(),
         "cpu_budget": budget.to_dict(),
+        "topology": read_topology().to_dict(),
+        "confinement": confinement.to_dict() if confinement.active else None,
         "memory_gib": memory_gib(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
@@ -121,7 +127,7 @@ def profile_key(profile: dict) -> dict:
     Runtime versions are recorded but deliberately not part of the key: comparing across a
     library upgrade is exactly what the harness is for."""
     budget = profile.get("cpu_budget") or {}
-    return {
+    key = {
         "cpu": (profile.get("cpu") or {}).get("model"),
         "isa": sorted((profile.get("cpu") or {}).get("isa") or []),
         "effective_cpus": budget.get("effective_cpus"),
@@ -131,6 +137,12 @@ def profile_key(profile: dict) -> dict:
         "os": (profile.get("os") or "").split()[0] if profile.get("os") else None,
         "python": ".".join((profile.get("python") or "").split(".")[:2]) or None,
     }
+    # a quota or a CPU set makes another machine; absent, the key (and every existing id) is unchanged
+    if budget.get("quota_cpus") is not None:
+        key["quota_cpus"] = budget["quota_cpus"]
+    if budget.get("cpuset"):
+        key["cpuset"] = budget["cpuset"]
+    return key
 
 
 def profile_id(profile: dict) -> str:
@@ -164,7 +176,7 @@ def version_changes(baseline: dict | None, current: dict | None) -> list[str]:
     ]
 
 
-def current_profile() -> dict:
-    profile = machine_profile()
+def current_profile(confinement: Confinement | None = None) -> dict:
+    profile = machine_profile(confinement)
     profile["profile_id"] = profile_id(profile)
     return profile

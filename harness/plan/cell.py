@@ -1,4 +1,8 @@
-"""One point of a benchmark matrix: (model, backend, target, sparsity, threads, batch)."""
+"""One point of a benchmark matrix: (model, backend, target, sparsity, threads, batch) and how its
+threads are applied (thread_control, interop, spin).
+
+A cell's id is its history key: the thread axes at their defaults (both, interop 1, spin default)
+add nothing to it, so ids stay what they were before those axes existed."""
 
 from __future__ import annotations
 
@@ -17,8 +21,11 @@ class Cell:
     backend: str
     target: str = "llvm"
     sparsity: float = 0.0
-    threads: str = "1"  # an integer as text, "auto" or "host" (see harness.machine.threads)
+    threads: str = "1"  # an integer as text, "auto", "host", "physical"; "runtime" with thread_control unset
     batch: int | None = None
+    thread_control: str = "both"  # both, env, api, unset (harness.machine.threads)
+    interop: int = 1  # inter-op threads, applied through the runtime's API (both, api)
+    spin: str = "default"  # default, off: idle pool threads sleep instead of spinning
     # model options that travel to the worker (user files, factories, shape overrides)
     model_options: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -27,6 +34,12 @@ class Cell:
         parts = [self.model, self.backend, self.target, sparsity_label(self.sparsity), f"t{self.threads}"]
         if self.batch is not None:
             parts.append(f"b{self.batch}")
+        if self.thread_control in ("env", "api"):
+            parts.append(self.thread_control)
+        if self.interop != 1:
+            parts.append(f"i{self.interop}")
+        if self.spin != "default":
+            parts.append(f"spin{self.spin}")
         return "-".join(parts)
 
     def to_dict(self) -> dict:

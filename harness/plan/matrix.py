@@ -13,10 +13,17 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field, replace
 
-from harness.machine.threads import normalize_thread_spec
+from harness.machine.threads import (
+    RUNTIME_CHOICE,
+    SPIN_MODES,
+    THREAD_CONTROLS,
+    normalize_thread_spec,
+    positive_int,
+    via_api,
+)
 from harness.plan.cell import Cell
 
-AXES = ("models", "backends", "targets", "sparsity", "threads", "batch")
+AXES = ("models", "backends", "targets", "sparsity", "threads", "batch", "thread_control", "interop", "spin")
 
 
 class MatrixError(ValueError):
@@ -36,13 +43,17 @@ def _parse_sparsity(value) -> float:
 def _parse_batch(value) -> int | None:
     if value is None or str(value).strip().lower() in ("", "none", "default"):
         return None
-    try:
-        b = int(value)
-    except ValueError:
-        raise MatrixError(f"batch {value!r} is not a positive integer") from None
-    if b < 1:
-        raise MatrixError(f"batch {value!r} must be at least 1")
-    return b
+    return positive_int(value, "batch")
+
+
+def _one_of(choices: tuple[str, ...], what: str):
+    def parse(value) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise MatrixError(f"{what} {value!r} is not one of {', '.join(choices)}")
+        return text
+
+    return parse
 
 
 NORMALIZE = {
@@ -52,6 +63,9 @@ NORMALIZE = {
     "sparsity": _parse_sparsity,
     "threads": lambda v: normalize_thread_spec(v),
     "batch": _parse_batch,
+    "thread_control": _one_of(THREAD_CONTROLS, "thread control"),
+    "interop": lambda v: positive_int(v, "inter-op thread count"),
+    "spin": _one_of(SPIN_MODES, "spin mode"),
 }
 
 
@@ -92,6 +106,9 @@ class Matrix:
     sparsity: tuple = (0.0,)
     threads: tuple = ("1",)
     batch: tuple = (None,)
+    thread_control: tuple = ("both",)
+    interop: tuple = (1,)
+    spin: tuple = ("default",)
     smoke: dict = field(default_factory=dict)  # axis -> subset; cells inside all subsets are smoke
 
     def __post_init__(self):
@@ -112,19 +129,31 @@ class Matrix:
         return replace(self, **given, smoke=smoke)
 
     def expand(self, unsupported=None, model_options: dict | None = None) -> list[MatrixCell]:
-        """All combinations in axis order. ``unsupported(cell) -> reason | None`` marks skips."""
-        cells = []
-        for model, backend, target, sparsity, threads, batch in itertools.product(
-            self.models, self.backends, self.targets, self.sparsity, self.threads, self.batch
-        ):
-            values = dict(
-                models=model, backends=backend, targets=target, sparsity=sparsity, threads=threads, batch=batch
+        """All combinations in axis order. ``unsupported(cell) -> reason | None`` marks skips.
+
+        A thread count and inter-op threads mean nothing where they are not applied: an ``unset``
+        cell's threads become ``runtime`` (the runtime's choice), an ``env``/``unset`` cell's inter-op
+        1 (no variable sets it); the combinations that then coincide give one cell."""
+        cells, seen = [], set()
+        for combo in itertools.product(*(getattr(self, axis) for axis in AXES)):
+            values = dict(zip(AXES, combo))
+            control = values["thread_control"]
+            cell = Cell(
+                values["models"],
+                values["backends"],
+                values["targets"],
+                values["sparsity"],
+                RUNTIME_CHOICE if control == "unset" else values["threads"],
+                values["batch"],
+                control,
+                values["interop"] if via_api(control) else 1,
+                values["spin"],
+                dict((model_options or {}).get(values["models"], {})),
             )
-            cell = Cell(model, backend, target, sparsity, threads, batch, dict((model_options or {}).get(model, {})))
+            if cell.id in seen:
+                continue
+            seen.add(cell.id)
             smoke = all(values[a] in subset for a, subset in self.smoke.items())
             reason = unsupported(cell) if unsupported else None
             cells.append(MatrixCell(cell, smoke, reason))
-        ids = [c.id for c in cells]
-        if len(set(ids)) != len(ids):
-            raise MatrixError("matrix expands to duplicate cell ids")
         return cells

@@ -68,8 +68,9 @@ def _measures(item) -> bool:
 
 
 def _request(item, config) -> dict:
-    """What the worker needs besides the cell: timing options and parity policy."""
-    return {"timing": timing_options_for(item, config), "parity": _session(config).options.parity}
+    """What the worker needs besides the cell: timing options, parity policy, confinement."""
+    options = _session(config).options
+    return {"timing": timing_options_for(item, config), "parity": options.parity, "confinement": options.confinement}
 
 
 def _cell(item) -> Cell | None:
@@ -161,7 +162,7 @@ def measure_cell(request, benchmark):
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    machine_info["infer_bench"] = current_profile()
+    machine_info["infer_bench"] = current_profile(_session(config).options.confinement)
 
 
 def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info, compared_benchmark):

@@ -10,6 +10,7 @@ import pytest
 from harness.backends import UnknownBackendError
 from harness.compare.compare import pick_threshold
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD
+from harness.machine.confine import Confinement, ConfinementError
 from harness.models import UnknownModelError, UserModelError
 from harness.models.user import user_model
 from harness.plan.matrix import AXES, MatrixError, parse_list
@@ -25,8 +26,11 @@ AXIS_EXAMPLES = {
     "backends": "ort,tvm",
     "targets": "llvm",
     "sparsity": "0,0.9",
-    "threads": "1,2,auto,host",
+    "threads": "1,2,auto,physical,host",
     "batch": "1,8",
+    "thread_control": "both,env,api,unset",
+    "interop": "1,2",
+    "spin": "default,off",
 }
 MARKERS = {
     "smoke": "the small default benchmark matrix (minutes on 2 cores)",
@@ -39,7 +43,8 @@ def add_options(parser) -> None:
     group = parser.getgroup("infer-bench", "infer-bench matrix and worker options")
     for axis in AXES:
         group.addoption(
-            f"--{axis}",
+            f"--{axis.replace('_', '-')}",
+            dest=axis,
             default=None,
             metavar="LIST",
             help=f"comma list replacing the suite's {axis} axis for this run, e.g. {AXIS_EXAMPLES[axis]}",
@@ -90,6 +95,26 @@ def add_options(parser) -> None:
         default=DEFAULT_REPORT_DIR,
         metavar="DIR",
         help=f"where the thread-scaling report (threads.md, threads.png) is written (default {DEFAULT_REPORT_DIR}/)",
+    )
+    group.addoption(
+        "--cpu-quota",
+        default=None,
+        metavar="CPUS",
+        help="run each worker in its own cgroup with this CPU quota (like docker --cpus; cgroup v2 cpu.max or v1 "
+        "cfs quota; cells are skipped where cgroups are not writable); 'auto' threads resolve within it",
+    )
+    group.addoption(
+        "--cpuset",
+        default=None,
+        metavar="LIST",
+        help="CPUs each worker may use, set before any import (like docker --cpuset-cpus), e.g. 0 or 0-1",
+    )
+    group.addoption(
+        "--pin",
+        default=None,
+        metavar="compact|spread|LIST",
+        help="bind each worker to CPUs (compact: SMT siblings first; spread: one per core first; or a list) and "
+        "each runtime's threads to them (OMP_PLACES, ORT thread affinities; TVM binds its own)",
     )
     group.addoption(
         "--processes",
@@ -151,6 +176,7 @@ class RunOptions:
     regression_alpha: float = DEFAULT_ALPHA
     drift_control: bool = True
     parity: dict = field(default_factory=dict)  # ParityPolicy overrides
+    confinement: Confinement = field(default_factory=Confinement)  # --cpu-quota, --cpuset, --pin
 
     @property
     def interleaved(self) -> bool:
@@ -164,7 +190,15 @@ class RunOptions:
             axes = {axis: parse_list(opt(axis)) for axis in AXES if opt(axis)}
             model = user_model(opt("model_file"), opt("model_factory"), opt("input_shape"))
             check_axis_overrides(axes, user_model=model is not None)
-        except (MatrixError, UnknownBackendError, UnknownTargetError, UnknownModelError, UserModelError) as exc:
+            confinement = Confinement.parse(opt("cpu_quota"), opt("cpuset"), opt("pin"))
+        except (
+            MatrixError,
+            UnknownBackendError,
+            UnknownTargetError,
+            UnknownModelError,
+            UserModelError,
+            ConfinementError,
+        ) as exc:
             raise pytest.UsageError(f"infer-bench: {exc}") from None
         threshold = opt("regression_threshold")
         if threshold is not None and threshold < 0:
@@ -184,6 +218,7 @@ class RunOptions:
             opt("regression_alpha"),
             not opt("no_drift_control"),
             {"multiplier": multiplier} if multiplier is not None else {},
+            confinement,
         )
 
 

@@ -64,7 +64,15 @@ class BenchSession:
         if self.options.user_model:
             name, options = self.options.user_model
             overrides["models"], model_options = [name], {name: options}
-        return matrix.override(**overrides).expand(unsupported_reason, model_options)
+        confinement = self.options.confinement
+        not_here = confinement.unavailable() if confinement.active else None
+
+        def unsupported(cell: Cell) -> str | None:
+            if not_here:  # never time a cell unconfined under a confined label
+                return f"{confinement.describe()} cannot be applied here: {not_here}"
+            return unsupported_reason(cell)
+
+        return matrix.override(**overrides).expand(unsupported, model_options)
 
     # -- measuring ------------------------------------------------------------------------
     def measure_control(self, at: str, cells: list[Cell] | None = None) -> None:
@@ -73,7 +81,9 @@ class BenchSession:
         if not self.options.drift_control:
             return
         if cells is not None:
-            self.control_threads = sorted({resolve_threads(c.threads) for c in cells}) or [1]
+            budget = self.options.confinement.budget()
+            self.control_threads = sorted({resolve_threads(c.threads, budget) or budget.effective_cpus for c in cells})
+            self.control_threads = self.control_threads or [1]
         for threads in self.control_threads:
             self.control = add_sample(self.control, measure_control(threads), threads, at)
 

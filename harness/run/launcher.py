@@ -7,22 +7,26 @@ files, and turns a crash, a kill or a timeout into a one-line reason for that ce
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
+from harness.machine.confine import Confinement, enter, quota_group
 from harness.machine.load import LoadSnapshot
-from harness.machine.threads import CpuBudget, cpu_budget, resolve_threads, thread_env
+from harness.machine.threads import CpuBudget, resolve_threads, worker_environment
 from harness.plan.cell import Cell
 from harness.run.protocol import CellResult, ProtocolError, Request
 from harness.run.timing import TimingOptions
 from harness.store.io import read_json, write_json
 
 DEFAULT_TIMEOUT_S = 600.0
+QUOTA_WINDOW_S = 2.0  # under a CPU quota, time windows of at least this long (20 CFS periods)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -32,11 +36,27 @@ def build_request(
     parity: dict | None = None,
     measure: bool = True,
     budget: CpuBudget | None = None,
+    confinement: Confinement | None = None,
 ) -> Request:
-    """``timing``: TimingOptions or their fields; ``parity``: ParityPolicy overrides."""
-    budget = budget or cpu_budget()
+    """``timing``: TimingOptions or their fields; ``parity``: ParityPolicy overrides; ``budget``
+    the machine's CPU budget (measured when None), narrowed by ``confinement``. Under a CPU quota
+    the timing window lasts at least QUOTA_WINDOW_S: a quota throttles in 100 ms periods, and a
+    shorter window would catch a random share of throttled calls."""
+    confinement = confinement or Confinement()
+    budget, cpus = confinement.placement(cell.threads, budget)
     timing = timing if isinstance(timing, TimingOptions) else TimingOptions(**(timing or {}))
-    return Request(cell, resolve_threads(cell.threads, budget), budget, timing, dict(parity or {}), measure)
+    if budget.quota_cpus is not None and timing.max_time < QUOTA_WINDOW_S:
+        timing = replace(timing, max_time=QUOTA_WINDOW_S)
+    return Request(
+        cell,
+        resolve_threads(cell.threads, budget),
+        budget,
+        timing,
+        dict(parity or {}),
+        measure,
+        confinement=confinement.to_dict() if confinement.active else {},
+        cpus=cpus,
+    )
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -65,10 +85,35 @@ def _describe_exit(returncode: int) -> str:
     return f"worker exited with code {returncode}"
 
 
-def run_in_process(request: Request, timeout_s: float = DEFAULT_TIMEOUT_S, extra_env: dict | None = None) -> CellResult:
+def worker_env(request: Request, extra_env: dict | None = None) -> dict[str, str]:
+    """The worker's environment: the pytest process's, with the cell's thread variables set or
+    removed (harness.machine.threads.worker_environment) and ``extra_env`` on top."""
     env = dict(os.environ)
-    env.update(thread_env(request.threads))
+    cell = request.cell
+    for name, value in worker_environment(request.threads, cell.thread_control, cell.spin, request.cpus).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     env.update(extra_env or {})
+    return env
+
+
+def run_in_process(request: Request, timeout_s: float = DEFAULT_TIMEOUT_S, extra_env: dict | None = None) -> CellResult:
+    """Run one worker process (inside its own cgroup under a CPU quota, bound to its CPUs when
+    pinned or given a CPU set) and return its result, or the reason it left none."""
+    quota = Confinement.from_dict(request.confinement).quota
+    with contextlib.ExitStack() as stack:
+        procs = None
+        if quota is not None:
+            try:
+                procs = stack.enter_context(quota_group(quota))
+            except OSError as exc:  # never run unconfined under a confined label
+                return CellResult.crashed(request, f"could not create the worker's cgroup ({exc}); not run")
+        return _run_process(request, timeout_s, worker_env(request, extra_env), enter(procs, request.cpus))
+
+
+def _run_process(request: Request, timeout_s: float, env: dict, preexec) -> CellResult:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
     env.setdefault("PYTHONFAULTHANDLER", "1")  # a segfaulting worker prints a Python traceback
     with tempfile.TemporaryDirectory(prefix="infer-bench-") as tmp:
@@ -80,14 +125,18 @@ def run_in_process(request: Request, timeout_s: float = DEFAULT_TIMEOUT_S, extra
         load = LoadSnapshot.now()
         start = time.perf_counter()
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "harness.run.worker", str(req_path), str(res_path)],
-                env=env,
-                stdout=out,
-                stderr=err,
-                cwd=str(PROJECT_ROOT),
-                start_new_session=True,
-            )
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "harness.run.worker", str(req_path), str(res_path)],
+                    env=env,
+                    stdout=out,
+                    stderr=err,
+                    cwd=str(PROJECT_ROOT),
+                    start_new_session=True,
+                    preexec_fn=preexec if (request.cpus or request.confinement.get("quota") is not None) else None,
+                )
+            except (OSError, subprocess.SubprocessError) as exc:  # e.g. the CPU mask was refused
+                return CellResult.crashed(request, f"could not start the confined worker ({exc}); not run")
             try:
                 returncode = proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:

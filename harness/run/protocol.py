@@ -12,13 +12,14 @@ Import-light on purpose: the worker imports this before any runtime loads.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass, field, fields
 from typing import Literal, get_args
 
 from harness.machine.load import BUSY_LOAD
 from harness.machine.peak import gflops
-from harness.machine.threads import CpuBudget
+from harness.machine.threads import CpuBudget, ThreadSettings, via_api
 from harness.plan.cell import Cell
 from harness.run.timing import Samples, TimingOptions
 
@@ -41,12 +42,25 @@ class Request:
     """What a worker needs for one cell: everything else it builds itself."""
 
     cell: Cell
-    threads: int  # resolved thread count (the env is set from it before start)
-    cpu_budget: CpuBudget
+    threads: int | None  # resolved thread count (None: thread_control unset, the runtime decides)
+    cpu_budget: CpuBudget  # the cell's view: inside its quota, CPU set and pinning mask
     timing: TimingOptions = field(default_factory=TimingOptions)
     parity: dict = field(default_factory=dict)  # ParityPolicy overrides, e.g. {"multiplier": 20}
     measure: bool = True  # False: compile and check parity only
     check_parity: bool = True  # False for a cell's later worker processes: they only add samples
+    confinement: dict = field(default_factory=dict)  # Confinement.to_dict() (quota, cpuset, pin)
+    cpus: list[int] | None = None  # the CPUs the worker is bound to (cpuset or pinning), in order
+
+    def settings(self) -> ThreadSettings:
+        """What the backend applies through its own API for this cell's thread control."""
+        cell = self.cell
+        api = via_api(cell.thread_control)
+        return ThreadSettings(
+            self.threads if api else None,
+            cell.interop if api else None,
+            cell.spin != "off",
+            tuple(self.cpus) if self.cpus and self.confinement.get("pin") else None,
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -58,6 +72,8 @@ class Request:
             "parity": dict(self.parity),
             "measure": self.measure,
             "check_parity": self.check_parity,
+            "confinement": dict(self.confinement),
+            "cpus": self.cpus,
         }
 
     @classmethod
@@ -66,22 +82,25 @@ class Request:
             raise ProtocolError(f"request has schema {data.get('schema_version')}, this worker speaks {SCHEMA_VERSION}")
         return cls(
             Cell.from_dict(data["cell"]),
-            int(data["threads"]),
+            None if data["threads"] is None else int(data["threads"]),
             CpuBudget(**data["cpu_budget"]),
             TimingOptions(**data.get("timing", {})),
             dict(data.get("parity", {})),
             bool(data.get("measure", True)),
             bool(data.get("check_parity", True)),
+            dict(data.get("confinement") or {}),
+            data.get("cpus"),
         )
 
 
 @dataclass
 class ThreadReport:
-    requested: str  # the axis value: "2", "auto", "host"
-    resolved: int  # the count it resolved to on this machine
+    requested: str  # the axis value: "2", "auto", "host", "physical", "runtime"
+    resolved: int | None  # the count it resolved to on this machine (None: the runtime's choice)
     env: dict = field(default_factory=dict)  # the thread variables the worker saw
     runtime: dict = field(default_factory=dict)  # what the runtime itself reports (not what was asked)
     os_threads: int | None = None  # OS threads in the worker at the end
+    seen: dict = field(default_factory=dict)  # the worker's own view: affinity CPUs, cgroup quota
 
 
 @dataclass
@@ -90,7 +109,10 @@ class CellResult:
 
     - ``compile_s``: seconds from the backend's ``compile`` call to a runnable artifact, including
       its first inference (torch.compile's lazy compile, ORT's arena allocation); never timed.
-    - ``samples``: one ``Samples`` per worker process (rounds of ``iterations`` calls each).
+    - ``samples``: one ``Samples`` per worker process (rounds of ``iterations`` calls each; with
+      ``iterations`` 1, as for any call above ~50 us, a round is one call), each with what ran
+      during its rounds: ``threads_ran``, ``cpu_s``, ``window_s``.
+    - ``confinement``: the quota, CPU set and pinning the workers ran under (``{}``: none).
     - ``flops``: FLOPs of one inference (2 per multiply-add), counted by the first worker.
     - ``peak_rss_mb``: the largest peak RSS of the cell's worker processes.
     - ``wall_s``: wall time of all the cell's worker processes, start-up and compile included.
@@ -122,6 +144,7 @@ class CellResult:
     cpu_budget: CpuBudget | None = None
     nodeid: str | None = None
     threshold: float | None = None
+    confinement: dict = field(default_factory=dict)
 
     # -- reading --------------------------------------------------------------------------
     @property
@@ -140,10 +163,44 @@ class CellResult:
     def gflops(self) -> float | None:
         return gflops(self.flops, self.median_s())
 
+    def mean_s(self) -> float | None:
+        """Total time over calls, all processes: what throughput sees (a throttled call counts)."""
+        timed = [(sum(s.round_s), len(s.round_s) * s.iterations) for s in self.samples if s.round_s]
+        calls = sum(n for _, n in timed)
+        return sum(t for t, _ in timed) / calls if calls else None
+
+    def quantile_s(self, q: float) -> float | None:
+        """The q-quantile of the per-call times, all processes pooled (of round means where a round
+        holds several calls)."""
+        pooled = sorted(x for group in self.per_process() for x in group)
+        if not pooled:
+            return None
+        return pooled[min(len(pooled) - 1, max(0, math.ceil(q * len(pooled)) - 1))]
+
+    def throughput(self) -> float | None:
+        """Inferences per second, back to back, one stream."""
+        mean = self.mean_s()
+        return 1.0 / mean if mean else None
+
+    def threads_ran(self) -> int | None:
+        """The most threads seen running in any process's timed window."""
+        return max((s.threads_ran for s in self.samples if s.threads_ran is not None), default=None)
+
+    def cpu_per_wall(self) -> float | None:
+        """CPU time over wall time of the timed windows, all processes."""
+        windows = [(s.cpu_s, s.window_s) for s in self.samples if s.cpu_s is not None and s.window_s]
+        return sum(c for c, _ in windows) / sum(w for _, w in windows) if windows else None
+
+    @property
+    def quota_cpus(self) -> float | None:
+        return self.cpu_budget.quota_cpus if self.cpu_budget else None
+
     @property
     def oversubscribed(self) -> bool:
-        """More threads than the effective CPUs (cgroup quota and affinity)."""
-        return bool(self.cpu_budget and self.threads.resolved > self.cpu_budget.effective_cpus)
+        """More threads than the effective CPUs (cgroup quota and affinity): asked for, or, where the
+        runtime chose, seen running."""
+        threads = self.threads.resolved or self.threads_ran()
+        return bool(self.cpu_budget and threads and threads > self.cpu_budget.effective_cpus)
 
     @property
     def busy(self) -> bool:
@@ -161,7 +218,7 @@ class CellResult:
         failure is returned, naming which process it was)."""
         if not later.ok:
             later.message = f"worker process {index}/{processes}: {later.message}"
-            later.cpu_budget, later.launcher = self.cpu_budget, self.launcher
+            later.cpu_budget, later.launcher, later.confinement = self.cpu_budget, self.launcher, self.confinement
             return later
         self.samples.extend(later.samples)
         if later.foreign_load is not None:
@@ -197,14 +254,16 @@ class CellResult:
         values["cell"] = Cell.from_dict(data["cell"])
         values["threads"] = ThreadReport(
             str(threads.get("requested", values["cell"].threads)),
-            int(threads.get("resolved", 0)),
+            None if threads.get("resolved") is None else int(threads["resolved"]),
             threads.get("env") or {},
             threads.get("runtime") or {},
             threads.get("os_threads"),
+            threads.get("seen") or {},
         )
         values["samples"] = [Samples(**s) for s in data.get("samples") or []]
         values["cpu_budget"] = CpuBudget(**data["cpu_budget"]) if data.get("cpu_budget") else None
         values["message"] = data.get("message") or ""
+        values["confinement"] = data.get("confinement") or {}
         return cls(**values)
 
     @classmethod
@@ -216,5 +275,6 @@ class CellResult:
             "crashed",
             message,
             cpu_budget=request.cpu_budget,
+            confinement=dict(request.confinement),
             **extra,
         )

@@ -10,6 +10,8 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 
+from harness.run.activity import ActivityWindow
+
 
 @dataclass(frozen=True)
 class TimingOptions:
@@ -30,6 +32,14 @@ class Samples:
     round_s: list[float] = field(default_factory=list)  # wall time of each round (iterations calls)
     iterations: int = 1
     warmup_rounds: int = 0
+    # what ran during the timed rounds (harness.run.activity); None where not measured
+    threads_ran: int | None = None  # OS threads of the worker that used CPU
+    cpu_s: float | None = None  # the worker's CPU seconds over the rounds
+    window_s: float | None = None  # wall seconds of the rounds
+
+    @property
+    def cpu_per_wall(self) -> float | None:
+        return self.cpu_s / self.window_s if self.cpu_s is not None and self.window_s else None
 
     @property
     def per_call_s(self) -> list[float]:
@@ -79,8 +89,11 @@ def measure(step, options: TimingOptions = TimingOptions(), timer=time.perf_coun
             iterations = max(iterations + 1, math.ceil(min_time * iterations / max(duration, 1e-12)))
         rounds = max(options.min_rounds, math.ceil(options.max_time / max(duration, 1e-12)))
         samples = Samples([], iterations, warmup_rounds)
-        for _ in range(rounds):
-            samples.round_s.append(_round(step, iterations, timer))
+        with ActivityWindow() as window:
+            for _ in range(rounds):
+                samples.round_s.append(_round(step, iterations, timer))
+        activity = window.activity
+        samples.threads_ran, samples.cpu_s, samples.window_s = activity.threads_ran, activity.cpu_s, activity.window_s
         return samples
     finally:
         if gc_was_enabled:

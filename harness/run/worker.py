@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 
-from harness.machine.threads import THREAD_ENV_VARS
+from harness.machine.threads import NO_SPIN_ENV, PIN_ENV_VARS, THREAD_ENV_VARS, cpu_quota
 from harness.run.protocol import CellResult, ProtocolError, Request, ThreadReport
 from harness.store.io import read_json, write_json
 
@@ -35,6 +35,29 @@ def os_thread_count() -> int | None:
         return None
 
 
+def seen_confinement() -> dict:
+    """The worker's own view of its CPUs: its affinity and its cgroup's quota."""
+    from harness.machine.topology import format_cpu_list
+
+    try:
+        affinity = format_cpu_list(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = None
+    return {"affinity": affinity, "quota_cpus": cpu_quota()}
+
+
+def confinement_problem(request: Request, seen: dict) -> str | None:
+    """Why this worker is not confined as its request says (None: it is)."""
+    from harness.machine.topology import format_cpu_list
+
+    quota = request.confinement.get("quota")
+    if quota is not None and (seen["quota_cpus"] is None or abs(seen["quota_cpus"] - quota) > 0.01):
+        return f"the worker sees a CPU quota of {seen['quota_cpus']}, not the {quota:g} asked for"
+    if request.cpus and seen["affinity"] not in (None, format_cpu_list(request.cpus)):
+        return f"the worker may use CPUs {seen['affinity']}, not {format_cpu_list(request.cpus)}"
+    return None
+
+
 def run_request(request: Request) -> CellResult:
     """Execute one cell. Never raises for cell-level problems: they become status 'error'."""
     from harness.backends import get_backend
@@ -47,11 +70,21 @@ def run_request(request: Request) -> CellResult:
     cell = request.cell
     result = CellResult(
         cell,
-        ThreadReport(cell.threads, request.threads, {k: os.environ.get(k) for k in THREAD_ENV_VARS}),
+        ThreadReport(
+            cell.threads,
+            request.threads,
+            {k: os.environ.get(k) for k in THREAD_ENV_VARS + tuple(NO_SPIN_ENV) + PIN_ENV_VARS},
+            seen=seen_confinement(),
+        ),
         pid=os.getpid(),
         cpu_budget=request.cpu_budget,
+        confinement=dict(request.confinement),
     )
     stage = "start"
+    problem = confinement_problem(request, result.threads.seen)
+    if problem:  # never time an unconfined worker under a confined label
+        result.status, result.stage, result.message = "error", "confine", f"not confined: {problem}"
+        return _finish(result)
     try:
         stage = "load backend"
         backend = get_backend(cell.backend)
@@ -70,7 +103,7 @@ def run_request(request: Request) -> CellResult:
         timing_inputs = model.make_inputs(INPUT_SEED_TIMING)
         stage = "compile"
         t0 = time.perf_counter()
-        compiled = backend.compile(model, get_target(cell.target), request.threads, timing_inputs)
+        compiled = backend.compile(model, get_target(cell.target), request.settings(), timing_inputs)
         result.compile_s = time.perf_counter() - t0
         result.label = compiled.label
         if request.check_parity:
