@@ -15,12 +15,18 @@ from harness.machine.threads import ThreadSettings
 
 
 def set_tvm_threads(settings: ThreadSettings) -> None:
-    """The API part of a cell's thread settings: ``runtime.config_threadpool(1, n)`` (mode 1: the
-    'big' cores, all of them on a homogeneous CPU) resizes the pool."""
+    """The API part of a cell's thread settings: ``runtime.config_threadpool(mode, n, cpus)``.
+    Mode 1 (the 'big' cores, the usual call) never grows the pool past its default size (half the
+    hardware threads on x86: asked for 2 on 2 CPUs, it keeps 1), so the harness names the CPUs:
+    mode -3 (n threads sharing the allowed CPUs), or -2 (one CPU per thread) when pinned."""
+    import os
+
     import tvm
 
-    if settings.count is not None:
-        tvm.get_global_func("runtime.config_threadpool")(1, settings.count)
+    if settings.count is None:
+        return
+    mode, cpus = (-2, settings.cpus) if settings.cpus else (-3, sorted(os.sched_getaffinity(0)))
+    tvm.get_global_func("runtime.config_threadpool")(mode, settings.count, [str(c) for c in cpus])
 
 
 def tvm_target(target_info, threads: int):

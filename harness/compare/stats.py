@@ -80,6 +80,41 @@ def median_log_variance(samples: np.ndarray, quartiles: np.ndarray) -> float:
     return float((1.2533 * sigma) ** 2 / np.asarray(samples).size)
 
 
+STATISTICS = ("median", "mean")
+BATCHES = 10  # batch means for the sampling variance of a process's mean
+
+
+def log_process_levels(groups: list, statistic: str = "median") -> tuple[np.ndarray, np.ndarray]:
+    """Each process's log statistic of its per-call times (``median``, or ``mean``: what
+    throughput sees, throttled calls included) and that statistic's within-process sampling
+    variance (the least variance a process can have). For the mean it comes from batch means
+    (``BATCHES`` consecutive batches of calls in the order they ran): throttling under a CPU quota
+    is periodic, not independent from call to call, and batches follow that."""
+    groups = [np.asarray(g, dtype=np.float64) for g in groups]
+    if statistic == "median":
+        quartiles = _log_quartiles(groups)
+        return quartiles[:, 1], np.array([median_log_variance(g, q) for g, q in zip(groups, quartiles)])
+    if statistic != "mean":
+        raise ValueError(f"statistic {statistic!r}: use one of {', '.join(STATISTICS)}")
+    means = np.array([g.mean() for g in groups])
+    floors = np.zeros(len(groups))
+    for i, g in enumerate(groups):
+        k = min(BATCHES, g.size // 2)
+        if k >= 2:
+            batch_means = np.array([b.mean() for b in np.array_split(g, k)])
+            floors[i] = batch_means.var(ddof=1) / (k * means[i] ** 2)
+    return np.log(means), floors
+
+
+def level_interval(x: np.ndarray, floors: np.ndarray, confidence: float) -> LogInterval | None:
+    """t interval of the mean log level of >= 2 processes (None with fewer: one process shows no
+    between-process noise), each process's variance at least its within-process variance."""
+    if x.size < 2:
+        return None
+    var = max(float(x.var(ddof=1)), float(floors.mean())) / x.size
+    return welch_from(float(x.mean()), math.sqrt(var), x.size - 1, confidence)
+
+
 @dataclass(frozen=True)
 class LogInterval:
     """Welch's comparison of two sets of log process medians."""

@@ -28,7 +28,7 @@ from harness.plan.matrix import Matrix, MatrixCell
 from harness.plan.support import unsupported_reason
 from harness.plugin.options import RunOptions
 from harness.report.tables import cell_lines, verdict_lines
-from harness.report.threads import scaling_table, to_markdown, write_report
+from harness.report.threads import scaling_table, terminal_lines, write_report
 from harness.run.protocol import CellResult
 from harness.run.schedule import PlannedCell, Progress, run_cell, run_cells
 from harness.store.baselines import BaselineStore
@@ -186,13 +186,12 @@ class BenchSession:
         if not self.results:
             return []
         sections = [("infer-bench cells", cell_lines(self.results), False)]
-        table = scaling_table(self.results)
+        table = scaling_table(self.results, self.options.regression_alpha)
         if table:
             out_dir = Path(self.options.report_dir)
             written = write_report(table, self.results, out_dir if out_dir.is_absolute() else self.root / out_dir)
-            lines = to_markdown(table).splitlines()[2:]
-            lines.append(f"written: {', '.join(str(p) for p in written if p)}")
-            sections.append(("infer-bench thread scaling", lines, False))
+            lines = terminal_lines(table) + [f"written: {', '.join(str(p) for p in written)}"]
+            sections.append(("infer-bench thread settings", lines, False))
         if self.no_verdicts:
             sections.append(("infer-bench verdicts", [self.no_verdicts], True))
         elif self.comparison is not None:
