@@ -9,6 +9,7 @@ import pytest
 
 from harness.machine.confine import CGROUP_ROOT, Confinement
 from harness.machine.threads import cpu_budget
+from harness.machine.topology import read_topology
 from harness.plan.cell import Cell
 from harness.report.threads import quota_headlines, scaling_table
 from harness.run.schedule import run_cell
@@ -19,7 +20,7 @@ pytestmark = [
 ]
 
 WIDE = {"model_factory": "tests.tiny_models:wide_mlp"}
-SHORT = {"max_time": 0.3, "min_rounds": 5, "warmup": False}
+SHORT = {"max_time": 0.5, "min_rounds": 5}  # with warm-up: the window starts after the parity check settles
 
 
 def _run(backend, threads, control, confinement=None, timing=SHORT):
@@ -38,7 +39,7 @@ def test_which_runtime_follows_the_environment_and_which_its_api():
     }
     # ONNX Runtime has its own pool and reads no thread variable: OMP_NUM_THREADS=1 alone leaves it
     # at its default (one thread per physical core); only intra_op_num_threads makes it 1
-    assert ran["ort", "env"] == ran["ort", "unset"] >= 2
+    assert ran["ort", "env"] >= 2 and ran["ort", "unset"] >= 2
     assert ran["ort", "api"] == 1
     # PyTorch's OpenMP pool takes OMP_NUM_THREADS at start-up, and torch.set_num_threads as well
     assert ran["torch", "env"] == ran["torch", "api"] == 1
@@ -67,7 +68,7 @@ quota_reason = Confinement(quota=1.0).unavailable()
 @pytest.mark.parametrize("backend", ["ort", "torch"])
 def test_the_container_pitfall_under_a_one_cpu_quota(backend):
     one_cpu = Confinement(quota=1.0)
-    timing = {"max_time": 0.5, "min_rounds": 5, "warmup": False}  # raised to the 2 s quota window
+    timing = {"max_time": 0.5, "min_rounds": 5}  # the window is stretched to 2 s
     auto = _run(backend, "auto", "both", one_cpu, timing)
     default = _run(backend, "runtime", "unset", one_cpu, timing)
     for r in (auto, default):
@@ -97,6 +98,7 @@ def test_a_crashing_worker_leaves_no_cgroup_behind(monkeypatch):
 
 
 def test_pinned_worker_runs_on_its_cpus():
+    first = read_topology().order(os.sched_getaffinity(0), "compact")[0]
     result = _run("torch", "1", "both", Confinement(pin="compact"))
-    assert result.threads.seen["affinity"] == "0" and result.cpu_budget.cpuset == "0"
-    assert result.threads.env["OMP_PLACES"] == "{0}" and result.threads_ran() == 1
+    assert result.threads.seen["affinity"] == str(first) and result.cpu_budget.cpuset == str(first)
+    assert result.threads.env["OMP_PLACES"] == f"{{{first}}}" and result.threads_ran() == 1

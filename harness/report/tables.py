@@ -31,10 +31,11 @@ def fmt_or_dash(x, spec=".3f") -> str:
 
 
 def cell_lines(results: list[CellResult]) -> list[str]:
-    """The run's cells: status, median, GFLOP/s, compile time, parity error, runtime threads, flags."""
+    """The run's cells: status, median, GFLOP/s, compile time, parity error, threads that ran and
+    what the runtime reports, flags."""
     lines = [
         f"{'cell':<44} {'status':<13} {'median ms':>10} {'GFLOP/s':>8} {'compile s':>9} {'max rel err':>11} "
-        f"{'threads (runtime)':<28}"
+        f"{'ran':>3} {'threads (runtime)':<28}"
     ]
     for r in sorted(results, key=lambda r: r.nodeid or r.cell.id):
         med = r.median_s()
@@ -44,7 +45,7 @@ def cell_lines(results: list[CellResult]) -> list[str]:
         lines.append(
             f"{r.cell.id:<44} {r.status:<13} {fmt_or_dash(med and med * 1e3, '.3f'):>10} "
             f"{fmt_or_dash(r.gflops(), '.2f'):>8} {fmt_or_dash(r.compile_s, '.2f'):>9} "
-            f"{fmt_or_dash(r.max_rel_err, '.2e'):>11} "
+            f"{fmt_or_dash(r.max_rel_err, '.2e'):>11} {fmt_or_dash(r.threads_ran(), 'd'):>3} "
             f"{','.join(f'{k}={v}' for k, v in r.threads.runtime.items()):<28}{flag}"
         )
     return lines

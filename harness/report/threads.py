@@ -228,7 +228,7 @@ EXPLAIN = (
     "Latency: the geometric mean over worker processes of each process's median, or mean under "
     "a CPU quota; CI: its confidence interval over processes. Speed-up = T(1) / T(n), "
     "efficiency = T(1) / (n x T(n)), n the threads that ran, T(1) a point that ran one thread. "
-    "ran: OS threads that were on a CPU for >= 1% of the timed window; CPU/wall: CPUs' worth of "
+    "ran: OS threads that were on a CPU for >= 5% of the timed window; CPU/wall: CPUs' worth of "
     "work during it. fastest: distinguishable (Welch) from every other setting; tied: not "
     "distinguishable from the best. oversubscribed: more threads than effective CPUs."
 )

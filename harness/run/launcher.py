@@ -40,13 +40,13 @@ def build_request(
 ) -> Request:
     """``timing``: TimingOptions or their fields; ``parity``: ParityPolicy overrides; ``budget``
     the machine's CPU budget (measured when None), narrowed by ``confinement``. Under a CPU quota
-    the timing window lasts at least QUOTA_WINDOW_S: a quota throttles in 100 ms periods, and a
-    shorter window would catch a random share of throttled calls."""
+    (the harness's or the machine's own) the timing window lasts at least QUOTA_WINDOW_S: a quota
+    throttles in 100 ms periods, and a shorter window would catch a random share of throttled calls."""
     confinement = confinement or Confinement()
     budget, cpus = confinement.placement(cell.threads, budget)
     timing = timing if isinstance(timing, TimingOptions) else TimingOptions(**(timing or {}))
-    if budget.quota_cpus is not None and timing.max_time < QUOTA_WINDOW_S:
-        timing = replace(timing, max_time=QUOTA_WINDOW_S)
+    if budget.quota_cpus is not None:
+        timing = replace(timing, min_window_s=max(timing.min_window_s, QUOTA_WINDOW_S))
     return Request(
         cell,
         resolve_threads(cell.threads, budget),

@@ -22,6 +22,7 @@ class TimingOptions:
     warmup_iterations: int = 100000
     calibration_precision: int = 10
     disable_gc: bool = False  # pytest-benchmark default (--benchmark-disable-gc turns it on)
+    min_window_s: float = 0.0  # keep timing rounds until the window lasts this long (CPU quotas)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,7 +91,8 @@ def measure(step, options: TimingOptions = TimingOptions(), timer=time.perf_coun
         rounds = max(options.min_rounds, math.ceil(options.max_time / max(duration, 1e-12)))
         samples = Samples([], iterations, warmup_rounds)
         with ActivityWindow() as window:
-            for _ in range(rounds):
+            start = timer()
+            while len(samples.round_s) < rounds or timer() - start < options.min_window_s:
                 samples.round_s.append(_round(step, iterations, timer))
         activity = window.activity
         samples.threads_ran, samples.cpu_s, samples.window_s = activity.threads_ran, activity.cpu_s, activity.window_s

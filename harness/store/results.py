@@ -3,7 +3,9 @@
 A saved result is what ``--benchmark-json`` / ``--benchmark-save`` write, plus:
 
 - per benchmark, ``extra_info`` (``extra_info(result)``): the cell, backend and version, threads
-  (asked, resolved, what the runtime reports), compile_s, FLOPs, parity, flags, and the samples
+  (asked, resolved, thread control, inter-op, spin, what the runtime reports, the threads that ran
+  per process, CPU/wall), the confinement (quota, cpuset, pinning), compile_s, FLOPs, mean, p90,
+  p99, max and calls/s, parity, flags, and the samples
   *per worker process* (``samples.per_process``: at most ``MAX_STORED_SAMPLES`` evenly spaced order
   statistics of the per-call seconds per process, 6 significant digits) that verdicts need;
 - ``machine_info.infer_bench``: the machine profile (harness.machine.profile);
@@ -60,10 +62,17 @@ def extra_info(result: CellResult) -> dict:
         "measured_sparsity": result.measured_sparsity,
         "batch": cell.batch,
         "threads": cell.threads,
+        "thread_control": cell.thread_control,
+        "interop": cell.interop,
+        "spin": cell.spin,
         "threads_resolved": threads.resolved,
         "threads_runtime": threads.runtime,
         "threads_env": threads.env,
+        "threads_seen": threads.seen,
         "os_threads": threads.os_threads,
+        "threads_ran": [s.threads_ran for s in result.samples],
+        "cpu_per_wall": result.cpu_per_wall(),
+        "confinement": result.confinement or None,
         "oversubscribed": result.oversubscribed,
         "foreign_load": result.foreign_load,
         "machine_busy": result.busy,
@@ -77,6 +86,14 @@ def extra_info(result: CellResult) -> dict:
     }
     if result.gflops() is not None:
         info["gflops_per_s"] = result.gflops()
+    if result.mean_s() is not None:
+        info.update(
+            mean_s=result.mean_s(),
+            p90_s=result.quantile_s(0.9),
+            p99_s=result.quantile_s(0.99),
+            max_s=result.quantile_s(1.0),
+            calls_per_s=result.throughput(),
+        )
     if result.parity:
         info.update(ParityReport.from_dict(result.parity).summary())
     groups = result.per_process()
