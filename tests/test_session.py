@@ -58,10 +58,22 @@ def test_summary_writes_the_thread_report_once_per_run(tmp_path):
             )
         )
     titles = [title for title, _, _ in session.summary()]
-    assert titles == ["infer-bench cells", "infer-bench thread scaling"]
-    [(_, lines, _)] = [s for s in session.summary() if s[0] == "infer-bench thread scaling"]
-    assert "| m | ort | 2 | 1.000 | 2.00 | 1.00 | fastest |" in lines
-    assert lines[-1] == f"written: {tmp_path / 'out' / 'threads.md'}, {tmp_path / 'out' / 'threads.png'}"
+    assert titles == ["infer-bench cells", "infer-bench thread settings"]
+    [(_, lines, _)] = [s for s in session.summary() if s[0] == "infer-bench thread settings"]
+    assert lines[0].split() == "model backend control threads ran latency ms CI speed-up".split() + [
+        "efficiency",
+        "CPU/wall",
+        "p99",
+        "ms",
+        "max",
+        "ms",
+        "calls/s",
+        "processes",
+        "note",
+    ]
+    assert lines[2].split()[:9] == ["m", "ort", "both", "2", "-", "1.000", "(median)", "-", "2.00"]
+    out = tmp_path / "out"
+    assert lines[-1] == f"written: {out / 'threads.png'}, {out / 'threads.md'}, {out / 'threads.html'}"
 
 
 def test_a_corrupt_baseline_sample_withholds_verdicts_with_one_line(tmp_path):
