@@ -1,27 +1,30 @@
-"""Thread scaling: what OMP_NUM_THREADS and each runtime's own knob really do.
+"""Thread settings: what OMP_NUM_THREADS, each runtime's own knob and the runtime's own choice
+really do.
 
 Every cell runs in a fresh worker whose environment is set before any runtime loads. At the end
-of the session the harness writes reports/threads.md and reports/threads.png (latency and
-parallel efficiency vs threads per backend, oversubscribed points marked) and prints the table.
+of the session the harness writes reports/threads.md, threads.html and threads.png (latency with
+intervals over processes, parallel efficiency, threads that ran, fastest or tied) and prints the
+table. The container pitfall: add ``--cpu-quota 1`` (README "Containers").
 
     pytest suites/test_threads.py -m smoke     # ORT/torch/TVM on a CNN and the encoder
     pytest suites/test_threads.py              # every smoke model on every backend
+    pytest suites/test_threads.py --thread-control both,env,api,unset --threads 1,2
 """
 
 from harness import Matrix
 from harness.backends import get_backend
 from harness.machine.threads import via_api
 
-# One worker process per cell: a sweep looks for 2x effects, not 5% regressions, and it has many
-# cells (use --processes 3 for verdict-grade samples).
-PROCESSES = 1
+# Three worker processes per point: the report's intervals, and its "fastest" or "tied", need them.
+PROCESSES = 3
 
 MATRIX = Matrix(
     models=["squeezenet", "bert_tiny", "resnet_tiny", "mlp"],
     backends=["ort", "torch", "tvm", "torch-compile"],
-    threads=["1", "2", "4", "auto", "host"],
+    threads=["1", "2", "4", "auto", "physical", "host"],
+    thread_control=["both", "unset"],  # unset: the runtime's own choice, one cell per model and backend
     # torch-compile is left out of smoke: inductor recompiles in every fresh worker (5-20 s each)
-    smoke={"models": ["squeezenet", "bert_tiny"], "backends": ["ort", "torch", "tvm"]},
+    smoke={"models": ["squeezenet", "bert_tiny"], "backends": ["ort", "torch", "tvm"], "threads": ["1", "auto", "4"]},
 )
 
 
