@@ -33,6 +33,6 @@ def test_thread_scaling(cell, measure_cell):
     backend = get_backend(cell.backend)
     reported = result.threads.runtime.get(backend.thread_key) if backend.thread_key else None
     if reported is not None and via_api(cell.thread_control):  # the runtime took the count it was given
-        expected = backend.expected_threads(result.threads.resolved, result.cpu_budget)
+        expected = backend.expected_threads(result.threads.resolved, result.cpu_budget, cell.thread_control)
         asked = result.threads.resolved
         assert reported == expected, f"{backend.thread_key}={reported}, expected {expected} for {asked} threads"

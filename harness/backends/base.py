@@ -35,9 +35,10 @@ class Backend:
     module: ClassVar[str] = ""  # import name of the runtime package (for availability checks)
     thread_key: ClassVar[str | None] = None  # the thread_info() key with the intra-op threads the runtime uses
 
-    def expected_threads(self, resolved: int, budget: CpuBudget) -> int:
+    def expected_threads(self, resolved: int, budget: CpuBudget, control: str = "both") -> int:
         """The intra-op thread count the runtime should report (under ``thread_key``) when given
-        ``resolved`` threads: the same number, unless the runtime documents a cap of its own."""
+        ``resolved`` threads under thread control ``control`` (both or api): the same number,
+        unless the runtime documents a cap of its own."""
         return resolved
 
     def unsupported_reason(self, model_kind: str, target: str) -> str | None:

@@ -102,11 +102,11 @@ class Tvm(Backend):
     module = "tvm"
     thread_key = "tvm_num_threads"
 
-    def expected_threads(self, resolved, budget):
-        """TVM's pool never has more workers than CPUs: ThreadGroup::Configure takes
-        min(MaxConcurrency() = TVM_NUM_THREADS, the CPU count it reads from sysfs) (apache/tvm,
-        src/runtime/threading_backend.cc). Measured here: 4 threads asked, tvm_num_threads 2."""
-        return min(resolved, budget.host_cpus)
+    def expected_threads(self, resolved, budget, control="both"):
+        """TVM's pool never has more workers than the CPUs it may use: ThreadGroup::Configure caps
+        the count (apache/tvm, src/runtime/threading_backend.cc). Measured in a worker on 2 CPUs:
+        4 asked through TVM_NUM_THREADS and config_threadpool, or config_threadpool alone, gave 2."""
+        return min(resolved, budget.affinity_cpus)
 
     targets = frozenset({"llvm", "llvm-generic"})
 

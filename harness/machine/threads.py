@@ -54,6 +54,8 @@ def own_cgroup(kind: str, proc_cgroup: str | Path = "/proc/self/cgroup") -> str:
     except OSError:
         return "/"
     for line in lines:
+        if line.count(":") < 2:
+            continue
         _, controllers, path = line.split(":", 2)
         if (kind == "" and controllers == "") or kind in controllers.split(","):
             return path or "/"
