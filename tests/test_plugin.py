@@ -72,6 +72,12 @@ def test_unsupported_cells_skip_with_their_reason(suite):
             "ERROR: infer-bench: unknown backend 'nope'; registered backends: torch, torch-compile, ort, tvm*",
         ),
         (("--threads", "0"), "*infer-bench: axis 'threads': thread count '0' must be at least 1*"),
+        (("--thread-control", "omp"), "*thread control 'omp' is not one of both, env, api, unset*"),
+        (("--cpuset", "999"), "*infer-bench: --cpuset '999': CPUs 999 are not available here*"),
+        (
+            ("--cpu-quota", "1", "--launcher", "inline"),
+            "*1-CPU quota applies to worker processes; drop --launcher inline*",
+        ),
         (("--targets", "cuda"), "*infer-bench: unknown target 'cuda'; known targets: llvm, llvm-generic*"),
         (("--models", "nope"), "*unknown model 'nope'; built-in models:*"),
         (("--input-shape", "x=1x2"), "*--input-shape only applies to --model-file*"),

@@ -200,6 +200,10 @@ class RunOptions:
             ConfinementError,
         ) as exc:
             raise pytest.UsageError(f"infer-bench: {exc}") from None
+        if confinement.active and opt("launcher") == "inline":
+            raise pytest.UsageError(
+                f"infer-bench: {confinement.describe()} applies to worker processes; drop --launcher inline"
+            )
         threshold = opt("regression_threshold")
         if threshold is not None and threshold < 0:
             raise pytest.UsageError(f"infer-bench: --regression-threshold {threshold:g} is negative; use 0 or more")
