@@ -80,7 +80,7 @@ BASE = CpuBudget(8, 8, None, 8, 4)
 
 
 def test_pinning_masks_follow_the_thread_count(monkeypatch):
-    monkeypatch.setattr("harness.machine.confine._allowed", lambda: list(range(8)))
+    monkeypatch.setattr("harness.machine.confine.allowed_cpus", lambda: list(range(8)))
     budget, mask = Confinement(pin="compact").placement("2", BASE, SMT)
     assert mask == [0, 4] and budget.affinity_cpus == 2 and budget.cpuset == "0,4" and budget.physical_cores == 1
     budget, mask = Confinement(pin="spread").placement("2", BASE, SMT)
@@ -93,7 +93,7 @@ def test_pinning_masks_follow_the_thread_count(monkeypatch):
 
 
 def test_quota_and_cpuset_narrow_the_budget(monkeypatch):
-    monkeypatch.setattr("harness.machine.confine._allowed", lambda: list(range(8)))
+    monkeypatch.setattr("harness.machine.confine.allowed_cpus", lambda: list(range(8)))
     budget, mask = Confinement(quota=1.5).placement("auto", BASE, SMT)
     assert mask is None and budget.quota_cpus == 1.5 and budget.effective_cpus == 2 and budget.affinity_cpus == 8
     budget, mask = Confinement(quota=3.0, cpuset=(0, 4)).placement("auto", BASE, SMT)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.machine.threads import CpuBudget, cpu_budget, resolve_threads
-from harness.machine.topology import Topology, format_cpu_list, parse_cpu_list, read_topology
+from harness.machine.topology import Topology, allowed_cpus, format_cpu_list, parse_cpu_list, read_topology
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CFS_PERIOD_US = 100_000  # the kernel's default CFS period (100 ms), as docker uses
@@ -33,13 +33,6 @@ class ConfinementError(ValueError):
     pass
 
 
-def _allowed() -> list[int]:
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        return list(range(os.cpu_count() or 1))
-
-
 @dataclass(frozen=True)
 class Confinement:
     quota: float | None = None  # CPUs (1.5 = 150 ms of CPU per 100 ms period)
@@ -49,7 +42,7 @@ class Confinement:
     @classmethod
     def parse(cls, quota=None, cpuset: str | None = None, pin: str | None = None) -> Confinement:
         """From the command line; ConfinementError (one line, naming the option) on bad values."""
-        allowed = _allowed()
+        allowed = allowed_cpus()
         if quota is not None:
             try:
                 quota = float(quota)
@@ -99,7 +92,7 @@ class Confinement:
         follows the mask (``auto`` resolves to its size)."""
         topology = topology or read_topology()
         budget = self.budget(base, topology)
-        allowed = list(self.cpuset) if self.cpuset else _allowed()
+        allowed = list(self.cpuset) if self.cpuset else allowed_cpus()
         if self.pin is None:
             return budget, list(self.cpuset) if self.cpuset else None
         if self.pin in PIN_ORDERS:

@@ -133,13 +133,10 @@ class CpuBudget:
 
 
 def cpu_budget(cgroup_root: str | Path = "/sys/fs/cgroup") -> CpuBudget:
-    from harness.machine.topology import format_cpu_list, read_topology
+    from harness.machine.topology import allowed_cpus, format_cpu_list, read_topology
 
     host = os.cpu_count() or 1
-    try:
-        allowed = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        allowed = list(range(host))
+    allowed = allowed_cpus()
     topology = read_topology()
     quota = cpu_quota(cgroup_root)
     effective = len(allowed) if quota is None else min(len(allowed), max(1, math.ceil(quota)))

@@ -8,6 +8,7 @@ README "What thread settings do"); ``physical_cores(cpus)`` counts them for a CP
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,14 @@ def format_cpu_list(cpus) -> str:
     if run:
         out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
     return ",".join(out)
+
+
+def allowed_cpus() -> list[int]:
+    """The CPUs this process may run on (its affinity; every CPU off Linux)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return list(range(os.cpu_count() or 1))
 
 
 def _read(path: Path) -> str | None:
@@ -117,8 +126,6 @@ def read_topology(cpu_root: Path = SYSFS_CPU, node_root: Path = SYSFS_NODE) -> T
     except ValueError:
         cpus = ()
     if not cpus:
-        import os
-
         cpus = tuple(range(os.cpu_count() or 1))
     core_of = {}
     for cpu in cpus:

@@ -37,13 +37,9 @@ def os_thread_count() -> int | None:
 
 def seen_confinement() -> dict:
     """The worker's own view of its CPUs: its affinity and its cgroup's quota."""
-    from harness.machine.topology import format_cpu_list
+    from harness.machine.topology import allowed_cpus, format_cpu_list
 
-    try:
-        affinity = format_cpu_list(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = None
-    return {"affinity": affinity, "quota_cpus": cpu_quota()}
+    return {"affinity": format_cpu_list(allowed_cpus()), "quota_cpus": cpu_quota()}
 
 
 def confinement_problem(request: Request, seen: dict) -> str | None:
