@@ -82,8 +82,8 @@ class BenchSession:
             return
         if cells is not None:
             budget = self.options.confinement.budget()
-            self.control_threads = sorted({resolve_threads(c.threads, budget) or budget.effective_cpus for c in cells})
-            self.control_threads = self.control_threads or [1]
+            counts = {resolve_threads(c.threads, budget) or budget.effective_cpus for c in cells}
+            self.control_threads = sorted(counts) or [1]
         for threads in self.control_threads:
             self.control = add_sample(self.control, measure_control(threads), threads, at)
 
