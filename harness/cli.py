@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from harness.backends.tvm.tuning import DEFAULT_TRIALS
 from harness.compare.compare import compare_results, profile_mismatch
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from harness.store.results import ResultFileError, load_result
@@ -127,6 +128,64 @@ def _judging_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _smoke_models(suite: str) -> list[str]:
+    import runpy
+
+    try:
+        matrix = runpy.run_path(suite)["MATRIX"]
+    except (OSError, KeyError) as exc:
+        raise UsageProblem(f"--suite {suite}: cannot read its MATRIX ({exc}); name models with --models") from None
+    return list(matrix.smoke.get("models") or matrix.models)
+
+
+def cmd_tune(args) -> int:
+    """Tune the TVM tasks of the chosen models in a worker process; records go to this machine
+    profile's database for the thread count (or to --database)."""
+    from harness.backends.tvm.tuning import TuneSpec, database_dir
+    from harness.machine.profile import current_profile
+    from harness.machine.threads import resolve_threads
+    from harness.models import MODELS
+    from harness.models.user import UserModelError, user_model
+    from harness.run.launcher import PROJECT_ROOT
+
+    try:
+        user = user_model(args.model_file, args.model_factory, args.input_shape)
+        threads = resolve_threads(args.threads)
+    except (UserModelError, ValueError) as exc:
+        raise UsageProblem(str(exc)) from None
+    if user:
+        models = [{"name": user[0], "options": user[1]}]
+    else:
+        names = [m.strip() for m in args.models.split(",")] if args.models else _smoke_models(args.suite)
+        unknown = [m for m in names if m not in MODELS]
+        if unknown:
+            raise UsageProblem(f"--models: unknown {', '.join(unknown)}; known: {', '.join(MODELS)}")
+        models = [{"name": m} for m in names]
+    if threads is None or args.trials < 1:
+        raise UsageProblem("tune needs a thread count (--threads N|auto|physical) and --trials >= 1")
+    import tvm
+
+    profile_id = current_profile()["profile_id"]
+    db = Path(args.database) if args.database else database_dir(profile_id, threads, tvm.__version__)
+    spec = TuneSpec(
+        models=models,
+        threads=threads,
+        database=str(db.resolve()),
+        trials=args.trials,
+        budget_s=args.budget_minutes * 60 if args.budget_minutes else None,
+    )
+    spec_path = Path(tempfile.mkdtemp(prefix="infer-bench-tune-")) / "spec.json"
+    spec.dump(spec_path)
+    env = dict(os.environ, TVM_NUM_THREADS=str(threads), PYTHONFAULTHANDLER="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
+    rc = subprocess.call([sys.executable, "-m", "harness.backends.tvm.tuning", str(spec_path)], env=env)
+    if rc != 0:
+        why = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
+        print(f"error: the tuning worker failed ({why}); records written so far are kept in {db}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description="infer-bench: compare, baselines, reports")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -159,6 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _judging_options(r)
     r.set_defaults(func=cmd_report)
+    t = sub.add_parser("tune", help="MetaSchedule records for the tvm backend on this machine profile")
+    t.add_argument("--models", default=None, help="comma-separated model names (default: the suite's smoke models)")
+    t.add_argument("--suite", default="suites/test_latency.py", help="suite whose smoke models are the default")
+    t.add_argument("--model-file", default=None, help="an ONNX file to tune instead")
+    t.add_argument("--model-factory", default=None, help="module:function building a torch model to tune instead")
+    t.add_argument("--input-shape", action="append", default=None, help="NAME=D1,D2,... for --model-file")
+    t.add_argument("--threads", default="auto", help="threads the records are for (num-cores; default auto)")
+    t.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help=f"trials per task (default {DEFAULT_TRIALS})")
+    t.add_argument("--budget-minutes", type=float, default=None, help="stop starting tasks after this long")
+    t.add_argument("--database", default=None, help="write here instead of baselines/<profile>/tuning/...")
+    t.set_defaults(func=cmd_tune)
     return parser
 
 

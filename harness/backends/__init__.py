@@ -21,6 +21,7 @@ BUILTIN = {
     "torch-compile": "harness.backends.torch_compile:TorchCompile",
     "ort": "harness.backends.ort:OnnxRuntime",
     "tvm": "harness.backends.tvm:Tvm",
+    "tvm-untuned": "harness.backends.tvm:TvmUntuned",
 }
 ENV_VAR = "INFER_BENCH_BACKENDS"
 

@@ -27,6 +27,8 @@ class Compiled(Protocol):
     def thread_info(self) -> dict:
         """Thread settings as the runtime reports them (not as requested)."""
 
+    # optional: ``build_info() -> dict``, facts of the build (tuning database, coverage) for extra_info
+
 
 class Backend:
     name: ClassVar[str]

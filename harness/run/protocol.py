@@ -119,6 +119,8 @@ class CellResult:
     - ``foreign_load``: the largest CPU load of other processes seen during any of its workers (CPUs).
     - ``parity``: ``ParityReport.to_dict()`` from the first worker (None when not checked).
     - ``nodeid`` and ``threshold``: the pytest test that recorded it and its regression threshold.
+    - ``build``: facts of what the backend built, by its own account (``Compiled.build_info``), e.g.
+      TVM's ``tuning_db`` digest and ``tuning_coverage``; stored in extra_info as they are.
     """
 
     cell: Cell
@@ -145,6 +147,7 @@ class CellResult:
     nodeid: str | None = None
     threshold: float | None = None
     confinement: dict = field(default_factory=dict)
+    build: dict = field(default_factory=dict)
 
     # -- reading --------------------------------------------------------------------------
     @property
@@ -264,6 +267,7 @@ class CellResult:
         values["cpu_budget"] = CpuBudget(**data["cpu_budget"]) if data.get("cpu_budget") else None
         values["message"] = data.get("message") or ""
         values["confinement"] = data.get("confinement") or {}
+        values["build"] = data.get("build") or {}
         return cls(**values)
 
     @classmethod

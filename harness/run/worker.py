@@ -102,6 +102,7 @@ def run_request(request: Request) -> CellResult:
         compiled = backend.compile(model, get_target(cell.target), request.settings(), timing_inputs)
         result.compile_s = time.perf_counter() - t0
         result.label = compiled.label
+        result.build = getattr(compiled, "build_info", dict)()
         if request.check_parity:
             stage = "parity"
             parity_inputs = model.make_inputs(INPUT_SEED_PARITY)

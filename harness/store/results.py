@@ -84,6 +84,7 @@ def extra_info(result: CellResult) -> dict:
         "worker_wall_s": result.wall_s,
         "regression_threshold": result.threshold,
     }
+    info.update(result.build)
     if result.gflops() is not None:
         info["gflops_per_s"] = result.gflops()
     if result.mean_s() is not None:

@@ -1,7 +1,11 @@
 """TVM Relax: from_onnx / from_exported_program, target llvm with the host's mcpu, Relax VM.
 
-Untuned: the default CPU pipeline legalizes ops to naive TIR (no parallel, no vectorize), so
-this measures TVM *without* MetaSchedule; results carry label "untuned".
+``tvm``: what a TVM user ships (pipeline.py): NHWC convolutions, fused operators, MetaSchedule
+records of this machine profile and thread count where they exist (tuning.py), default CPU
+schedules (schedules.py) for every other function. Its label says which, with the database's digest;
+``build_info`` adds ``tuning_coverage`` and ``tuning_db``.
+``tvm-untuned``: TVM's ``default_build`` pipeline, no fusion, no schedule: naive serial loops, the
+floor a schedule is measured against.
 
 Threads: TVM's pool reads TVM_NUM_THREADS, then OMP_NUM_THREADS, else half the hardware threads
 on x86, and binds its workers itself (TVM_BIND_THREADS); its API is ``runtime.config_threadpool``."""
@@ -58,15 +62,32 @@ def import_relax(model, example):
         shapes = {spec.name: list(spec.shape) for spec in model.inputs}
         dtypes = {spec.name: spec.dtype for spec in model.inputs}
         mod = from_onnx(model.onnx_model(), shape_dict=shapes, dtype_dict=dtypes, keep_params_in_input=False)
-    return relax.transform.DecomposeOpsForInference()(mod)
+    return remove_dropout(relax.transform.DecomposeOpsForInference()(mod))
+
+
+def remove_dropout(mod):
+    """Inference dropout is the identity; the ONNX frontend keeps ``nn.dropout`` (a tuple-valued op)
+    and ``ConvertLayout`` fails on it ("Expected nested to match tuple")."""
+    from tvm import relax
+    from tvm.relax.dpl import is_op, is_tuple_get_item, rewrite_call, wildcard
+
+    x = wildcard()
+    pattern = is_tuple_get_item(is_op("relax.nn.dropout")(x), 0)
+    for gv, func in list(mod.functions_items()):
+        if isinstance(func, relax.Function):
+            mod[gv] = rewrite_call(pattern, lambda _expr, matches: matches[x], func)
+    return relax.transform.DeadCodeElimination()(mod)
 
 
 class TvmCompiled:
-    label = "untuned (default Relax CPU pipeline)"
-
-    def __init__(self, vm, device):
+    def __init__(self, vm, device, label: str, build_info: dict | None = None):
         self.vm = vm
         self.device = device
+        self.label = label
+        self._build_info = build_info or {}
+
+    def build_info(self) -> dict:
+        return dict(self._build_info)
 
     def _to_device(self, inputs):
         import tvm
@@ -119,11 +140,47 @@ class Tvm(Backend):
         import tvm
         from tvm import relax
 
+        from harness.backends.tvm import pipeline
+        from harness.backends.tvm.tuning import find_database
+
+        settings = ThreadSettings.coerce(threads)
+        set_tvm_threads(settings)
+        count = settings.count or tvm.runtime.num_threads()
+        tvm_tgt = tvm_target(target, count)
+        database = find_database(count, self.version()) if target.host_isa else None
+        scheduled = pipeline.schedule(
+            pipeline.fuse(import_relax(model, example), tvm_tgt), tvm_tgt, database.open() if database else None
+        )
+        executable = pipeline.build(scheduled.mod, tvm_tgt)
+        if database is None:
+            label = "default schedules"
+        else:
+            label = f"{database.describe()}, {scheduled.from_database}/{scheduled.functions} functions"
+        info = {
+            "tuning_db": database.digest if database else None,
+            "tuning_db_borrowed": database.borrowed if database else None,
+            "tuning_coverage": scheduled.coverage if database else 0.0,
+        }
+        device = tvm.cpu()
+        compiled = TvmCompiled(relax.VirtualMachine(executable, device), device, label, info)
+        compiled.run(example)
+        return compiled
+
+
+class TvmUntuned(Tvm):
+    """TVM's default_build pipeline: no fusion, no schedules (serial scalar loops)."""
+
+    name = "tvm-untuned"
+
+    def compile(self, model, target, threads, example):
+        import tvm
+        from tvm import relax
+
         settings = ThreadSettings.coerce(threads)
         set_tvm_threads(settings)
         mod = import_relax(model, example)
         executable = tvm.compile(mod, target=tvm_target(target, settings.count or tvm.runtime.num_threads()))
         device = tvm.cpu()
-        compiled = TvmCompiled(relax.VirtualMachine(executable, device), device)
+        compiled = TvmCompiled(relax.VirtualMachine(executable, device), device, "untuned (default_build pipeline)")
         compiled.run(example)
         return compiled

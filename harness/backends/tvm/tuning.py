@@ -1,0 +1,249 @@
+"""MetaSchedule tuning records: where they live, which one a cell uses, and the tuning run itself.
+
+A database is valid for one (machine profile, thread count, TVM version): ``num-cores`` is compiled
+into the target and MetaSchedule's look-ups ignore the target, so records from another machine or
+thread count would be applied silently. One tree per profile, beside that profile's runs::
+
+    baselines/<profile-id>/tuning/tvm-<version>-t<threads>/database_workload.json
+                                                          /database_tuning_record.json
+
+The ``tvm`` backend uses the database of its own key when present (label ``MetaSchedule db
+<digest>``); another database only through ``INFER_BENCH_TVM_DB`` (``--tvm-tuning-db``), labelled
+``borrowed``. Tuning runs in a worker process (MetaSchedule can segfault: apache/tvm#18424):
+``python -m harness tune`` starts ``python -m harness.backends.tvm.tuning SPEC.json``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.run.launcher import PROJECT_ROOT
+
+BORROW_ENV = "INFER_BENCH_TVM_DB"  # an explicit database directory to use instead of this profile's
+ROOT_ENV = "INFER_BENCH_TUNING_ROOT"  # the store holding <profile-id>/tuning (default: the project's baselines/)
+FILES = ("database_workload.json", "database_tuning_record.json")
+DEFAULT_TRIALS = 64  # per task
+TRIALS_PER_ITER = 16
+
+
+def store_root() -> Path:
+    return Path(os.environ.get(ROOT_ENV) or PROJECT_ROOT / "baselines")
+
+
+def database_dir(profile_id: str, threads: int, tvm_version: str, root: Path | None = None) -> Path:
+    return (root or store_root()) / profile_id / "tuning" / f"tvm-{tvm_version}-t{threads}"
+
+
+def digest(path: Path) -> str | None:
+    """Content hash of a database (both files), 12 hex digits; None when it is not complete."""
+    files = [path / name for name in FILES]
+    if not all(f.is_file() for f in files):
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class TuningDatabase:
+    path: Path
+    digest: str
+    borrowed: bool  # not this cell's (profile, threads, version): named by the user
+
+    def open(self):
+        from tvm.s_tir import meta_schedule as ms
+
+        workload, records = (str(self.path / name) for name in FILES)
+        return ms.database.JSONDatabase(path_workload=workload, path_tuning_record=records, allow_missing=False)
+
+    def describe(self) -> str:
+        return f"MetaSchedule db {self.digest}" + (f" (borrowed: {self.path})" if self.borrowed else "")
+
+
+class TuningDatabaseError(ValueError):
+    pass
+
+
+def find_database(threads: int, tvm_version: str) -> TuningDatabase | None:
+    """The database for this worker: a borrowed one if named, else its own profile's, else None."""
+    borrowed = os.environ.get(BORROW_ENV)
+    if borrowed:
+        path = Path(borrowed)
+        found = digest(path)
+        if found is None:
+            raise TuningDatabaseError(f"{BORROW_ENV}={borrowed}: no MetaSchedule database there ({' + '.join(FILES)})")
+        return TuningDatabase(path, found, borrowed=True)
+    from harness.machine.profile import current_profile
+
+    path = database_dir(current_profile()["profile_id"], threads, tvm_version)
+    found = digest(path)
+    return TuningDatabase(path, found, borrowed=False) if found else None
+
+
+# -- the tuning run (inside a worker process) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    models: list[dict]  # {"name": ..., "options": {...}} as build_model takes them
+    threads: int
+    database: str  # directory to write
+    trials: int = DEFAULT_TRIALS  # per task
+    budget_s: float | None = None
+    target: str = "llvm"
+
+    @classmethod
+    def load(cls, path: str) -> TuneSpec:
+        return cls(**json.loads(Path(path).read_text()))
+
+    def dump(self, path: Path) -> None:
+        path.write_text(json.dumps(self.__dict__))
+
+
+def fused_modules(spec: TuneSpec, target):
+    from harness.backends.tvm import import_relax
+    from harness.backends.tvm.pipeline import fuse
+    from harness.models import build_model
+
+    for entry in spec.models:
+        model = build_model(entry["name"], entry.get("options") or {})
+        yield model.name, fuse(import_relax(model, model.make_inputs(0)), target)
+
+
+def unique_tasks(modules, target):
+    """Tasks of every module, deduplicated by structure; weights added up."""
+    import tvm_ffi
+    from tvm.s_tir import meta_schedule as ms
+
+    tasks: dict[int, list] = {}
+    for name, mod in modules:
+        for task in ms.relax_integration.extract_tasks(mod, target):
+            key = tvm_ffi.structural_hash(task.dispatched[0])
+            if key in tasks:
+                tasks[key][2] += task.weight
+            else:
+                tasks[key] = [f"{name}/{task.task_name}", task, task.weight]
+    return list(tasks.values())
+
+
+def _flops(mod) -> float:
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    try:
+        return float(estimate_tir_flops(mod))
+    except Exception:  # noqa: BLE001 - some functions have no countable FLOPs
+        return 0.0
+
+
+def _best(database, mod):
+    """(best seconds, trials) recorded for a task's module."""
+    if not database.has_workload(mod):
+        return None, 0
+    records = database.get_top_k(database.commit_workload(mod), 10**6)
+    times = [sum(float(x) for x in r.run_secs) / len(r.run_secs) for r in records if r.run_secs]
+    return (min(times) if times else None), len(records)
+
+
+def build_candidate(mod, target, _params):
+    """MetaSchedule's default_build without its ``import tvm.s_tir.tensor_intrin``: that import
+    registers every GPU intrinsic and takes 33 s (measured), longer than the builder's 30 s timeout,
+    in every fresh builder process, so every candidate failed to build."""
+    from tvm.driver import build as tvm_build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    return tvm_build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def run_tuning(spec: TuneSpec, out=sys.stdout) -> int:
+    """Tune every task of the spec's models, heaviest first, until each has ``trials`` records
+    or the budget is spent; resumes from what the database already holds. Returns 0."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from harness.backends.tvm import tvm_target
+    from harness.plan.targets import get_target
+
+    start = time.monotonic()
+    target = tvm_target(get_target(spec.target), spec.threads)
+    db_dir = Path(spec.database)
+    db_dir.mkdir(parents=True, exist_ok=True)
+    database = ms.database.JSONDatabase(*(str(db_dir / name) for name in FILES), allow_missing=True)
+    tasks = unique_tasks(fused_modules(spec, target), target)
+    tasks.sort(key=lambda t: -_flops(t[1].dispatched[0]) * t[2])
+    print(f"tuning {len(tasks)} tasks, {spec.trials} trials each, {spec.threads} threads -> {db_dir}", file=out)
+    scratch = Path(tempfile.mkdtemp(prefix="infer-bench-tune-"))
+    # one builder and runner pool for all tasks: a second LocalBuilder's workers time out (measured)
+    builder = ms.builder.LocalBuilder(f_build=build_candidate)
+    runner = ms.runner.LocalRunner(ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20))
+    done = 0
+    for index, (name, task, _weight) in enumerate(tasks, 1):
+        mod = task.dispatched[0]
+        _, have = _best(database, mod)
+        left = None if spec.budget_s is None else spec.budget_s - (time.monotonic() - start)
+        if left is not None and left <= 0:
+            print(f"budget spent: {len(tasks) - index + 1} tasks not tuned (run again to resume)", file=out)
+            break
+        if have >= spec.trials:
+            done += 1
+            print(f"[{index}/{len(tasks)}] {name}: {have} records, skipped (resume)", file=out, flush=True)
+            continue
+        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+            [task], str(scratch), num_threads=spec.threads, seed=index
+        )
+        if not contexts:
+            continue
+        ms.tune.tune_tasks(
+            tasks=contexts,
+            task_weights=weights,
+            work_dir=str(scratch),
+            max_trials_global=spec.trials - have,
+            num_trials_per_iter=min(TRIALS_PER_ITER, spec.trials - have),
+            database=database,
+            builder=builder,
+            runner=runner,
+        )
+        done += 1
+        best, have = _best(database, mod)
+        flops = _flops(mod)
+        rate = f"{flops / best / 1e9:.1f} GFLOP/s" if best and flops else "n/a"
+        clock = "" if spec.budget_s is None else f", {_clock(spec.budget_s - (time.monotonic() - start))} left"
+        best_ms = f"{best * 1e3:.3f} ms" if best else "no valid record"
+        print(f"[{index}/{len(tasks)}] {name}: best {best_ms}, {rate}, {have} records{clock}", file=out, flush=True)
+    print_summary(tasks, database, out)
+    print(f"{done}/{len(tasks)} tasks tuned; database {db_dir} digest {digest(db_dir)}", file=out)
+    return 0
+
+
+def print_summary(tasks, database, out=sys.stdout) -> None:
+    """Per task: weight, FLOPs, best latency, GFLOP/s, records; and the weighted total."""
+    print(f"{'task':60} {'weight':>6} {'MFLOP':>9} {'best ms':>9} {'GFLOP/s':>8} {'trials':>6}", file=out)
+    total = 0.0
+    for name, task, weight in tasks:
+        mod = task.dispatched[0]
+        best, have = _best(database, mod)
+        flops = _flops(mod)
+        total += (best or 0.0) * weight
+        rate = f"{flops / best / 1e9:8.1f}" if best and flops else f"{'-':>8}"
+        best_ms = f"{best * 1e3:9.3f}" if best else f"{'-':>9}"
+        print(f"{name[:60]:60} {weight:6g} {flops / 1e6:9.2f} {best_ms} {rate} {have:6d}", file=out)
+    print(f"weighted total of tuned tasks: {total * 1e3:.3f} ms", file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    return run_tuning(TuneSpec.load(argv[0]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
