@@ -3,7 +3,9 @@ and the per-test settings whose precedence involves pytest markers and suite mod
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -117,6 +119,13 @@ def add_options(parser) -> None:
         "each runtime's threads to them (OMP_PLACES, ORT thread affinities; TVM binds its own)",
     )
     group.addoption(
+        "--tvm-tuning-db",
+        default=None,
+        metavar="DIR",
+        help="tvm cells use this MetaSchedule database (labelled 'borrowed') instead of the one of their own "
+        "machine profile and thread count under baselines/<profile>/tuning/",
+    )
+    group.addoption(
         "--processes",
         type=int,
         default=None,
@@ -200,6 +209,15 @@ class RunOptions:
             ConfinementError,
         ) as exc:
             raise pytest.UsageError(f"infer-bench: {exc}") from None
+        borrowed = opt("tvm_tuning_db")
+        if borrowed:
+            from harness.backends.tvm.tuning import BORROW_ENV, FILES, digest
+
+            if digest(Path(borrowed)) is None:
+                raise pytest.UsageError(
+                    f"infer-bench: --tvm-tuning-db {borrowed}: no MetaSchedule database there ({' + '.join(FILES)})"
+                )
+            os.environ[BORROW_ENV] = os.path.abspath(borrowed)  # inherited by every worker
         if confinement.active and opt("launcher") == "inline":
             raise pytest.UsageError(
                 f"infer-bench: {confinement.describe()} applies to worker processes; drop --launcher inline"
