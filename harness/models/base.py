@@ -58,6 +58,15 @@ class Model:
         """(float64 ground truth, plain fp32 reference) outputs for ``inputs``."""
         raise NotImplementedError
 
+    def content_digest(self) -> str:
+        """SHA-256 of what decides a compiled artifact: the graph, the weights (after pruning) and
+        the input specs. The compile cache's key; the ONNX form unless a subclass has a cheaper one."""
+        import hashlib
+
+        h = hashlib.sha256(repr([(s.name, s.shape, s.dtype) for s in self.inputs]).encode())
+        h.update(self.onnx_model().SerializeToString(deterministic=True))
+        return h.hexdigest()
+
     def prune(self, sparsity: float) -> float:
         """Zero the smallest-magnitude weights of every matmul/convolution layer so each reaches
         ``sparsity`` (see harness.models.pruning); returns the measured fraction of zeros."""
@@ -99,6 +108,25 @@ class TorchModel(Model):
     def set_module(self, module) -> None:
         self._module = module.float().eval()
         self._exported = None
+
+    def content_digest(self) -> str:
+        """The module's structure, the source of every module class in it (an edited ``forward``
+        changes the digest), every parameter and buffer; no ONNX export needed."""
+        import hashlib
+        import inspect
+
+        h = hashlib.sha256(repr([(s.name, s.shape, s.dtype) for s in self.inputs]).encode())
+        module = self.torch_module()
+        h.update(repr(module).encode())
+        for cls in sorted({type(m) for m in module.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
+            try:
+                h.update(inspect.getsource(cls).encode())
+            except (OSError, TypeError):  # no source file (built in C, or made at run time)
+                h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
+        for name, tensor in module.state_dict().items():
+            h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
 
     def onnx_model(self):
         if self._exported is None:

@@ -79,6 +79,9 @@ def remove_dropout(mod):
     return relax.transform.DeadCodeElimination()(mod)
 
 
+LIBRARY = "model.so"  # a compiled Relax executable, export_library's shared object
+
+
 class TvmCompiled:
     def __init__(self, vm, device, label: str, build_info: dict | None = None):
         self.vm = vm
@@ -140,7 +143,7 @@ class Tvm(Backend):
         import tvm
         from tvm import relax
 
-        from harness.backends.tvm import pipeline
+        from harness.backends.compile_cache import CompileCache, cache_key
         from harness.backends.tvm.tuning import find_database
 
         settings = ThreadSettings.coerce(threads)
@@ -148,6 +151,33 @@ class Tvm(Backend):
         count = settings.count or tvm.runtime.num_threads()
         tvm_tgt = tvm_target(target, count)
         database = find_database(count, self.version()) if target.host_isa else None
+        cache = CompileCache()
+        key = cache_key(
+            backend=self.name,
+            tvm=self.version(),
+            build_code=_build_code_digest(),
+            target=str(tvm_tgt),
+            threads=count,
+            model=model.content_digest(),
+            tuning_db=database.digest if database else None,
+        )
+        found = cache.lookup(key)
+        if found.entry is not None:
+            module = tvm.runtime.load_module(str(found.entry / LIBRARY))
+            label, info = found.meta["label"], dict(found.meta["build"])
+        else:
+            module, label, info = self._build(model, example, tvm_tgt, database)
+            cache.store(key, lambda d: module.export_library(str(d / LIBRARY)), {"label": label, "build": info})
+        info["compile_cache"] = found.status + (f", not stored: {cache.store_error}" if cache.store_error else "")
+        device = tvm.cpu()
+        compiled = TvmCompiled(relax.VirtualMachine(module, device), device, label, info)
+        compiled.run(example)
+        return compiled
+
+    @staticmethod
+    def _build(model, example, tvm_tgt, database):
+        from harness.backends.tvm import pipeline
+
         scheduled = pipeline.schedule(
             pipeline.fuse(import_relax(model, example), tvm_tgt), tvm_tgt, database.open() if database else None
         )
@@ -161,10 +191,19 @@ class Tvm(Backend):
             "tuning_db_borrowed": database.borrowed if database else None,
             "tuning_coverage": scheduled.coverage if database else 0.0,
         }
-        device = tvm.cpu()
-        compiled = TvmCompiled(relax.VirtualMachine(executable, device), device, label, info)
-        compiled.run(example)
-        return compiled
+        return executable, label, info
+
+
+def _build_code_digest() -> str:
+    """The harness's own TVM build code (pipeline, schedules, import): a cached library built by
+    an older version of it is never loaded."""
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 class TvmUntuned(Tvm):
