@@ -26,13 +26,20 @@ def session_config(settings: ThreadSettings) -> dict[str, str]:
     return config
 
 
+OPTIMISED = "model.onnx"  # the session's optimised graph (ORT_ENABLE_ALL), as ORT saves it
+
+
 class OrtCompiled:
     label = "CPUExecutionProvider, ORT_ENABLE_ALL"
 
-    def __init__(self, session, input_names, threads):
+    def __init__(self, session, input_names, threads, build_info: dict | None = None):
         self.session = session
         self.input_names = input_names
         self.threads = threads
+        self._build_info = build_info or {}
+
+    def build_info(self) -> dict:
+        return dict(self._build_info)
 
     def run(self, inputs):
         return self.session.run(None, dict(zip(self.input_names, inputs)))
@@ -76,7 +83,41 @@ class OnnxRuntime(Backend):
             opts.inter_op_num_threads = settings.interop
             parallel = settings.interop > 1
             opts.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
-        session = ort.InferenceSession(model.onnx_model().SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        compiled = OrtCompiled(session, [i.name for i in session.get_inputs()], settings.count)
+        session, status = self._session(model, opts)
+        names = [i.name for i in session.get_inputs()]
+        compiled = OrtCompiled(session, names, settings.count, {"compile_cache": status})
         compiled.run(example)  # first run allocates arenas: keep it out of the timings
         return compiled
+
+    def _session(self, model, opts):
+        """A session from the cached optimised graph (hardware-specific: keyed by the CPU; loaded
+        with optimisation off, as ORT's offline mode says), else a fresh one that saves it."""
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+        import onnxruntime as ort
+
+        from harness.backends.compile_cache import CompileCache, cache_key
+        from harness.machine.profile import cpu_info
+
+        providers = ["CPUExecutionProvider"]
+        cache = CompileCache()
+        cpu = cpu_info()
+        key = cache_key(
+            backend=self.name, ort=self.version(), cpu=[cpu.get("model"), cpu.get("isa")], model=model.content_digest()
+        )
+        found = cache.lookup(key)
+        if found.entry is not None:
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            return ort.InferenceSession(str(found.entry / OPTIMISED), opts, providers=providers), found.status
+        scratch = Path(tempfile.mkdtemp(prefix="infer-bench-ort-"))
+        if cache.enabled:
+            opts.optimized_model_filepath = str(scratch / OPTIMISED)
+        try:
+            session = ort.InferenceSession(model.onnx_model().SerializeToString(), opts, providers=providers)
+            if cache.enabled:
+                cache.store(key, lambda d: shutil.copy(scratch / OPTIMISED, d / OPTIMISED))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return session, found.status + (f", not stored: {cache.store_error}" if cache.store_error else "")

@@ -1,7 +1,14 @@
-"""torch.compile with the inductor backend on CPU (default mode)."""
+"""torch.compile with the inductor backend on CPU (default mode).
+
+Compile cache: inductor's own (FX graph cache), pointed at ``<compile cache>/inductor`` so worker
+processes 2..N and later runs reuse it; off with the harness's cache. Inductor's cache pickles
+internally: that is torch's own format in a directory we own, never a file of ours."""
 
 from __future__ import annotations
 
+import os
+
+from harness.backends.compile_cache import cache_root
 from harness.backends.torch_eager import TorchEager, TorchModuleRunner, set_torch_threads
 
 
@@ -10,9 +17,17 @@ class TorchCompile(TorchEager):
 
     def compile(self, model, target, threads, example):
         import torch
+        from torch._dynamo.utils import counters
 
         set_torch_threads(threads)
+        root = cache_root()
+        if root is None:
+            os.environ["TORCHINDUCTOR_FORCE_DISABLE_CACHES"] = "1"
+        else:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root / "inductor")  # read lazily by inductor
         compiled = torch.compile(model.torch_module(), backend="inductor", dynamic=False)
         runner = TorchModuleRunner(compiled, "inductor, mode=default")
         runner.run(example)  # torch.compile is lazy: trigger compilation inside compile_s
+        hits, misses = counters["inductor"]["fxgraph_cache_hit"], counters["inductor"]["fxgraph_cache_miss"]
+        runner.build = {"compile_cache": "off" if root is None else ("hit" if hits and not misses else "miss")}
         return runner

@@ -36,6 +36,10 @@ class TorchModuleRunner:
     def __init__(self, module, label: str):
         self.module = module
         self.label = label
+        self.build: dict = {}
+
+    def build_info(self) -> dict:
+        return dict(self.build)
 
     def _call(self, tensors):
         import torch

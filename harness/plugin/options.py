@@ -126,6 +126,12 @@ def add_options(parser) -> None:
         "machine profile and thread count under baselines/<profile>/tuning/",
     )
     group.addoption(
+        "--no-compile-cache",
+        action="store_true",
+        help="rebuild every compiled artifact (TVM library, ORT optimised graph, inductor cache) instead of "
+        "reusing the compile cache (~/.cache/infer-bench/compiled or $INFER_BENCH_CACHE_DIR)",
+    )
+    group.addoption(
         "--processes",
         type=int,
         default=None,
@@ -218,6 +224,10 @@ class RunOptions:
                     f"infer-bench: --tvm-tuning-db {borrowed}: no MetaSchedule database there ({' + '.join(FILES)})"
                 )
             os.environ[BORROW_ENV] = os.path.abspath(borrowed)  # inherited by every worker
+        if opt("no_compile_cache"):
+            from harness.backends.compile_cache import OFF_ENV
+
+            os.environ[OFF_ENV] = "1"  # inherited by every worker
         if confinement.active and opt("launcher") == "inline":
             raise pytest.UsageError(
                 f"infer-bench: {confinement.describe()} applies to worker processes; drop --launcher inline"
