@@ -15,7 +15,7 @@ def tiny():
     return build_mlp("tiny", batch=2, features=16, hidden=32, layers=2, classes=4)
 
 
-@pytest.mark.parametrize("name", ["torch", "torch-compile", "ort", "tvm"])
+@pytest.mark.parametrize("name", ["torch", "torch-compile", "ort", "tvm", "tvm-untuned"])
 def test_backend_matches_eager_and_float64(name, tiny):
     backend = get_backend(name)
     assert backend.version()

@@ -120,7 +120,8 @@ class CellResult:
     - ``parity``: ``ParityReport.to_dict()`` from the first worker (None when not checked).
     - ``nodeid`` and ``threshold``: the pytest test that recorded it and its regression threshold.
     - ``build``: facts of what the backend built, by its own account (``Compiled.build_info``), e.g.
-      TVM's ``tuning_db`` digest and ``tuning_coverage``; stored in extra_info as they are.
+      TVM's ``tuning_db`` digest and ``tuning_coverage``, ``compile_cache`` (hit, miss, rebuilt (why),
+      off) of the first process and ``compile_cache_by_process``; stored in extra_info as they are.
     """
 
     cell: Cell
@@ -224,6 +225,9 @@ class CellResult:
             later.cpu_budget, later.launcher, later.confinement = self.cpu_budget, self.launcher, self.confinement
             return later
         self.samples.extend(later.samples)
+        if "compile_cache" in later.build:  # each process's own: the first misses, the later ones should hit
+            self.build.setdefault("compile_cache_by_process", [self.build.get("compile_cache")])
+            self.build["compile_cache_by_process"].append(later.build["compile_cache"])
         if later.foreign_load is not None:
             self.foreign_load = max(self.foreign_load or 0.0, later.foreign_load)
         self.peak_rss_mb = max(self.peak_rss_mb or 0.0, later.peak_rss_mb or 0.0)

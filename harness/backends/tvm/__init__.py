@@ -166,7 +166,7 @@ class Tvm(Backend):
             module = tvm.runtime.load_module(str(found.entry / LIBRARY))
             label, info = found.meta["label"], dict(found.meta["build"])
         else:
-            module, label, info = self._build(model, example, tvm_tgt, database)
+            module, label, info = self._build(model, example, tvm_tgt, database, count)
             cache.store(key, lambda d: module.export_library(str(d / LIBRARY)), {"label": label, "build": info})
         info["compile_cache"] = found.status + (f", not stored: {cache.store_error}" if cache.store_error else "")
         device = tvm.cpu()
@@ -175,8 +175,11 @@ class Tvm(Backend):
         return compiled
 
     @staticmethod
-    def _build(model, example, tvm_tgt, database):
+    def _build(model, example, tvm_tgt, database, count):
+        import tvm
+
         from harness.backends.tvm import pipeline
+        from harness.backends.tvm.tuning import own_database_dir
 
         scheduled = pipeline.schedule(
             pipeline.fuse(import_relax(model, example), tvm_tgt), tvm_tgt, database.open() if database else None
@@ -187,11 +190,22 @@ class Tvm(Backend):
         else:
             label = f"{database.describe()}, {scheduled.from_database}/{scheduled.functions} functions"
         info = {
+            # which key the cell used: <profile-id>/tuning/tvm-<version>-t<threads> (where records would be)
+            "tuning_db_key": _store_relative(database.path if database else own_database_dir(count, tvm.__version__)),
             "tuning_db": database.digest if database else None,
             "tuning_db_borrowed": database.borrowed if database else None,
             "tuning_coverage": scheduled.coverage if database else 0.0,
         }
         return executable, label, info
+
+
+def _store_relative(path) -> str:
+    from harness.backends.tvm.tuning import store_root
+
+    try:
+        return str(path.resolve().relative_to(store_root().resolve()))
+    except ValueError:  # a borrowed database elsewhere: its full path
+        return str(path)
 
 
 def _build_code_digest() -> str:

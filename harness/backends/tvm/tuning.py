@@ -71,6 +71,13 @@ class TuningDatabaseError(ValueError):
     pass
 
 
+def own_database_dir(threads: int, tvm_version: str) -> Path:
+    """Where this machine's records for ``threads`` live (whether or not they exist)."""
+    from harness.machine.profile import current_profile
+
+    return database_dir(current_profile()["profile_id"], threads, tvm_version)
+
+
 def find_database(threads: int, tvm_version: str) -> TuningDatabase | None:
     """The database for this worker: a borrowed one if named, else its own profile's, else None."""
     borrowed = os.environ.get(BORROW_ENV)
@@ -80,9 +87,7 @@ def find_database(threads: int, tvm_version: str) -> TuningDatabase | None:
         if found is None:
             raise TuningDatabaseError(f"{BORROW_ENV}={borrowed}: no MetaSchedule database there ({' + '.join(FILES)})")
         return TuningDatabase(path, found, borrowed=True)
-    from harness.machine.profile import current_profile
-
-    path = database_dir(current_profile()["profile_id"], threads, tvm_version)
+    path = own_database_dir(threads, tvm_version)
     found = digest(path)
     return TuningDatabase(path, found, borrowed=False) if found else None
 
