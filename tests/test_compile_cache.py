@@ -94,3 +94,22 @@ def test_tvm_second_process_hits_and_corrupt_library_is_rebuilt(tmp_path, monkey
     again = run_cell(cell, processes=1, timing=timing)
     assert again.ok and again.build["compile_cache"] == "rebuilt (model.so does not match its digest)"
     assert again.parity["passed"]
+
+
+def test_cache_root_writable_by_others_is_not_used(tmp_path):
+    root = tmp_path / "shared"
+    root.mkdir()
+    CompileCache(root).store("k", _write(b"abc"))
+    root.chmod(0o777)
+    cache = CompileCache(root)
+    found = cache.lookup("k")
+    assert found.entry is None and found.status == f"off (cache directory {root} is writable by group or others)"
+    assert cache.store("k2", _write(b"x")) is None and not (root / "k2").exists()
+
+
+def test_concurrent_store_keeps_the_first_entry(tmp_path):
+    first, second = CompileCache(tmp_path), CompileCache(tmp_path)
+    first.store("k", _write(b"one"))
+    assert second.store("k", _write(b"two")) == tmp_path / "k" and second.store_error is None
+    assert (tmp_path / "k" / "artifact.bin").read_bytes() == b"one"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k"]

@@ -14,10 +14,12 @@ turns it off."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,21 +69,38 @@ class CompileCache:
     def enabled(self) -> bool:
         return self.root is not None
 
+    def untrusted(self) -> str | None:
+        """Why the cache root cannot be trusted (another user could swap an entry after its
+        check), or None: it must belong to this user and not be writable by group or others."""
+        if self.root is None or not self.root.exists():
+            return None
+        st = self.root.stat()
+        if st.st_uid != os.getuid():
+            return f"cache directory {self.root} belongs to another user"
+        if st.st_mode & 0o022:
+            return f"cache directory {self.root} is writable by group or others"
+        return None
+
     def lookup(self, key: str) -> Lookup:
         if self.root is None:
             return Lookup(None, "off", {})
+        distrust = self.untrusted()
+        if distrust:
+            self.root = None  # neither loaded from nor written to
+            return Lookup(None, f"off ({distrust})", {})
         entry = self.root / key
-        if not entry.exists():
+        try:
+            problem = self._problem(entry)
+            if problem is None:
+                manifest = json.loads((entry / MANIFEST).read_text())
+                return Lookup(entry, "hit", manifest.get("meta") or {})
+        except FileNotFoundError:  # absent, or removed by another process meanwhile
             return Lookup(None, "miss", {})
-        problem = self._problem(entry)
-        if problem is None:
-            manifest = json.loads((entry / MANIFEST).read_text())
-            return Lookup(entry, "hit", manifest.get("meta") or {})
         shutil.rmtree(entry, ignore_errors=True)
         return Lookup(None, f"rebuilt ({problem})", {})
 
     def _problem(self, entry: Path) -> str | None:
-        """Why an entry must not be loaded, or None."""
+        """Why an entry must not be loaded, or None (FileNotFoundError when there is none)."""
         if entry.stat().st_uid != os.getuid():
             return "entry owned by another user"
         try:
@@ -105,14 +124,17 @@ class CompileCache:
         if self.root is None:
             return None
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.root / f".{key}.{os.getpid()}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(mode=0o700)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=self.root))  # private, unique per writer
         try:
             write(tmp)
             files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             (tmp / MANIFEST).write_text(json.dumps({"format": FORMAT, "files": files, "meta": meta or {}}))
-            os.replace(tmp, self.root / key)  # fails if another process got there first: keep theirs
+            try:
+                os.replace(tmp, self.root / key)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # another process stored it first: keep theirs
         except Exception as exc:  # noqa: BLE001 - no compiler for export_library, a full disk...
             shutil.rmtree(tmp, ignore_errors=True)
             first = (str(exc).strip().splitlines() or [""])[0][:200]

@@ -111,13 +111,19 @@ class OnnxRuntime(Backend):
         if found.entry is not None:
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             return ort.InferenceSession(str(found.entry / OPTIMISED), opts, providers=providers), found.status
+        graph = model.onnx_model().SerializeToString()
+        if not cache.enabled:
+            return ort.InferenceSession(graph, opts, providers=providers), found.status
         scratch = Path(tempfile.mkdtemp(prefix="infer-bench-ort-"))
-        if cache.enabled:
-            opts.optimized_model_filepath = str(scratch / OPTIMISED)
         try:
-            session = ort.InferenceSession(model.onnx_model().SerializeToString(), opts, providers=providers)
-            if cache.enabled:
-                cache.store(key, lambda d: shutil.copy(scratch / OPTIMISED, d / OPTIMISED))
+            opts.optimized_model_filepath = str(scratch / OPTIMISED)
+            try:
+                session = ort.InferenceSession(graph, opts, providers=providers)
+            except Exception as exc:  # noqa: BLE001 - saving failed (e.g. > 2 GB): build without the file
+                opts.optimized_model_filepath = ""
+                session = ort.InferenceSession(graph, opts, providers=providers)
+                return session, f"{found.status}, not stored: {type(exc).__name__}"
+            cache.store(key, lambda d: shutil.copy(scratch / OPTIMISED, d / OPTIMISED))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return session, found.status + (f", not stored: {cache.store_error}" if cache.store_error else "")

@@ -20,11 +20,13 @@ class TorchCompile(TorchEager):
         from torch._dynamo.utils import counters
 
         set_torch_threads(threads)
+        import torch._inductor.config as inductor_config
+
         root = cache_root()
-        if root is None:
-            os.environ["TORCHINDUCTOR_FORCE_DISABLE_CACHES"] = "1"
+        if root is None:  # the environment variable is read at import: too late here
+            inductor_config.force_disable_caches = True
         else:
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root / "inductor")  # read lazily by inductor
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root / "inductor")  # read by inductor when it caches
         compiled = torch.compile(model.torch_module(), backend="inductor", dynamic=False)
         runner = TorchModuleRunner(compiled, "inductor, mode=default")
         runner.run(example)  # torch.compile is lazy: trigger compilation inside compile_s

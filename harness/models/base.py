@@ -110,12 +110,17 @@ class TorchModel(Model):
         self._exported = None
 
     def content_digest(self) -> str:
-        """The module's structure, the source of every module class in it (an edited ``forward``
-        changes the digest), every parameter and buffer; no ONNX export needed."""
+        """What decides the graph torch.export/ONNX export produce, without exporting: the torch
+        version, the module tree (repr), every module class's source and the values its methods
+        close over (a factory's ``heads`` captured by a nested class), each module's plain
+        attributes, and every parameter and buffer (persistent or not)."""
         import hashlib
         import inspect
 
-        h = hashlib.sha256(repr([(s.name, s.shape, s.dtype) for s in self.inputs]).encode())
+        import torch
+
+        h = hashlib.sha256(f"{self.name}|{torch.__version__}".encode())
+        h.update(repr([(s.name, s.shape, s.dtype) for s in self.inputs]).encode())
         module = self.torch_module()
         h.update(repr(module).encode())
         for cls in sorted({type(m) for m in module.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
@@ -123,7 +128,20 @@ class TorchModel(Model):
                 h.update(inspect.getsource(cls).encode())
             except (OSError, TypeError):  # no source file (built in C, or made at run time)
                 h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
-        for name, tensor in module.state_dict().items():
+            for attr in vars(cls).values():
+                for cell in getattr(attr, "__closure__", None) or ():
+                    h.update(repr(cell.cell_contents).encode())
+        for name, sub in module.named_modules():
+            plain = {k: v for k, v in vars(sub).items() if not k.startswith("_") and not isinstance(v, torch.Tensor)}
+            h.update(f"{name}:{sorted((k, repr(v)) for k, v in plain.items())}".encode())
+        tensors = list(module.named_parameters()) + list(module.named_buffers())
+        tensors += [
+            (f"{n}.{k}", v)
+            for n, sub in module.named_modules()
+            for k, v in vars(sub).items()
+            if isinstance(v, torch.Tensor)
+        ]
+        for name, tensor in tensors:
             h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
             h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()

@@ -164,10 +164,12 @@ class Tvm(Backend):
         found = cache.lookup(key)
         if found.entry is not None:
             module = tvm.runtime.load_module(str(found.entry / LIBRARY))
-            label, info = found.meta["label"], dict(found.meta["build"])
+            counts = (int(found.meta["functions"]), int(found.meta["from_database"]))
         else:
-            module, label, info = self._build(model, example, tvm_tgt, database, count)
-            cache.store(key, lambda d: module.export_library(str(d / LIBRARY)), {"label": label, "build": info})
+            module, counts = self._build(model, example, tvm_tgt, database)
+            meta = {"functions": counts[0], "from_database": counts[1]}
+            cache.store(key, lambda d: module.export_library(str(d / LIBRARY)), meta)
+        label, info = _describe(database, counts, count)
         info["compile_cache"] = found.status + (f", not stored: {cache.store_error}" if cache.store_error else "")
         device = tvm.cpu()
         compiled = TvmCompiled(relax.VirtualMachine(module, device), device, label, info)
@@ -175,28 +177,36 @@ class Tvm(Backend):
         return compiled
 
     @staticmethod
-    def _build(model, example, tvm_tgt, database, count):
-        import tvm
-
+    def _build(model, example, tvm_tgt, database):
+        """(executable, (functions, functions scheduled from the database))"""
         from harness.backends.tvm import pipeline
-        from harness.backends.tvm.tuning import own_database_dir
 
         scheduled = pipeline.schedule(
             pipeline.fuse(import_relax(model, example), tvm_tgt), tvm_tgt, database.open() if database else None
         )
-        executable = pipeline.build(scheduled.mod, tvm_tgt)
-        if database is None:
-            label = "default schedules"
-        else:
-            label = f"{database.describe()}, {scheduled.from_database}/{scheduled.functions} functions"
-        info = {
-            # which key the cell used: <profile-id>/tuning/tvm-<version>-t<threads> (where records would be)
-            "tuning_db_key": _store_relative(database.path if database else own_database_dir(count, tvm.__version__)),
-            "tuning_db": database.digest if database else None,
-            "tuning_db_borrowed": database.borrowed if database else None,
-            "tuning_coverage": scheduled.coverage if database else 0.0,
-        }
-        return executable, label, info
+        return pipeline.build(scheduled.mod, tvm_tgt), (scheduled.functions, scheduled.from_database)
+
+
+def _describe(database, counts: tuple[int, int], threads: int) -> tuple[str, dict]:
+    """The label and build facts, from the database in use now (a cached library built with the
+    same database bytes carries only its function counts)."""
+    import tvm
+
+    from harness.backends.tvm.tuning import own_database_dir
+
+    functions, from_database = counts
+    if database is None:
+        label = "default schedules"
+    else:
+        label = f"{database.describe()}, {from_database}/{functions} functions"
+    info = {
+        # which key the cell used: <profile-id>/tuning/tvm-<version>-t<threads> (where records would be)
+        "tuning_db_key": _store_relative(database.path if database else own_database_dir(threads, tvm.__version__)),
+        "tuning_db": database.digest if database else None,
+        "tuning_db_borrowed": database.borrowed if database else None,
+        "tuning_coverage": (from_database / functions if functions else None) if database else 0.0,
+    }
+    return label, info
 
 
 def _store_relative(path) -> str:

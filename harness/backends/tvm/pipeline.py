@@ -52,12 +52,14 @@ def schedule(fused, target, database=None) -> Scheduled:
     from harness.backends.tvm.schedules import apply_default_schedules
 
     functions = [gv for gv, f in fused.functions_items() if isinstance(f, tirx.PrimFunc)]
+    open_before = [gv for gv in functions if not _scheduled(fused[gv.name_hint])]
     mod = fused
     with target:
         if database is not None:
             with database:
                 mod = relax.transform.MetaScheduleApplyDatabase()(mod)
-        from_database = sum(1 for gv in functions if _scheduled(mod[gv.name_hint]))
+        # the pass marks what it applied (tirx.is_scheduled): count only what it changed
+        from_database = sum(1 for gv in open_before if _scheduled(mod[gv.name_hint]))
         mod = apply_default_schedules()(mod)
     return Scheduled(mod, len(functions), from_database)
 

@@ -80,20 +80,22 @@ def _inline_producers(sch, infos, keep):
             continue
 
 
-def _vectorize_innermost(sch, block, lanes: int) -> None:
+def _vectorize_innermost(sch, block, lanes: int) -> bool:
+    """Vectorise the block's innermost loop (split to a vector tile that divides it); True if done."""
     loops = sch.get_loops(block)
     if not loops:
-        return
+        return False
     inner = loops[-1]
     extent = get_extent(sch, inner)
     if not isinstance(extent, int) or extent < 2:
-        return
+        return False
     factor = _divisor(extent, _vector_tiles(lanes))
     if factor < 2:
-        return
+        return False
     if factor < extent:
         _, inner = sch.split(inner, factors=[None, factor])
     sch.vectorize(inner)
+    return True
 
 
 def _contiguous_innermost(sch, block) -> bool:
@@ -106,12 +108,27 @@ def _contiguous_innermost(sch, block) -> bool:
     return bool(dims) and last in dims[-1] and all(last not in d for d in dims[:-1])
 
 
-class TiledReduction(CPUScheduleRule):
-    """One reduction block (matmul, conv, pooling) plus injective producers and epilogue."""
+class GuardedRule(CPUScheduleRule):
+    """A rule whose schedule primitives may refuse a function it did not foresee: the refusal
+    (a ScheduleError) passes the function on to the next rule instead of failing the build.
+    Each attempt starts from a fresh Schedule, so nothing half-scheduled is kept."""
 
-    def apply(self, func, target, _tunable):
+    def apply(self, func, target, tunable):
         if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
             return None
+        try:
+            return self.schedule(func, target)
+        except s_tir.schedule.ScheduleError:
+            return None
+
+    def schedule(self, func, target):
+        raise NotImplementedError
+
+
+class TiledReduction(GuardedRule):
+    """One reduction block (matmul, conv, pooling) plus injective producers and epilogue."""
+
+    def schedule(self, func, target):
         sch = s_tir.Schedule(func)
         infos = normalize_prim_func(sch)
         if infos is None:
@@ -139,6 +156,9 @@ class TiledReduction(CPUScheduleRule):
         width = 1
         if contiguous and isinstance(vec_extent, int):
             width = _divisor(vec_extent, _vector_tiles(lanes))
+        inputs = [r for r in stmt.reads if not any(r.source.same_as(w.source) for w in stmt.writes)]
+        if width == 1 and len(inputs) <= 1:
+            return None  # a row reduction (mean, norm statistics): DLight's Reduction does those better
         # row axis: an output axis the vector operand(s) do not use; its tile shares each vector load
         row, rows = None, 1
         if width > 1:
@@ -160,8 +180,8 @@ class TiledReduction(CPUScheduleRule):
         for info in infos[infos.index(main) + 1 :]:
             try:
                 sch.reverse_compute_inline(sch.get_sblock(info.name))
-            except Exception:  # noqa: BLE001 - left to its own loops below
-                break
+            except Exception:  # noqa: BLE001 - not an epilogue of this tile: left to its own loops below
+                continue
         outer, inner = [], []
         for v, lp in spatial:
             if v is vec_var and width > 1:
@@ -208,10 +228,9 @@ def _schedule_rest(sch, exclude, lanes) -> None:
         if n_spatial == 0:
             continue
         if n_spatial == len(loops) and _contiguous_innermost(sch, block):
-            _vectorize_innermost(sch, block, lanes)
+            vectorized = _vectorize_innermost(sch, block, lanes)
             loops = sch.get_loops(block)
-            vectorized = 1 if len(loops) > n_spatial else 0
-            fusable = loops[: len(loops) - vectorized]
+            fusable = loops[: len(loops) - 1] if vectorized else loops
         else:
             fusable = loops[:n_spatial]
         if not fusable:
@@ -228,12 +247,10 @@ def _has_root(sch) -> bool:
         return False
 
 
-class ParallelFallback(CPUScheduleRule):
+class ParallelFallback(GuardedRule):
     """Elementwise, layout and concatenation functions: inline what can be, parallelise the rest."""
 
-    def apply(self, func, target, _tunable):
-        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
-            return None
+    def schedule(self, func, target):
         sch = s_tir.Schedule(func)
         infos = normalize_prim_func(sch)
         if infos is None:
@@ -244,7 +261,9 @@ class ParallelFallback(CPUScheduleRule):
 
 
 def default_schedule_rules():
-    return (TiledReduction(), dlight.cpu.GEMV(), dlight.cpu.Reduction(), ParallelFallback())
+    """In order: GEMV first (its test is specific), then tiles for matmul/conv/pooling, then row
+    reductions (softmax, layer norm, means), then the fallback."""
+    return (dlight.cpu.GEMV(), TiledReduction(), dlight.cpu.Reduction(), ParallelFallback())
 
 
 def apply_default_schedules():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -40,27 +41,54 @@ def database_dir(profile_id: str, threads: int, tvm_version: str, root: Path | N
     return (root or store_root()) / profile_id / "tuning" / f"tvm-{tvm_version}-t{threads}"
 
 
-def digest(path: Path) -> str | None:
-    """Content hash of a database (both files), 12 hex digits; None when it is not complete."""
+def _complete_lines(data: bytes) -> bytes:
+    """The whole lines of a newline-delimited file (a tuner may be appending the last one)."""
+    return data[: data.rfind(b"\n") + 1]
+
+
+def snapshot(path: Path) -> tuple[bytes, bytes] | None:
+    """Both files of a database, read once (complete lines only); None when it is not complete."""
     files = [path / name for name in FILES]
     if not all(f.is_file() for f in files):
         return None
+    workload, records = (_complete_lines(f.read_bytes()) for f in files)
+    return workload, records
+
+
+def _digest_of(contents: tuple[bytes, bytes]) -> str:
     h = hashlib.sha256()
-    for f in files:
-        h.update(f.read_bytes())
+    for data in contents:
+        h.update(data)
     return h.hexdigest()[:12]
+
+
+def digest(path: Path) -> str | None:
+    """Content hash of a database (both files), 12 hex digits; None when it is not complete."""
+    contents = snapshot(path)
+    return _digest_of(contents) if contents is not None else None
 
 
 @dataclass(frozen=True)
 class TuningDatabase:
+    """A database as read once: the digest names exactly the bytes that are applied, even while a
+    tuning run appends to the files."""
+
     path: Path
-    digest: str
+    contents: tuple[bytes, bytes]
     borrowed: bool  # not this cell's (profile, threads, version): named by the user
 
+    @property
+    def digest(self) -> str:
+        return _digest_of(self.contents)
+
     def open(self):
+        """A MetaSchedule JSONDatabase over a private copy of the snapshot."""
         from tvm.s_tir import meta_schedule as ms
 
-        workload, records = (str(self.path / name) for name in FILES)
+        copy = Path(tempfile.mkdtemp(prefix="infer-bench-db-"))
+        for name, data in zip(FILES, self.contents):
+            (copy / name).write_bytes(data)
+        workload, records = (str(copy / name) for name in FILES)
         return ms.database.JSONDatabase(path_workload=workload, path_tuning_record=records, allow_missing=False)
 
     def describe(self) -> str:
@@ -83,13 +111,13 @@ def find_database(threads: int, tvm_version: str) -> TuningDatabase | None:
     borrowed = os.environ.get(BORROW_ENV)
     if borrowed:
         path = Path(borrowed)
-        found = digest(path)
-        if found is None:
+        contents = snapshot(path)
+        if contents is None:
             raise TuningDatabaseError(f"{BORROW_ENV}={borrowed}: no MetaSchedule database there ({' + '.join(FILES)})")
-        return TuningDatabase(path, found, borrowed=True)
+        return TuningDatabase(path, contents, borrowed=True)
     path = own_database_dir(threads, tvm_version)
-    found = digest(path)
-    return TuningDatabase(path, found, borrowed=False) if found else None
+    contents = snapshot(path)
+    return TuningDatabase(path, contents, borrowed=False) if contents is not None else None
 
 
 # -- the tuning run (inside a worker process) ----------------------------------------------------
@@ -227,6 +255,7 @@ def run_tuning(spec: TuneSpec, out=sys.stdout) -> int:
         print(f"[{index}/{len(tasks)}] {name}: best {best_ms}, {rate}, {have} records{clock}", file=out, flush=True)
     print_summary(tasks, database, out)
     print(f"{done}/{len(tasks)} tasks tuned; database {db_dir} digest {digest(db_dir)}", file=out)
+    shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 
