@@ -3,6 +3,7 @@ tvm backend picks it up for its own key (profile, threads, TVM version) or when 
 never for another thread count."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -45,6 +46,8 @@ def tuned(tmp_path_factory) -> Path:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "tasks tuned" in proc.stdout and "GFLOP/s" in proc.stdout, proc.stdout[-2000:]
+    # every task's default schedule is measured and recorded before the search
+    assert re.search(r"default schedules measured and recorded for [1-9]\d* tasks", proc.stdout), proc.stdout[-2000:]
     assert all((db / name).stat().st_size > 0 for name in FILES)
     return db
 
