@@ -18,7 +18,9 @@ TARGET = tvm_target(get_target("llvm"), 2)
 
 
 def _build(mod):
-    scheduled = pipeline.schedule(pipeline.fuse(mod, TARGET), TARGET)
+    fused, layout = pipeline.fuse(mod, TARGET)
+    assert layout == "NHWC"
+    scheduled = pipeline.schedule(fused, TARGET)
     vm = relax.VirtualMachine(pipeline.build(scheduled.mod, TARGET), tvm.cpu())
     return scheduled, vm
 

@@ -164,10 +164,10 @@ class Tvm(Backend):
         found = cache.lookup(key)
         if found.entry is not None:
             module = tvm.runtime.load_module(str(found.entry / LIBRARY))
-            counts = (int(found.meta["functions"]), int(found.meta["from_database"]))
+            counts = (int(found.meta["functions"]), int(found.meta["from_database"]), str(found.meta["layout"]))
         else:
             module, counts = self._build(model, example, tvm_tgt, database)
-            meta = {"functions": counts[0], "from_database": counts[1]}
+            meta = {"functions": counts[0], "from_database": counts[1], "layout": counts[2]}
             cache.store(key, lambda d: module.export_library(str(d / LIBRARY)), meta)
         label, info = _describe(database, counts, count)
         info["compile_cache"] = found.status + (f", not stored: {cache.store_error}" if cache.store_error else "")
@@ -178,23 +178,22 @@ class Tvm(Backend):
 
     @staticmethod
     def _build(model, example, tvm_tgt, database):
-        """(executable, (functions, functions scheduled from the database))"""
+        """(executable, (functions, functions scheduled from the database, convolution layout))"""
         from harness.backends.tvm import pipeline
 
-        scheduled = pipeline.schedule(
-            pipeline.fuse(import_relax(model, example), tvm_tgt), tvm_tgt, database.open() if database else None
-        )
-        return pipeline.build(scheduled.mod, tvm_tgt), (scheduled.functions, scheduled.from_database)
+        fused, layout = pipeline.fuse(import_relax(model, example), tvm_tgt)
+        scheduled = pipeline.schedule(fused, tvm_tgt, database.open() if database else None)
+        return pipeline.build(scheduled.mod, tvm_tgt), (scheduled.functions, scheduled.from_database, layout)
 
 
-def _describe(database, counts: tuple[int, int], threads: int) -> tuple[str, dict]:
+def _describe(database, counts: tuple[int, int, str], threads: int) -> tuple[str, dict]:
     """The label and build facts, from the database in use now (a cached library built with the
     same database bytes carries only its function counts)."""
     import tvm
 
     from harness.backends.tvm.tuning import own_database_dir
 
-    functions, from_database = counts
+    functions, from_database, layout = counts
     if database is None:
         label = "default schedules"
     else:
@@ -205,6 +204,7 @@ def _describe(database, counts: tuple[int, int], threads: int) -> tuple[str, dic
         "tuning_db": database.digest if database else None,
         "tuning_db_borrowed": database.borrowed if database else None,
         "tuning_coverage": (from_database / functions if functions else None) if database else 0.0,
+        "conv_layout": layout,
     }
     return label, info
 

@@ -18,16 +18,23 @@ from dataclasses import dataclass
 CONV_LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
 
 
-def fuse(mod, target):
-    """Layout conversion, legalisation and operator fusion: the module whose PrimFuncs are tasks."""
+def fuse(mod, target) -> tuple[object, str]:
+    """Layout conversion, legalisation and operator fusion: (the module whose PrimFuncs are tasks,
+    the convolution layout used). A graph ``ConvertLayout`` cannot convert (it fails on some ops,
+    e.g. 5-D tensors in ResNet-50's ONNX graph) keeps NCHW, and says so."""
     import tvm
     from tvm import relax
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
+    layout = "NHWC"
     with target:
-        passes = [relax.transform.ConvertLayout(CONV_LAYOUT), relax.transform.FoldConstant()]
+        try:
+            mod = relax.transform.ConvertLayout(CONV_LAYOUT)(mod)
+        except RuntimeError as exc:  # tvm.error.InternalError and its kin
+            layout = f"NCHW (ConvertLayout failed: {str(exc).strip().splitlines()[-1][:120]})"
+        passes = [relax.transform.FoldConstant()]
         passes += cpu.library_dispatch_passes(target) + cpu.legalize_passes(target)
-        return tvm.transform.Sequential(passes)(mod)
+        return tvm.transform.Sequential(passes)(mod), layout
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,7 @@ def fused_modules(spec: TuneSpec, target):
 
     for entry in spec.models:
         model = build_model(entry["name"], entry.get("options") or {})
-        yield model.name, fuse(import_relax(model, model.make_inputs(0)), target)
+        yield model.name, fuse(import_relax(model, model.make_inputs(0)), target)[0]
 
 
 def unique_tasks(modules, target):
