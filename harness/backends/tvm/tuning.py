@@ -141,7 +141,7 @@ class TuneSpec:
 
 
 def fused_modules(spec: TuneSpec, target):
-    from harness.backends.tvm import import_relax
+    from harness.backends.tvm.frontend import import_relax
     from harness.backends.tvm.pipeline import fuse
     from harness.models import build_model
 
@@ -243,7 +243,7 @@ def run_tuning(spec: TuneSpec, out=sys.stdout) -> int:
     or the budget is spent; resumes from what the database already holds. Returns 0."""
     from tvm.s_tir import meta_schedule as ms
 
-    from harness.backends.tvm import tvm_target
+    from harness.backends.tvm.frontend import tvm_target
     from harness.plan.targets import get_target
 
     start = time.monotonic()
