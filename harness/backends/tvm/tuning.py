@@ -29,6 +29,7 @@ from harness.run.launcher import PROJECT_ROOT
 BORROW_ENV = "INFER_BENCH_TVM_DB"  # an explicit database directory to use instead of this profile's
 ROOT_ENV = "INFER_BENCH_TUNING_ROOT"  # the store holding <profile-id>/tuning (default: the project's baselines/)
 FILES = ("database_workload.json", "database_tuning_record.json")
+SEARCH = "search"  # every measured candidate (resume, cost-model warm start): stays on the tuning machine
 DEFAULT_TRIALS = 64  # per task
 TRIALS_PER_ITER = 16
 
@@ -249,8 +250,12 @@ def run_tuning(spec: TuneSpec, out=sys.stdout) -> int:
     start = time.monotonic()
     target = tvm_target(get_target(spec.target), spec.threads)
     db_dir = Path(spec.database)
-    db_dir.mkdir(parents=True, exist_ok=True)
-    database = ms.database.JSONDatabase(*(str(db_dir / name) for name in FILES), allow_missing=True)
+    search = db_dir / SEARCH
+    search.mkdir(parents=True, exist_ok=True)
+    if not all((search / name).exists() for name in FILES) and digest(db_dir):  # a published db only
+        for name in FILES:
+            shutil.copy(db_dir / name, search / name)
+    database = ms.database.JSONDatabase(*(str(search / name) for name in FILES), allow_missing=True)
     tasks = unique_tasks(fused_modules(spec, target), target)
     tasks.sort(key=lambda t: -_flops(t[1].dispatched[0]) * t[2])
     print(f"tuning {len(tasks)} tasks, {spec.trials} trials each, {spec.threads} threads -> {db_dir}", file=out)
@@ -299,9 +304,26 @@ def run_tuning(spec: TuneSpec, out=sys.stdout) -> int:
         best_ms = f"{best * 1e3:.3f} ms" if best else "no valid record"
         print(f"[{index}/{len(tasks)}] {name}: best {best_ms}, {rate}, {have} records{clock}", file=out, flush=True)
     print_summary(tasks, database, out)
-    print(f"{done}/{len(tasks)} tasks tuned; database {db_dir} digest {digest(db_dir)}", file=out)
+    print(f"{done}/{len(tasks)} tasks tuned; database {db_dir} digest {publish(db_dir)}", file=out)
     shutil.rmtree(scratch, ignore_errors=True)
     return 0
+
+
+def publish(db_dir: Path) -> str | None:
+    """Write the best record of every task (MetaSchedule's ``dump_pruned``) from ``db_dir/search``
+    to ``db_dir``: what cells apply and what is committed (the smoke models' 1800 searched records
+    were 8 MB; their best ones, one per task, are what a build uses). Each file is replaced whole."""
+    from tvm.s_tir import meta_schedule as ms
+
+    search = ms.database.JSONDatabase(*(str(db_dir / SEARCH / name) for name in FILES), allow_missing=False)
+    staging = Path(tempfile.mkdtemp(prefix=".publish-", dir=db_dir))
+    try:
+        search.dump_pruned(ms.database.JSONDatabase(*(str(staging / name) for name in FILES), allow_missing=True))
+        for name in FILES:
+            os.replace(staging / name, db_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return digest(db_dir)
 
 
 def print_summary(tasks, database, out=sys.stdout) -> None:
