@@ -117,6 +117,10 @@ class CompileCache:
                 return f"{name} does not match its digest"
         return None
 
+    def status(self, found: Lookup) -> str:
+        """``compile_cache`` as reported: the lookup's status, and why nothing was stored if so."""
+        return found.status + (f", not stored: {self.store_error}" if self.store_error else "")
+
     def store(self, key: str, write: Callable[[Path], None], meta: dict | None = None) -> Path | None:
         """Write an entry: ``write(directory)`` puts the backend's files in a private temporary
         directory, which is renamed into place with its manifest. Returns the entry, or None when

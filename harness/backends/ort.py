@@ -126,4 +126,4 @@ class OnnxRuntime(Backend):
             cache.store(key, lambda d: shutil.copy(scratch / OPTIMISED, d / OPTIMISED))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        return session, found.status + (f", not stored: {cache.store_error}" if cache.store_error else "")
+        return session, cache.status(found)

@@ -112,7 +112,7 @@ class Tvm(Backend):
             meta = {"functions": counts[0], "from_database": counts[1], "layout": counts[2]}
             cache.store(key, lambda d: module.export_library(str(d / LIBRARY)), meta)
         label, info = _describe(database, counts, count)
-        info["compile_cache"] = found.status + (f", not stored: {cache.store_error}" if cache.store_error else "")
+        info["compile_cache"] = cache.status(found)
         device = tvm.cpu()
         compiled = TvmCompiled(relax.VirtualMachine(module, device), device, label, info)
         compiled.run(example)

@@ -176,19 +176,21 @@ def _flops(mod) -> float:
         return 0.0
 
 
+def _records(database, mod) -> list:
+    """Every valid record of a task's module (none when the database has never seen it)."""
+    if not database.has_workload(mod):
+        return []
+    return database.get_top_k(database.commit_workload(mod), 10**6)
+
+
 def _has_default(database, mod) -> bool:
     """Whether the task's records include the default schedule's (a trace without sampling)."""
-    if not database.has_workload(mod):
-        return False
-    records = database.get_top_k(database.commit_workload(mod), 10**6)
-    return any(not any(inst.kind.name.startswith("Sample") for inst in r.trace.insts) for r in records)
+    return any(not any(i.kind.name.startswith("Sample") for i in r.trace.insts) for r in _records(database, mod))
 
 
 def _best(database, mod):
     """(best seconds, trials) recorded for a task's module."""
-    if not database.has_workload(mod):
-        return None, 0
-    records = database.get_top_k(database.commit_workload(mod), 10**6)
+    records = _records(database, mod)
     times = [sum(float(x) for x in r.run_secs) / len(r.run_secs) for r in records if r.run_secs]
     return (min(times) if times else None), len(records)
 
