@@ -103,3 +103,26 @@ def test_conv2d_schedule_matches_torch(channels, size, out_channels, kernel, str
         )
     ).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_onnx_sum_becomes_adds_with_the_same_result():
+    import onnx
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    from harness.backends.tvm.frontend import sum_as_adds
+
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 3]) for n in "abc"]
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+    graph = helper.make_model(
+        helper.make_graph([helper.make_node("Sum", ["a", "b", "c"], ["y"])], "g", inputs, [out]),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    rewritten = sum_as_adds(graph)
+    onnx.checker.check_model(rewritten)
+    assert [n.op_type for n in rewritten.graph.node] == ["Add", "Add"]
+    assert [n.op_type for n in graph.graph.node] == ["Sum"]  # the model's own graph is left alone
+    feeds = {n: np.random.default_rng(i).standard_normal((2, 3)).astype("float32") for i, n in enumerate("abc")}
+    np.testing.assert_allclose(
+        ReferenceEvaluator(rewritten).run(None, feeds)[0], ReferenceEvaluator(graph).run(None, feeds)[0], rtol=1e-6
+    )

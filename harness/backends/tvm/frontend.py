@@ -48,8 +48,34 @@ def import_relax(model, example):
 
         shapes = {spec.name: list(spec.shape) for spec in model.inputs}
         dtypes = {spec.name: spec.dtype for spec in model.inputs}
-        mod = from_onnx(model.onnx_model(), shape_dict=shapes, dtype_dict=dtypes, keep_params_in_input=False)
+        graph = sum_as_adds(model.onnx_model())
+        mod = from_onnx(graph, shape_dict=shapes, dtype_dict=dtypes, keep_params_in_input=False)
     return remove_dropout(relax.transform.DecomposeOpsForInference()(mod))
+
+
+def sum_as_adds(graph):
+    """A copy of the graph with every n-input ONNX ``Sum`` as a chain of ``Add`` (the same
+    broadcasting sum). TVM's frontend imports ``Sum`` as ``sum(stack(...), axis=0)``, a 5-D tensor
+    for image activations, on which ``ConvertLayout`` fails (ResNet-50's residual adds)."""
+    import onnx
+
+    if not any(node.op_type == "Sum" for node in graph.graph.node):
+        return graph
+    copy = onnx.ModelProto()
+    copy.CopyFrom(graph)
+    nodes = []
+    for node in copy.graph.node:
+        if node.op_type != "Sum" or len(node.input) < 2:
+            nodes.append(node)
+            continue
+        acc = node.input[0]
+        for i, term in enumerate(node.input[1:], 1):
+            out = node.output[0] if i == len(node.input) - 1 else f"{node.output[0]}__sum{i}"
+            nodes.append(onnx.helper.make_node("Add", [acc, term], [out], name=f"{node.name}__add{i}"))
+            acc = out
+    del copy.graph.node[:]
+    copy.graph.node.extend(nodes)
+    return copy
 
 
 def remove_dropout(mod):
