@@ -117,22 +117,21 @@ class GuardedRule(CPUScheduleRule):
         if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
             return None
         try:
-            return self.schedule(func, target)
+            sch = s_tir.Schedule(func)
+            infos = normalize_prim_func(sch)
+            return None if infos is None else self.schedule(sch, infos, target)
         except s_tir.schedule.ScheduleError:
             return None
 
-    def schedule(self, func, target):
+    def schedule(self, sch, infos, target):
+        """The schedule for a function in DLight's normal form (``infos``), or None to pass."""
         raise NotImplementedError
 
 
 class TiledReduction(GuardedRule):
     """One reduction block (matmul, conv, pooling) plus injective producers and epilogue."""
 
-    def schedule(self, func, target):
-        sch = s_tir.Schedule(func)
-        infos = normalize_prim_func(sch)
-        if infos is None:
-            return None
+    def schedule(self, sch, infos, target):
         reductions = [i for i in infos if not i.is_injective()]
         if len(reductions) != 1 or any(k not in "SR" for k in reductions[0].dom_kind()):
             return None
@@ -250,11 +249,7 @@ def _has_root(sch) -> bool:
 class ParallelFallback(GuardedRule):
     """Elementwise, layout and concatenation functions: inline what can be, parallelise the rest."""
 
-    def schedule(self, func, target):
-        sch = s_tir.Schedule(func)
-        infos = normalize_prim_func(sch)
-        if infos is None:
-            return None
+    def schedule(self, sch, infos, target):
         _inline_producers(sch, infos[:-1], keep=None)
         _schedule_rest(sch, exclude=set(), lanes=vector_lanes(target))
         return sch
