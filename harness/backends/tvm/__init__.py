@@ -106,12 +106,11 @@ class Tvm(Backend):
         found = cache.lookup(key)
         if found.entry is not None:
             module = tvm.runtime.load_module(str(found.entry / LIBRARY))
-            counts = (int(found.meta["functions"]), int(found.meta["from_database"]), str(found.meta["layout"]))
+            facts = found.meta
         else:
-            module, counts = self._build(model, example, tvm_tgt, database)
-            meta = {"functions": counts[0], "from_database": counts[1], "layout": counts[2]}
-            cache.store(key, lambda d: module.export_library(str(d / LIBRARY)), meta)
-        label, info = _describe(database, counts, count)
+            module, facts = self._build(model, example, tvm_tgt, database)
+            cache.store(key, lambda d: module.export_library(str(d / LIBRARY)), facts)
+        label, info = _describe(database, facts, count)
         info["compile_cache"] = cache.status(found)
         device = tvm.cpu()
         compiled = TvmCompiled(relax.VirtualMachine(module, device), device, label, info)
@@ -120,22 +119,23 @@ class Tvm(Backend):
 
     @staticmethod
     def _build(model, example, tvm_tgt, database):
-        """(executable, (functions, functions scheduled from the database, convolution layout))"""
+        """(executable, build facts: functions, functions scheduled from the database, convolution layout)"""
         from harness.backends.tvm import pipeline
 
         fused, layout = pipeline.fuse(import_relax(model, example), tvm_tgt)
         scheduled = pipeline.schedule(fused, tvm_tgt, database.open() if database else None)
-        return pipeline.build(scheduled.mod, tvm_tgt), (scheduled.functions, scheduled.from_database, layout)
+        facts = {"functions": scheduled.functions, "from_database": scheduled.from_database, "layout": layout}
+        return pipeline.build(scheduled.mod, tvm_tgt), facts
 
 
-def _describe(database, counts: tuple[int, int, str], threads: int) -> tuple[str, dict]:
+def _describe(database, facts: dict, threads: int) -> tuple[str, dict]:
     """The label and build facts, from the database in use now (a cached library built with the
     same database bytes carries only its function counts)."""
     import tvm
 
     from harness.backends.tvm.tuning import own_database_dir
 
-    functions, from_database, layout = counts
+    functions, from_database, layout = int(facts["functions"]), int(facts["from_database"]), str(facts["layout"])
     if database is None:
         label = "default schedules"
     else:
