@@ -18,9 +18,9 @@ TARGET = tvm_target(get_target("llvm"), 2)
 
 
 def _build(mod):
-    fused, layout = pipeline.fuse(mod, TARGET)
-    assert layout == "NHWC"
-    scheduled = pipeline.schedule(fused, TARGET)
+    fused = pipeline.fuse(mod, TARGET)
+    assert fused.layout == "NHWC"
+    scheduled = pipeline.schedule(fused.mod, TARGET)
     vm = relax.VirtualMachine(pipeline.build(scheduled.mod, TARGET), tvm.cpu())
     return scheduled, vm
 

@@ -19,9 +19,11 @@ from harness.backends.base import Backend, Compiled
 BUILTIN = {
     "torch": "harness.backends.torch_eager:TorchEager",
     "torch-compile": "harness.backends.torch_compile:TorchCompile",
+    "torch-sparse": "harness.backends.torch_sparse:TorchSparse",
     "ort": "harness.backends.ort:OnnxRuntime",
     "tvm": "harness.backends.tvm:Tvm",
     "tvm-untuned": "harness.backends.tvm:TvmUntuned",
+    "tvm-sparse": "harness.backends.tvm:TvmSparse",
 }
 ENV_VAR = "INFER_BENCH_BACKENDS"
 

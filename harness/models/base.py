@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.models.pruning import DEFAULT_PRUNING, PruneReport, parse_pruning, prune_report, prune_weight
+
 INPUT_SEED_TIMING = 1000  # inputs used for timing
 INPUT_SEED_PARITY = 2000  # fresh inputs used for the parity check (never the timing inputs)
 
@@ -67,9 +69,9 @@ class Model:
         h.update(self.onnx_model().SerializeToString(deterministic=True))
         return h.hexdigest()
 
-    def prune(self, sparsity: float) -> float:
-        """Zero the smallest-magnitude weights of every matmul/convolution layer so each reaches
-        ``sparsity`` (see harness.models.pruning); returns the measured fraction of zeros."""
+    def prune(self, sparsity: float, pruning: str = DEFAULT_PRUNING) -> PruneReport:
+        """Prune every matmul/convolution weight to ``sparsity`` in the way ``pruning`` names
+        (harness.models.pruning); returns what was measured, overall and per layer."""
         raise NotImplementedError
 
 
@@ -185,23 +187,21 @@ class TorchModel(Model):
             fp64 = _as_list(copy.deepcopy(module).double()(*[_to_double(torch.from_numpy(x)) for x in inputs]))
         return [t.numpy().astype(np.float64) for t in fp64], [t.numpy() for t in fp32]
 
-    def prune(self, sparsity: float) -> float:
+    def prune(self, sparsity: float, pruning: str = DEFAULT_PRUNING) -> PruneReport:
         """Linear and Conv1d/2d/3d weights, in place; the ONNX form is exported again afterwards."""
         if sparsity == 0:
-            return 0.0
+            return PruneReport(DEFAULT_PRUNING)
         import torch
 
-        from harness.models.pruning import measured_sparsity, prune_array
-
-        pruned = []
+        mode, layers = parse_pruning(pruning), {}
         with torch.no_grad():
-            for mod in self.torch_module().modules():
+            for name, mod in self.torch_module().named_modules():
                 if isinstance(mod, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
-                    w = prune_array(mod.weight.detach().numpy(), sparsity)
+                    w = prune_weight(mod.weight.detach().numpy(), sparsity, mode, len(layers))
                     mod.weight.copy_(torch.from_numpy(w))
-                    pruned.append(w)
+                    layers[name] = w
         self._exported = None  # the exported graph must carry the pruned weights
-        return measured_sparsity(pruned)
+        return prune_report(mode, sparsity, layers)
 
 
 class OnnxModel(Model):
@@ -239,23 +239,21 @@ class OnnxModel(Model):
         fp32 = ReferenceEvaluator(self._graph).run(None, dict(zip(names, inputs)))
         return [np.asarray(y, dtype=np.float64) for y in fp64], [np.asarray(y) for y in fp32]
 
-    def prune(self, sparsity: float) -> float:
+    def prune(self, sparsity: float, pruning: str = DEFAULT_PRUNING) -> PruneReport:
         """The graph's weight initializers (harness.models.onnx_graph.weight_initializers), in place."""
         if sparsity == 0:
-            return 0.0
+            return PruneReport(DEFAULT_PRUNING)
         from onnx import numpy_helper
 
         from harness.models.onnx_graph import weight_initializers
-        from harness.models.pruning import measured_sparsity, prune_array
 
-        names = set(weight_initializers(self._graph))
-        pruned = []
+        weights, mode, layers = weight_initializers(self._graph), parse_pruning(pruning), {}
         for init in self._graph.graph.initializer:
-            if init.name in names:
-                w = prune_array(numpy_helper.to_array(init), sparsity)
+            if init.name in weights:
+                w = prune_weight(numpy_helper.to_array(init), sparsity, mode, len(layers), weights[init.name])
                 init.CopyFrom(numpy_helper.from_array(w, init.name))
-                pruned.append(w)
-        return measured_sparsity(pruned)
+                layers[init.name] = w
+        return prune_report(mode, sparsity, layers)
 
 
 _ONNX_DTYPES = {1: "float32", 7: "int64", 6: "int32", 11: "float64", 9: "bool"}

@@ -90,15 +90,19 @@ def _fix_batchnorm_params(model: onnx.ModelProto, rng: np.random.Generator) -> N
                 model.graph.initializer[index[name]].CopyFrom(numpy_helper.from_array(new, name))
 
 
-def weight_initializers(model: onnx.ModelProto) -> list[str]:
-    """Names of initializers used as weights of Conv/Gemm/MatMul (what pruning touches)."""
+def weight_initializers(model: onnx.ModelProto) -> dict[str, bool]:
+    """Initializers used as weights of Conv/Gemm/MatMul (what pruning touches): name -> whether
+    the weight is stored (inputs, outputs), i.e. transposed against (outputs, inputs): a MatMul's
+    second operand, a Gemm's B without transB."""
     inits = {init.name for init in model.graph.initializer}
-    names = []
+    found: dict[str, bool] = {}
     for node in model.graph.node:
         idx = _WEIGHT_CONSUMERS.get(node.op_type)
         if idx is not None and len(node.input) > idx and node.input[idx] in inits:
-            names.append(node.input[idx])
-    return list(dict.fromkeys(names))
+            trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+            transposed = node.op_type == "MatMul" or (node.op_type == "Gemm" and not trans_b)
+            found.setdefault(node.input[idx], transposed)
+    return found
 
 
 def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:

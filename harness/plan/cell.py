@@ -1,12 +1,15 @@
-"""One point of a benchmark matrix: (model, backend, target, sparsity, threads, batch) and how its
-threads are applied (thread_control, interop, spin).
+"""One point of a benchmark matrix: (model, backend, target, sparsity, threads, batch), how its
+threads are applied (thread_control, interop, spin) and how its weights are pruned (pruning).
 
-A cell's id is its history key: the thread axes at their defaults (both, interop 1, spin default)
-add nothing to it, so ids stay what they were before those axes existed."""
+A cell's id is its history key: the axes at their defaults (thread control both, interop 1, spin
+default, unstructured pruning) add nothing to it, so ids stay what they were before those axes
+existed. Pruning shows after the sparsity: ``sp90-b16x1``, ``sp90-rand``."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+
+from harness.models.pruning import DEFAULT_PRUNING, parse_pruning
 
 
 def sparsity_label(sparsity: float) -> str:
@@ -26,12 +29,16 @@ class Cell:
     thread_control: str = "both"  # both, env, api, unset (harness.machine.threads)
     interop: int = 1  # inter-op threads, applied through the runtime's API (both, api)
     spin: str = "default"  # default, off: idle pool threads sleep instead of spinning
+    pruning: str = DEFAULT_PRUNING  # harness.models.pruning: unstructured, block:RxC, random[:RxC]
     # model options that travel to the worker (user files, factories, shape overrides)
     model_options: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def id(self) -> str:
-        parts = [self.model, self.backend, self.target, sparsity_label(self.sparsity), f"t{self.threads}"]
+        parts = [self.model, self.backend, self.target, sparsity_label(self.sparsity)]
+        if self.sparsity and self.pruning != DEFAULT_PRUNING:
+            parts.append(parse_pruning(self.pruning).id_part)
+        parts.append(f"t{self.threads}")
         if self.batch is not None:
             parts.append(f"b{self.batch}")
         if self.thread_control in ("env", "api"):

@@ -5,7 +5,7 @@ each with its pytest id, its marks and, where the backend cannot run it, the rea
 (skipped cells are kept so that they show up as skips, never silently dropped).
 
 Command-line options (``--models``, ``--backends``, ``--targets``, ``--sparsity``, ``--threads``,
-``--batch``) replace an axis for one run; ``Matrix.smoke`` names the subset marked ``smoke``.
+``--batch``, ``--pruning`` ...) replace an axis for one run; ``Matrix.smoke`` names the subset marked ``smoke``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from harness.machine.threads import (
     positive_int,
     via_api,
 )
+from harness.models.pruning import DEFAULT_PRUNING, PruningError, parse_pruning
 from harness.plan.cell import Cell
 
-AXES = ("models", "backends", "targets", "sparsity", "threads", "batch", "thread_control", "interop", "spin")
+AXES = ("models", "backends", "targets", "sparsity", "threads", "batch", "thread_control", "interop", "spin", "pruning")
 
 
 class MatrixError(ValueError):
@@ -56,6 +57,13 @@ def _one_of(choices: tuple[str, ...], what: str):
     return parse
 
 
+def _parse_pruning(value) -> str:
+    try:
+        return parse_pruning(value).spec
+    except PruningError as exc:
+        raise MatrixError(str(exc)) from None
+
+
 NORMALIZE = {
     "models": lambda v: str(v).strip(),
     "backends": lambda v: str(v).strip(),
@@ -66,6 +74,7 @@ NORMALIZE = {
     "thread_control": _one_of(THREAD_CONTROLS, "thread control"),
     "interop": lambda v: positive_int(v, "inter-op thread count"),
     "spin": _one_of(SPIN_MODES, "spin mode"),
+    "pruning": _parse_pruning,
 }
 
 
@@ -109,6 +118,7 @@ class Matrix:
     thread_control: tuple = ("both",)
     interop: tuple = (1,)
     spin: tuple = ("default",)
+    pruning: tuple = (DEFAULT_PRUNING,)
     smoke: dict = field(default_factory=dict)  # axis -> subset; cells inside all subsets are smoke
 
     def __post_init__(self):
@@ -133,7 +143,8 @@ class Matrix:
 
         A thread count and inter-op threads mean nothing where they are not applied: an ``unset``
         cell's threads become ``runtime`` (the runtime's choice), an ``env``/``unset`` cell's inter-op
-        1 (no variable sets it); the combinations that then coincide give one cell."""
+        1 (no variable sets it); a dense cell (sparsity 0) has no pruning mode; the combinations
+        that then coincide give one cell."""
         cells, seen = [], set()
         for combo in itertools.product(*(getattr(self, axis) for axis in AXES)):
             values = dict(zip(AXES, combo))
@@ -148,6 +159,7 @@ class Matrix:
                 control,
                 values["interop"] if via_api(control) else 1,
                 values["spin"],
+                values["pruning"] if values["sparsity"] else DEFAULT_PRUNING,
                 dict((model_options or {}).get(values["models"], {})),
             )
             if cell.id in seen:

@@ -33,6 +33,7 @@ AXIS_EXAMPLES = {
     "thread_control": "both,env,api,unset",
     "interop": "1,2",
     "spin": "default,off",
+    "pruning": "unstructured,block:16x1,random",
 }
 MARKERS = {
     "smoke": "the small default benchmark matrix (minutes on 2 cores)",

@@ -27,6 +27,7 @@ from harness.plan.cell import Cell
 from harness.plan.matrix import Matrix, MatrixCell
 from harness.plan.support import unsupported_reason
 from harness.plugin.options import RunOptions
+from harness.report import sparsity as sparsity_report
 from harness.report.tables import cell_lines, verdict_lines
 from harness.report.threads import scaling_table, terminal_lines, write_report
 from harness.run.protocol import CellResult
@@ -181,8 +182,8 @@ class BenchSession:
         return extra
 
     def summary(self) -> list[tuple[str, list[str], bool]]:
-        """(section title, lines, is a warning) for the terminal: cells, thread scaling (also
-        written to the report directory), verdicts or why there are none."""
+        """(section title, lines, is a warning) for the terminal: cells, thread scaling and
+        sparsity (both also written to the report directory), verdicts or why there are none."""
         if not self.results:
             return []
         sections = [("infer-bench cells", cell_lines(self.results), False)]
@@ -192,6 +193,12 @@ class BenchSession:
             written = write_report(table, self.results, out_dir if out_dir.is_absolute() else self.root / out_dir)
             lines = terminal_lines(table) + [f"written: {', '.join(str(p) for p in written)}"]
             sections.append(("infer-bench thread settings", lines, False))
+        pruned = sparsity_report.sparsity_table(self.results)
+        if pruned:
+            out_dir = Path(self.options.report_dir)
+            written = sparsity_report.write_report(pruned, out_dir if out_dir.is_absolute() else self.root / out_dir)
+            lines = sparsity_report.terminal_lines(pruned) + [f"written: {', '.join(str(p) for p in written)}"]
+            sections.append(("infer-bench sparsity", lines, False))
         if self.no_verdicts:
             sections.append(("infer-bench verdicts", [self.no_verdicts], True))
         elif self.comparison is not None:

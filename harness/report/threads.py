@@ -1,7 +1,7 @@
 """Thread report: what each thread setting really did, per model and backend.
 
 For every group of cells that differ only in their thread settings (count and thread control;
-same model, backend, target, sparsity, batch, inter-op, spin, confinement and test) one row per
+same model, backend, target, sparsity, pruning, batch, inter-op, spin, confinement and test) one row per
 setting: the latency with its interval over worker processes, speed-up and parallel efficiency
 against the same control's 1-thread point, the threads that actually ran, CPU time over wall time,
 the tail (p99, max) and throughput.
@@ -121,7 +121,7 @@ def _group_key(r: CellResult) -> tuple:
     c = r.cell
     test = (r.nodeid or "").split("[")[0]
     confinement = tuple(sorted((k, str(v)) for k, v in (r.confinement or {}).items() if v is not None))
-    return (c.model, c.backend, c.target, c.sparsity, c.batch, c.interop, c.spin, confinement, test)
+    return (c.model, c.backend, c.target, c.sparsity, c.pruning, c.batch, c.interop, c.spin, confinement, test)
 
 
 def _order(p: Point) -> tuple:

@@ -133,7 +133,8 @@ class CellResult:
     backend_version: str | None = None
     label: str | None = None  # the backend's honest description of what it built
     model_kind: str | None = None
-    measured_sparsity: float | None = None
+    measured_sparsity: float | None = None  # zeros / elements over the pruned layers
+    pruning: dict | None = None  # harness.models.pruning.PruneReport.to_dict(): mode, per-layer sparsity
     flops: int | None = None
     compile_s: float | None = None
     parity: dict | None = None

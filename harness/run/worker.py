@@ -93,7 +93,8 @@ def run_request(request: Request) -> CellResult:
         stage = "build model"
         model = build_model(cell.model, cell.model_options, cell.batch)
         result.model_kind = model.kind
-        result.measured_sparsity = model.prune(cell.sparsity)
+        pruned = model.prune(cell.sparsity, cell.pruning)
+        result.measured_sparsity, result.pruning = pruned.measured, pruned.to_dict()
         if request.check_parity:  # later processes of a cell only add samples
             result.flops = model.flops()
         timing_inputs = model.make_inputs(INPUT_SEED_TIMING)

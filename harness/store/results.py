@@ -60,6 +60,7 @@ def extra_info(result: CellResult) -> dict:
         "target": cell.target,
         "sparsity": cell.sparsity,
         "measured_sparsity": result.measured_sparsity,
+        "pruning": result.pruning,
         "batch": cell.batch,
         "threads": cell.threads,
         "thread_control": cell.thread_control,

@@ -4,6 +4,8 @@
 records of this machine profile and thread count where they exist (tuning.py), default CPU
 schedules (schedules.py) for every other function. Its label says which, with the database's digest;
 ``build_info`` adds ``tuning_coverage`` and ``tuning_db``.
+``tvm-sparse``: ``tvm`` with the matmuls (and 1x1 convolutions) whose constant weight is sparse
+as block-sparse kernels (sparse.py); its label and ``build_info`` say how many weights ran sparse.
 ``tvm-untuned``: TVM's ``default_build`` pipeline, no fusion, no schedule: naive serial loops, the
 floor a schedule is measured against.
 
@@ -15,10 +17,20 @@ from __future__ import annotations
 import numpy as np
 
 from harness.backends.base import Backend
+from harness.backends.sparse_weights import describe
 from harness.backends.tvm.frontend import import_relax, remove_dropout, set_tvm_threads, tvm_target
 from harness.machine.threads import ThreadSettings
 
-__all__ = ["Tvm", "TvmCompiled", "TvmUntuned", "import_relax", "remove_dropout", "set_tvm_threads", "tvm_target"]
+__all__ = [
+    "Tvm",
+    "TvmCompiled",
+    "TvmSparse",
+    "TvmUntuned",
+    "import_relax",
+    "remove_dropout",
+    "set_tvm_threads",
+    "tvm_target",
+]
 
 
 LIBRARY = "model.so"  # a compiled Relax executable, export_library's shared object
@@ -67,6 +79,7 @@ class Tvm(Backend):
     name = "tvm"
     module = "tvm"
     thread_key = "tvm_num_threads"
+    sparse = False  # tvm-sparse: sparse constant matmuls as BSR kernels (sparse.py)
 
     def expected_threads(self, resolved, budget, control="both"):
         """TVM's pool never has more workers than the CPUs it may use: ThreadGroup::Configure caps
@@ -111,20 +124,26 @@ class Tvm(Backend):
             module, facts = self._build(model, example, tvm_tgt, database)
             cache.store(key, lambda d: module.export_library(str(d / LIBRARY)), facts)
         label, info = _describe(database, facts, count)
+        if self.sparse:
+            info.update(facts["sparse"])
+            converted, candidates = facts["sparse"]["sparse_weights"], facts["sparse"]["sparse_candidates"]
+            label = f"{label}; {describe(converted, candidates, 'BSR')}"
         info["compile_cache"] = cache.status(found)
         device = tvm.cpu()
         compiled = TvmCompiled(relax.VirtualMachine(module, device), device, label, info)
         compiled.run(example)
         return compiled
 
-    @staticmethod
-    def _build(model, example, tvm_tgt, database):
-        """(executable, build facts: functions, functions scheduled from the database, convolution layout)"""
+    def _build(self, model, example, tvm_tgt, database):
+        """(executable, build facts: functions, functions scheduled from the database, convolution
+        layout, and for tvm-sparse what the BSR rewrite converted)"""
         from harness.backends.tvm import pipeline
 
-        fused, layout = pipeline.fuse(import_relax(model, example), tvm_tgt)
-        scheduled = pipeline.schedule(fused, tvm_tgt, database.open() if database else None)
-        facts = {"functions": scheduled.functions, "from_database": scheduled.from_database, "layout": layout}
+        fused = pipeline.fuse(import_relax(model, example), tvm_tgt, sparse=self.sparse)
+        scheduled = pipeline.schedule(fused.mod, tvm_tgt, database.open() if database else None)
+        facts = {"functions": scheduled.functions, "from_database": scheduled.from_database, "layout": fused.layout}
+        if fused.sparse is not None:
+            facts["sparse"] = fused.sparse.to_dict()
         return pipeline.build(scheduled.mod, tvm_tgt), facts
 
 
@@ -170,6 +189,13 @@ def _build_code_digest() -> str:
     for path in sorted(Path(__file__).parent.glob("*.py")):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+class TvmSparse(Tvm):
+    """``tvm`` with matmuls whose constant weight has >= SPARSE_MIN zeros run by a BSR kernel."""
+
+    name = "tvm-sparse"
+    sparse = True
 
 
 class TvmUntuned(Tvm):

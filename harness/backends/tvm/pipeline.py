@@ -2,7 +2,8 @@
 
 1. ``fuse``: NHWC/HWIO convolutions (the output channel becomes the contiguous, vectorised axis;
    NCHW's innermost axis is the image width, 13 or 55 in SqueezeNet, which no vector tile divides),
-   then TVM's CPU legalize + fusion passes (``cpu_generic``: LegalizeOps, FoldConstant, FuseOps,
+   constant folding, for ``tvm-sparse`` the BSR rewrite of sparse matmuls (``sparse.py``), then
+   TVM's CPU legalize + fusion passes (``cpu_generic``: LegalizeOps, FoldConstant, FuseOps,
    FuseTIR). Tuning extracts its tasks from this module, so a database's workloads match the build's.
 2. ``schedule``: the functions a MetaSchedule database has records for take them; every other one
    gets the default CPU schedules (``schedules.py``). Coverage = functions from the database / all.
@@ -18,29 +19,41 @@ from dataclasses import dataclass
 CONV_LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
 
 
-def fuse(mod, target) -> tuple[object, str]:
-    """Layout conversion, legalisation and operator fusion: (the module whose PrimFuncs are tasks,
-    the convolution layout used). A graph ``ConvertLayout`` cannot convert (it fails on some ops,
-    e.g. 5-D tensors in ResNet-50's ONNX graph) keeps NCHW, and says so."""
+@dataclass(frozen=True)
+class Fused:
+    mod: object  # its PrimFuncs are the tasks tuning extracts
+    layout: str  # the convolution layout used
+    sparse: object = None  # harness.backends.tvm.sparse.SparseSummary where the sparse rewrite ran
+
+
+def fuse(mod, target, sparse: bool = False) -> Fused:
+    """Layout conversion, legalisation and operator fusion. A graph ``ConvertLayout`` cannot
+    convert (it fails on some ops, e.g. 5-D tensors in ResNet-50's ONNX graph) keeps NCHW, and
+    says so. ``sparse``: after constant folding, matmuls with sparse constant weights become BSR
+    kernel calls (``tvm-sparse``, harness.backends.tvm.sparse)."""
     import tvm
     from tvm import relax
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
-    layout = "NHWC"
+    from harness.backends.tvm import sparse as sparse_rewrite
+
+    layout, summary = "NHWC", None
     with target:
         try:
             mod = relax.transform.ConvertLayout(CONV_LAYOUT)(mod)
         except RuntimeError as exc:  # tvm.error.InternalError and its kin
             layout = f"NCHW (ConvertLayout failed: {str(exc).strip().splitlines()[-1][:120]})"
-        passes = [relax.transform.FoldConstant()]
-        passes += cpu.library_dispatch_passes(target) + cpu.legalize_passes(target)
-        return tvm.transform.Sequential(passes)(mod), layout
+        mod = relax.transform.FoldConstant()(mod)
+        if sparse:
+            mod, summary = sparse_rewrite.rewrite(mod)
+        passes = cpu.library_dispatch_passes(target) + cpu.legalize_passes(target)
+        return Fused(tvm.transform.Sequential(passes)(mod), layout, summary)
 
 
 @dataclass(frozen=True)
 class Scheduled:
     mod: object
-    functions: int  # PrimFuncs in the fused module
+    functions: int  # PrimFuncs in the fused module that needed a schedule
     from_database: int  # of which scheduled by the database
 
     @property
@@ -58,8 +71,8 @@ def schedule(fused, target, database=None) -> Scheduled:
 
     from harness.backends.tvm.schedules import apply_default_schedules
 
-    functions = [gv for gv, f in fused.functions_items() if isinstance(f, tirx.PrimFunc)]
-    open_before = [gv for gv in functions if not _scheduled(fused[gv.name_hint])]
+    # functions that come scheduled (the sparse kernels) need no schedule and are not counted
+    open_before = [gv for gv, f in fused.functions_items() if isinstance(f, tirx.PrimFunc) and not _scheduled(f)]
     mod = fused
     with target:
         if database is not None:
@@ -68,7 +81,7 @@ def schedule(fused, target, database=None) -> Scheduled:
         # the pass marks what it applied (tirx.is_scheduled): count only what it changed
         from_database = sum(1 for gv in open_before if _scheduled(mod[gv.name_hint]))
         mod = apply_default_schedules()(mod)
-    return Scheduled(mod, len(functions), from_database)
+    return Scheduled(mod, len(open_before), from_database)
 
 
 def build(scheduled_mod, target):

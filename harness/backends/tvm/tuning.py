@@ -148,7 +148,7 @@ def fused_modules(spec: TuneSpec, target):
 
     for entry in spec.models:
         model = build_model(entry["name"], entry.get("options") or {})
-        yield model.name, fuse(import_relax(model, model.make_inputs(0)), target)[0]
+        yield model.name, fuse(import_relax(model, model.make_inputs(0)), target).mod
 
 
 def unique_tasks(modules, target):

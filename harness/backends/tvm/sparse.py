@@ -1,0 +1,188 @@
+"""``tvm-sparse``: matmuls with a constant sparse weight run as a block-sparse (BSR) x dense kernel.
+
+``rewrite`` (a Relax rewrite, run after constant folding, so a transposed weight
+``permute_dims(W)`` is already a constant; an unfolded one is seen through) finds
+
+- ``matmul(x, W)`` with W a constant (inputs, outputs) or ``permute_dims`` of an (outputs, inputs)
+  constant: torch Linear layers after ``torch.export``, ONNX MatMul/Gemm weights;
+- 1x1 ``conv2d`` (stride 1, no padding, one group, NHWC/HWIO after the layout change): a matmul
+  over the pixels,
+
+whose weight has at least ``SPARSE_MIN`` zeros (harness.backends.sparse_weights), converts the
+weight to BSR at compile time (scipy.sparse; block R x 1 chosen by ``choose_block``) and calls
+``bsr_matmul``, a TIR kernel marked ``tirx.is_scheduled`` so that tuning and the default schedules
+leave it alone. Everything else stays dense.
+
+The kernel computes y (M, N) = x (M, K) W^T from xt = x^T (zero-padded to whole tiles): in
+parallel over (block row, tile of TM rows of x), a register tile acc[R, TM] accumulates
+``data[b, c, r] * xt[col, m0:m0+TM]`` over the block row's nonzero blocks, vectorised over the TM
+rows of x (so 1x1 blocks, unstructured pruning, vectorise too), then is written back. Measured on
+AMD EPYC (AVX2, 2 threads), y = x W^T with x 128x768 and W 3072x768 at 90%: 16x1 blocks 0.87 ms,
+unstructured 1.5 ms, against 6.0 ms for torch's dense ``linear``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.backends.sparse_weights import Bsr, choose_block, eligible, to_bsr
+
+KERNEL = "bsr_matmul"
+
+
+def tile_rows(block_rows: int, m: int) -> int:
+    """Rows of x per register tile: R x TM accumulators stay within 64 floats (8 AVX2 or 4
+    AVX-512 registers for R=1; 16x1 blocks keep 8 rows), never more than M needs."""
+    tm = min(32, max(8, 64 // block_rows))
+    while tm > 1 and tm // 2 >= m:
+        tm //= 2
+    return tm
+
+
+def bsr_matmul(m: int, n: int, k: int, bsr: Bsr):
+    """The TIR kernel for one weight, (xt (Kp, Mp), data, indices, indptr) -> y (M, N), and
+    (Kp, Mp): x^T's shape zero-padded to whole blocks of C inputs and tiles of TM rows."""
+    from tvm.script import tirx as T
+
+    r, c = bsr.block
+    tm = tile_rows(r, m)
+    tiles = -(-m // tm)
+    kp, mp, nb, blocks = -(-k // c) * c, tiles * tm, len(bsr.indptr) - 1, max(len(bsr.indices), 1)
+    whole_rows = n % r == 0
+
+    @T.prim_func
+    def kernel(
+        xt: T.Buffer((kp, mp), "float32"),
+        data: T.Buffer((blocks, c, r), "float32"),
+        indices: T.Buffer((blocks,), "int32"),
+        indptr: T.Buffer((nb + 1,), "int32"),
+        y: T.Buffer((m, n), "float32"),
+    ):
+        T.func_attr({"tir.noalias": True, "tirx.is_scheduled": True})
+        for task in T.parallel(nb * tiles):
+            # "global" scope: a small constant-size buffer goes on the stack and into registers;
+            # "local" would be a heap workspace that LLVM cannot keep in registers
+            acc = T.decl_buffer((r, tm), "float32", scope="global")
+            i = task // tiles
+            m0 = task % tiles * tm
+            for rr in T.unroll(r):
+                for mm in T.vectorized(tm):
+                    acc[rr, mm] = T.float32(0)
+            for b in range(indptr[i], indptr[i + 1]):
+                for cc in T.unroll(c):
+                    for rr in T.unroll(r):
+                        for mm in T.vectorized(tm):
+                            acc[rr, mm] = acc[rr, mm] + data[b, cc, rr] * xt[indices[b] * c + cc, m0 + mm]
+            for mm in T.unroll(tm):
+                if m0 + mm < m:
+                    if whole_rows:
+                        for rr in T.vectorized(r):
+                            y[m0 + mm, i * r + rr] = acc[rr, mm]
+                    else:
+                        for rr in T.serial(r):
+                            if i * r + rr < n:
+                                y[m0 + mm, i * r + rr] = acc[rr, mm]
+
+    return kernel, (kp, mp)
+
+
+def bsr_arrays(bsr: Bsr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kernel's constant operands (an all-zero weight keeps one zero block: no empty tensors)."""
+    if len(bsr.indices):
+        return bsr.data, bsr.indices, bsr.indptr
+    r, c = bsr.block
+    return np.zeros((1, c, r), np.float32), np.zeros(1, np.int32), bsr.indptr
+
+
+@dataclass
+class SparseSummary:
+    converted: int = 0  # weights now run by the BSR kernel
+    candidates: int = 0  # constant matmul / 1x1 convolution weights seen
+    blocks: dict | None = None  # block shape -> weights converted with it
+
+    def to_dict(self) -> dict:
+        return {"sparse_weights": self.converted, "sparse_candidates": self.candidates, "sparse_blocks": self.blocks}
+
+
+def rewrite(mod) -> tuple[object, SparseSummary]:
+    """The module with every eligible matmul as a BSR kernel call, and what was converted."""
+    from tvm import relax
+    from tvm.ir.expr import Constant
+
+    summary = SparseSummary(blocks={})
+
+    @relax.expr_functor.mutator
+    class SparseMatmuls(relax.PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            found = self._weight(call)
+            if found is None:
+                return call
+            x, weight, pixels = found
+            summary.candidates += 1
+            if not eligible(weight):
+                return call
+            summary.converted += 1
+            return self._emit_sparse(x, weight, pixels, call)
+
+        def _constant(self, expr):
+            """A constant array behind ``expr`` (through a bound variable), else None."""
+            if isinstance(expr, relax.Var):
+                bound = self.lookup_binding(expr)
+                expr = bound if bound is not None else expr
+            return expr.value.numpy() if isinstance(expr, Constant) else None
+
+        def _weight(self, call):
+            """(x, the (outputs, inputs) weight, whether x is NHWC pixels) for a candidate call."""
+            name = getattr(call.op, "name", "")
+            if name == "relax.matmul" and len(call.args) == 2:
+                x, b = call.args
+                if b.ty.ndim != 2 or b.ty.dtype != "float32":
+                    return None
+                w = self._constant(b)
+                if w is not None:
+                    return x, np.ascontiguousarray(w.T), False
+                source = self.lookup_binding(b) if isinstance(b, relax.Var) else b
+                if isinstance(source, relax.Call) and getattr(source.op, "name", "") == "relax.permute_dims":
+                    w = self._constant(source.args[0])
+                    if w is not None and w.ndim == 2:  # permute_dims(W) of a 2-D W is its transpose
+                        return x, w, False
+                return None
+            if name == "relax.nn.conv2d":
+                a = call.attrs
+                one_by_one = (
+                    str(a.data_layout) == "NHWC"
+                    and str(a.kernel_layout) == "HWIO"
+                    and int(a.groups) == 1
+                    and all(int(v) == 1 for v in list(a.strides) + list(a.dilation))
+                    and all(int(v) == 0 for v in a.padding)
+                )
+                w = self._constant(call.args[1]) if one_by_one else None
+                if w is not None and w.shape[:2] == (1, 1):
+                    return call.args[0], np.ascontiguousarray(w[0, 0].T), True
+            return None
+
+        def _emit_sparse(self, x, weight, pixels, call):
+            out_shape = [int(d) for d in call.ty.shape]
+            n, k = weight.shape
+            m = int(np.prod(out_shape[:-1]))
+            block = choose_block(weight)
+            summary.blocks[f"{block[0]}x{block[1]}"] = summary.blocks.get(f"{block[0]}x{block[1]}", 0) + 1
+            bsr = to_bsr(weight.astype(np.float32), block)
+            kernel, (kp, mp) = bsr_matmul(m, n, k, bsr)
+            gv = self.builder_.add_func(kernel.without_attr("global_symbol"), KERNEL)
+            emit = self.builder_.emit
+            xt = emit(relax.op.permute_dims(emit(relax.op.reshape(x, (m, k)))))
+            if (kp, mp) != (k, m):
+                xt = emit(relax.op.nn.pad(xt, [0, kp - k, 0, mp - m]))
+            operands = [relax.const(a) for a in bsr_arrays(bsr)]
+            y = emit(relax.call_tir(gv, [xt, *operands], relax.TensorType((m, n), "float32")))
+            return relax.op.reshape(y, out_shape)
+
+    rewriter = SparseMatmuls(mod)
+    for gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
+    return rewriter.builder_.get(), summary
