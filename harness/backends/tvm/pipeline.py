@@ -36,6 +36,7 @@ def fuse(mod, target, sparse: bool = False) -> Fused:
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
     from harness.backends.tvm import sparse as sparse_rewrite
+    from harness.backends.tvm.schedules import vector_lanes
 
     layout, summary = "NHWC", None
     with target:
@@ -45,7 +46,7 @@ def fuse(mod, target, sparse: bool = False) -> Fused:
             layout = f"NCHW (ConvertLayout failed: {str(exc).strip().splitlines()[-1][:120]})"
         mod = relax.transform.FoldConstant()(mod)
         if sparse:
-            mod, summary = sparse_rewrite.rewrite(mod)
+            mod, summary = sparse_rewrite.rewrite(mod, vector_lanes(target))
         passes = cpu.library_dispatch_passes(target) + cpu.legalize_passes(target)
         return Fused(tvm.transform.Sequential(passes)(mod), layout, summary)
 
