@@ -69,7 +69,7 @@ def test_unsupported_cells_skip_with_their_reason(suite):
     [
         (
             ("--backends", "nope"),
-            "ERROR: infer-bench: unknown backend 'nope'; registered backends: torch, torch-compile, ort, tvm*",
+            "ERROR: infer-bench: unknown backend 'nope'; registered backends: torch, torch-compile, torch-sparse*",
         ),
         (("--threads", "0"), "*infer-bench: axis 'threads': thread count '0' must be at least 1*"),
         (("--thread-control", "omp"), "*thread control 'omp' is not one of both, env, api, unset*"),

@@ -35,8 +35,8 @@ def fuse(mod, target, sparse: bool = False) -> Fused:
     from tvm import relax
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
-    from harness.backends.tvm import sparse as sparse_rewrite
     from harness.backends.tvm.schedules import vector_lanes
+    from harness.backends.tvm.sparse import rewrite as sparse_rewrite
 
     layout, summary = "NHWC", None
     with target:
@@ -46,7 +46,7 @@ def fuse(mod, target, sparse: bool = False) -> Fused:
             layout = f"NCHW (ConvertLayout failed: {str(exc).strip().splitlines()[-1][:120]})"
         mod = relax.transform.FoldConstant()(mod)
         if sparse:
-            mod, summary = sparse_rewrite.rewrite(mod, vector_lanes(target))
+            mod, summary = sparse_rewrite(mod, vector_lanes(target))
         passes = cpu.library_dispatch_passes(target) + cpu.legalize_passes(target)
         return Fused(tvm.transform.Sequential(passes)(mod), layout, summary)
 
