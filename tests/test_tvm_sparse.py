@@ -110,10 +110,10 @@ def test_a_dense_model_on_tvm_sparse_runs_densely_and_says_so(tmp_path, monkeypa
     monkeypatch.setenv("INFER_BENCH_CACHE_DIR", str(tmp_path))
     model = build_from_factory("tests.tiny_models:tiny_mlp")
     compiled = get_backend("tvm-sparse").compile(model, get_target("llvm"), 1, model.make_inputs(0))
-    assert "dense: none of 2 linear weights" in compiled.label
+    assert "dense: none of 2 matmul/1x1-conv weights" in compiled.label
     assert compiled.build_info()["sparse_weights"] == 0
     model.prune(0.9, "block:4x1")
     compiled = get_backend("tvm-sparse").compile(model, get_target("llvm"), 1, model.make_inputs(0))
-    assert "BSR: 2/2 linear weights sparse" in compiled.label
+    assert "BSR: 2/2 matmul/1x1-conv weights sparse" in compiled.label
     expected = model.reference(model.make_inputs(5))[0][0]
     np.testing.assert_allclose(compiled.run(model.make_inputs(5))[0], expected, rtol=1e-4, atol=1e-4)

@@ -54,10 +54,6 @@ class Bsr:
     shape: tuple[int, int]  # the unpadded (outputs, inputs)
     block: tuple[int, int]  # (R, C)
 
-    @property
-    def density(self) -> float:
-        return self.data.size / (self.shape[0] * self.shape[1]) if self.data.size else 0.0
-
 
 def to_bsr(matrix: np.ndarray, block: tuple[int, int]) -> Bsr:
     import scipy.sparse
@@ -71,8 +67,8 @@ def to_bsr(matrix: np.ndarray, block: tuple[int, int]) -> Bsr:
     return Bsr(data, bsr.indices.astype(np.int32), bsr.indptr.astype(np.int32), (n, k), (r, c))
 
 
-def describe(converted: int, candidates: int, what: str) -> str:
-    """The label's sparse part: how many of the weights that could run sparse do."""
+def describe(converted: int, candidates: int, fmt: str, weights: str) -> str:
+    """The label's sparse part: how many of the ``weights`` that could run sparse do, in ``fmt``."""
     if not converted:
-        return f"dense: none of {candidates} linear weights has {SPARSE_MIN:.0%} zeros"
-    return f"{what}: {converted}/{candidates} linear weights sparse (>= {SPARSE_MIN:.0%} zeros)"
+        return f"dense: none of {candidates} {weights} has {SPARSE_MIN:.0%} zeros"
+    return f"{fmt}: {converted}/{candidates} {weights} sparse (>= {SPARSE_MIN:.0%} zeros)"

@@ -63,6 +63,6 @@ class TorchSparse(TorchEager):
     def compile(self, model, target, threads, example):
         set_torch_threads(threads)
         module, converted, linears = sparsify_linears(model.torch_module())
-        runner = TorchModuleRunner(module, f"eager fp32, {describe(converted, linears, 'CSR')}")
+        runner = TorchModuleRunner(module, f"eager fp32, {describe(converted, linears, 'CSR', 'linear weights')}")
         runner.build = {"sparse_weights": converted, "sparse_candidates": linears, "sparse_format": "csr"}
         return runner

@@ -127,7 +127,7 @@ class Tvm(Backend):
         if self.sparse:
             info.update(facts["sparse"])
             converted, candidates = facts["sparse"]["sparse_weights"], facts["sparse"]["sparse_candidates"]
-            label = f"{label}; {describe(converted, candidates, 'BSR')}"
+            label = f"{label}; {describe(converted, candidates, 'BSR', 'matmul/1x1-conv weights')}"
         info["compile_cache"] = cache.status(found)
         device = tvm.cpu()
         compiled = TvmCompiled(relax.VirtualMachine(module, device), device, label, info)
