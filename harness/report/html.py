@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import re
 from datetime import datetime
 from pathlib import Path
 
 from harness.compare.compare import Comparison
+from harness.report.figures import png_bytes
 from harness.report.markdown import cell_rows, summary_markdown
 from harness.report.tables import fmt_or_dash, short_name
 from harness.store.io import write_atomic
@@ -30,12 +30,7 @@ COLORS = {
 
 
 def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    return base64.b64encode(png_bytes(fig, dpi=90)).decode()
 
 
 def plot_ratios(verdicts) -> str | None:

@@ -18,13 +18,13 @@ sparsity, one line per backend and pruning mode, one panel per model).
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.models.pruning import DEFAULT_PRUNING
 from harness.plan.cell import sparsity_label
+from harness.report.figures import png_bytes, pyplot
 from harness.report.tables import fmt_or_dash
 from harness.run.protocol import CellResult
 from harness.store.io import write_atomic
@@ -162,11 +162,7 @@ def terminal_lines(table: dict[tuple, list[SparsePoint]]) -> list[str]:
 def plot(table: dict[tuple, list[SparsePoint]]) -> bytes | None:
     if not table:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(table), figsize=(6 * len(table), 4.5), squeeze=False)
     for ax, (key, points) in zip(axes[0], table.items()):
         for (backend, mode), series in curves(points).items():
@@ -181,11 +177,7 @@ def plot(table: dict[tuple, list[SparsePoint]]) -> bytes | None:
         ax.set_ylabel("speed-up over the same backend dense")
         ax.set_yscale("log")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 def write_report(table: dict[tuple, list[SparsePoint]], out_dir: Path) -> list[Path]:

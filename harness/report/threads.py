@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import numpy as np
 
 from harness.compare.stats import LogInterval, level_interval, log_process_levels, welch
 from harness.compare.verdict import DEFAULT_ALPHA
+from harness.report.figures import png_bytes, pyplot
 from harness.report.tables import fmt_or_dash
 from harness.run.protocol import CellResult
 from harness.store.io import write_atomic
@@ -282,11 +282,7 @@ def plot(table: dict[tuple, list[Point]]) -> bytes | None:
     per backend and thread control; oversubscribed points marked."""
     if not table:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     models = sorted({key[0] for key in table})
     fig, axes = plt.subplots(2, len(models), figsize=(4.5 * len(models), 7), squeeze=False)
     for col, model in enumerate(models):
@@ -322,11 +318,7 @@ def plot(table: dict[tuple, list[Point]]) -> bytes | None:
         eff.set_xlabel("threads (red X: oversubscribed)")
         eff.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
         lat.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 def write_report(table: dict[tuple, list[Point]], results: list[CellResult], out_dir: Path) -> list[Path]:
