@@ -48,9 +48,18 @@ def test_break_even_in_the_report():
     assert "| tvm-sparse | unstructured | 74% | 86% |" in md
     assert "| ort | unstructured | none | none |" in md
     assert "Best dense cell: **ort** 10.000 ms" in md
-    assert any(
-        "tvm-sparse block:16x1: vs own dense sp90 4.00x" in line for line in terminal_lines(sparsity_table(RESULTS))
+    lines = terminal_lines(sparsity_table(RESULTS))
+    assert (
+        "bert (llvm, 2 threads) tvm-sparse block:16x1: vs own dense sp90 4.00x; vs best dense (ort) sp90 2.00x" in lines
     )
+
+
+def test_a_sparse_backend_without_its_own_dense_cell_is_shown_against_the_best():
+    # the smoke run: test_latency's dense cells, sparse backends only pruned
+    results = [_result("ort", 0.0, 10.0), _result("torch-sparse", 0.9, 8.0, pruning="block:16x1")]
+    lines = terminal_lines(sparsity_table(results))
+    assert lines == ["bert (llvm, 2 threads) torch-sparse block:16x1: vs best dense (ort) sp90 1.25x"]
+    assert "| torch-sparse | block:16x1 | - | < 90% |" in to_markdown(sparsity_table(results))
 
 
 @pytest.mark.parametrize(

@@ -154,8 +154,15 @@ def terminal_lines(table: dict[tuple, list[SparsePoint]]) -> list[str]:
     out = []
     for key, points in table.items():
         for (backend, mode), series in curves(points).items():
-            text = ", ".join(f"{sparsity_label(p.cell.sparsity)} {fmt_or_dash(p.speedup, '.2f')}x" for p in series[1:])
-            out.append(f"{_title(key)} {backend} {mode}: vs own dense {text}")
+            sparse = [p for p in series if p.cell.sparsity > 0]
+            own = ", ".join(f"{sparsity_label(p.cell.sparsity)} {p.speedup:.2f}x" for p in sparse if p.speedup)
+            best = ", ".join(
+                f"{sparsity_label(p.cell.sparsity)} {fmt_or_dash(p.vs_best_dense, '.2f')}x" for p in sparse
+            )
+            parts = ([f"vs own dense {own}"] if own else []) + [
+                f"vs best dense ({sparse[0].best_dense_backend}) {best}"
+            ]
+            out.append(f"{_title(key)} {backend} {mode}: {'; '.join(parts)}")
     return out
 
 
