@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.models.pruning import pad_to_blocks
+
 SPARSE_MIN = 0.5  # fraction of zeros from which a weight runs sparse
 FILL_LIMIT = 1.25  # stored elements / nonzeros a block shape may cost
 BLOCK_ROWS = (16, 8, 4, 2)  # R x 1 blocks tried, largest first; else 1x1 (CSR)
@@ -35,9 +37,7 @@ def choose_block(matrix: np.ndarray) -> tuple[int, int]:
     for r in BLOCK_ROWS:
         if r > n:
             continue
-        padded = np.zeros((-(-n // r) * r, k), dtype=bool)
-        padded[:n] = matrix != 0
-        stored = r * np.count_nonzero(padded.reshape(-1, r, k).any(axis=1))
+        stored = r * np.count_nonzero(pad_to_blocks(matrix != 0, (r, 1)).reshape(-1, r, k).any(axis=1))
         if stored <= FILL_LIMIT * max(nonzeros, 1):
             return (r, 1)
     return (1, 1)
@@ -58,13 +58,10 @@ class Bsr:
 def to_bsr(matrix: np.ndarray, block: tuple[int, int]) -> Bsr:
     import scipy.sparse
 
-    (n, k), (r, c) = matrix.shape, block
-    padded = np.zeros((-(-n // r) * r, -(-k // c) * c), dtype=matrix.dtype)
-    padded[:n, :k] = matrix
-    bsr = scipy.sparse.bsr_matrix(padded, blocksize=(r, c))
+    bsr = scipy.sparse.bsr_matrix(pad_to_blocks(matrix, block), blocksize=block)
     bsr.sort_indices()
     data = np.ascontiguousarray(bsr.data.transpose(0, 2, 1)).astype(matrix.dtype)
-    return Bsr(data, bsr.indices.astype(np.int32), bsr.indptr.astype(np.int32), (n, k), (r, c))
+    return Bsr(data, bsr.indices.astype(np.int32), bsr.indptr.astype(np.int32), matrix.shape, block)
 
 
 def describe(converted: int, candidates: int, fmt: str, weights: str) -> str:

@@ -100,11 +100,17 @@ def prune_array(w: np.ndarray, sparsity: float) -> np.ndarray:
     return out
 
 
-def _block_grid(matrix: np.ndarray, block: tuple[int, int]) -> np.ndarray:
-    """The matrix zero-padded to whole blocks, as (block rows, R, block cols, C)."""
+def pad_to_blocks(matrix: np.ndarray, block: tuple[int, int]) -> np.ndarray:
+    """The matrix zero-padded (False-padded) to whole R x C blocks."""
     (n, k), (r, c) = matrix.shape, block
     padded = np.zeros((-(-n // r) * r, -(-k // c) * c), dtype=matrix.dtype)
     padded[:n, :k] = matrix
+    return padded
+
+
+def _block_grid(matrix: np.ndarray, block: tuple[int, int]) -> np.ndarray:
+    """The matrix zero-padded to whole blocks, as (block rows, R, block cols, C)."""
+    padded, (r, c) = pad_to_blocks(matrix, block), block
     return padded.reshape(padded.shape[0] // r, r, padded.shape[1] // c, c)
 
 
