@@ -58,34 +58,29 @@ def _group_key(r: CellResult) -> tuple:
 
 def sparsity_table(results: list[CellResult]) -> dict[tuple, list[SparsePoint]]:
     """Groups with at least one pruned cell and one dense cell; points sorted by backend, mode, sparsity."""
-    groups: dict[tuple, list[CellResult]] = defaultdict(list)
+    groups: dict[tuple, list[tuple[CellResult, float]]] = defaultdict(list)
     for r in results:
-        if r.ok and r.median_s() is not None:
-            groups[_group_key(r)].append(r)
+        median = r.median_s() if r.ok else None
+        if median is not None:
+            groups[_group_key(r)].append((r, median * 1e3))
     table = {}
     for key, members in groups.items():
-        dense = {r.cell.backend: r.median_s() * 1e3 for r in members if r.cell.sparsity == 0}
-        if not dense or not any(r.cell.sparsity > 0 for r in members):
+        dense = {r.cell.backend: ms for r, ms in members if r.cell.sparsity == 0}
+        if not dense or not any(r.cell.sparsity > 0 for r, _ in members):
             continue
         best_backend = min(dense, key=dense.get)
-        points = [
-            SparsePoint(r, r.median_s() * 1e3, dense.get(r.cell.backend), dense[best_backend], best_backend)
-            for r in members
-        ]
+        points = [SparsePoint(r, ms, dense.get(r.cell.backend), dense[best_backend], best_backend) for r, ms in members]
         points.sort(key=lambda p: (p.cell.backend, p.cell.pruning, p.cell.sparsity))
         table[key] = points
     return table
 
 
 def curves(points: list[SparsePoint]) -> dict[tuple[str, str], list[SparsePoint]]:
-    """(backend, pruning mode) -> its points by sparsity, the dense point (sparsity 0) first."""
+    """(backend, pruning mode) -> its pruned points by sparsity (points come sorted)."""
     out: dict[tuple[str, str], list[SparsePoint]] = defaultdict(list)
     for p in points:
         if p.cell.sparsity > 0:
             out[(p.cell.backend, p.cell.pruning)].append(p)
-    for (backend, _mode), series in out.items():
-        series.sort(key=lambda p: p.cell.sparsity)
-        series[:0] = [p for p in points if p.cell.backend == backend and p.cell.sparsity == 0]
     return dict(out)
 
 
@@ -137,11 +132,10 @@ def to_markdown(table: dict[tuple, list[SparsePoint]]) -> str:
                 f"{fmt_or_dash(p.speedup, '.2f')}x | {fmt_or_dash(p.vs_best_dense, '.2f')}x | {r.label or '-'} |"
             )
         lines += ["", "| backend | pruning | break-even vs own dense | break-even vs best dense |", "|---|---|---|---|"]
-        for (backend, mode), series in curves(points).items():
-            sparse = [p for p in series if p.cell.sparsity > 0]
+        for (backend, mode), sparse in curves(points).items():
             xs = [p.cell.sparsity for p in sparse]
-            own = break_even(xs, [p.speedup or 0.0 for p in sparse]) if series[0].cell.sparsity == 0 else "-"
-            lines.append(f"| {backend} | {mode} | {own} | {break_even(xs, [p.vs_best_dense or 0.0 for p in sparse])} |")
+            own = break_even(xs, [p.speedup for p in sparse]) if sparse[0].speedup is not None else "-"
+            lines.append(f"| {backend} | {mode} | {own} | {break_even(xs, [p.vs_best_dense for p in sparse])} |")
         lines.append("")
     lines.append(
         f"Pruning `{DEFAULT_PRUNING}` is per-layer magnitude pruning; `block:RxC` zeroes whole blocks of "
@@ -153,8 +147,7 @@ def to_markdown(table: dict[tuple, list[SparsePoint]]) -> str:
 def terminal_lines(table: dict[tuple, list[SparsePoint]]) -> list[str]:
     out = []
     for key, points in table.items():
-        for (backend, mode), series in curves(points).items():
-            sparse = [p for p in series if p.cell.sparsity > 0]
+        for (backend, mode), sparse in curves(points).items():
             own = ", ".join(f"{sparsity_label(p.cell.sparsity)} {p.speedup:.2f}x" for p in sparse if p.speedup)
             best = ", ".join(
                 f"{sparsity_label(p.cell.sparsity)} {fmt_or_dash(p.vs_best_dense, '.2f')}x" for p in sparse
@@ -172,12 +165,12 @@ def plot(table: dict[tuple, list[SparsePoint]]) -> bytes | None:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(table), figsize=(6 * len(table), 4.5), squeeze=False)
     for ax, (key, points) in zip(axes[0], table.items()):
-        for (backend, mode), series in curves(points).items():
-            pts = [p for p in series if p.speedup is not None]
+        for (backend, mode), sparse in curves(points).items():
+            if sparse[0].speedup is None:  # no dense cell of its own to measure against
+                continue
             style = "-" if backend.endswith("sparse") else ":"
-            ax.plot(
-                [p.cell.sparsity for p in pts], [p.speedup for p in pts], style, marker="o", label=f"{backend} {mode}"
-            )
+            xs, ys = [0.0] + [p.cell.sparsity for p in sparse], [1.0] + [p.speedup for p in sparse]
+            ax.plot(xs, ys, style, marker="o", label=f"{backend} {mode}")
         ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
         ax.set_title(_title(key), fontsize=9)
         ax.set_xlabel("sparsity")

@@ -23,7 +23,7 @@ README "Sparsity".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -136,7 +136,7 @@ def bsr_arrays(bsr: Bsr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 class SparseSummary:
     converted: int = 0  # weights now run by the BSR kernel
     candidates: int = 0  # constant matmul / 1x1 convolution weights seen
-    blocks: dict | None = None  # block shape -> weights converted with it
+    blocks: dict = field(default_factory=dict)  # block shape -> weights converted with it
 
     def to_dict(self) -> dict:
         return {"sparse_weights": self.converted, "sparse_candidates": self.candidates, "sparse_blocks": self.blocks}
@@ -148,7 +148,7 @@ def rewrite(mod, lanes: int = 8) -> tuple[object, SparseSummary]:
     from tvm import relax
     from tvm.ir.expr import Constant
 
-    summary = SparseSummary(blocks={})
+    summary = SparseSummary()
 
     @relax.expr_functor.mutator
     class SparseMatmuls(relax.PyExprMutator):
@@ -206,7 +206,8 @@ def rewrite(mod, lanes: int = 8) -> tuple[object, SparseSummary]:
             n, k = weight.shape
             m = int(np.prod(out_shape[:-1]))
             block = choose_block(weight)
-            summary.blocks[f"{block[0]}x{block[1]}"] = summary.blocks.get(f"{block[0]}x{block[1]}", 0) + 1
+            shape = f"{block[0]}x{block[1]}"
+            summary.blocks[shape] = summary.blocks.get(shape, 0) + 1
             bsr = to_bsr(weight.astype(np.float32), block)
             kernel, (kp, mp) = bsr_matmul(m, n, k, bsr, lanes)
             gv = self.builder_.add_func(kernel.without_attr("global_symbol"), KERNEL)
