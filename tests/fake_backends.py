@@ -35,6 +35,16 @@ class Segfault(_Fake):
         os.kill(os.getpid(), signal.SIGSEGV)
 
 
+class MemoryHog(_Fake):
+    name = "hog"
+
+    def compile(self, model, target, threads, example):
+        print("allocating until stopped", file=sys.stderr, flush=True)
+        held = []
+        while True:  # touched pages: counted by the memory cgroup
+            held.append(bytearray(32 * 2**20))
+
+
 class Hang(_Fake):
     name = "hang"
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.machine.confine import Confinement, ConfinementError
 from harness.plan.cell import Cell
 from harness.run.launcher import build_request
 from harness.run.schedule import run_cell
@@ -23,6 +24,7 @@ FAKES = ",".join(
         ("missing", "Missing"),
         ("wrong", "WrongAnswer"),
         ("envreport", "EnvReport"),
+        ("hog", "MemoryHog"),
     ]
 )
 FAST = {"max_time": 0.05, "min_rounds": 3, "warmup": False}
@@ -57,6 +59,31 @@ def test_hanging_worker_is_killed_at_the_timeout():
     assert result.status == "crashed"
     assert result.message.startswith("timed out after 8s (per-cell timeout; raise it with --cell-timeout)")
     assert "hanging now" in result.message
+
+
+MEMORY_LIMIT = Confinement(memory=512 * 2**20)
+NO_MEMORY_CGROUP = MEMORY_LIMIT.unavailable()
+
+
+@pytest.mark.skipif(NO_MEMORY_CGROUP is not None, reason=f"no memory cgroup here: {NO_MEMORY_CGROUP}")
+def test_an_oom_killed_worker_fails_only_its_cell_and_says_so():
+    """A real OOM kill (the kernel's, in the worker's memory cgroup; RLIMIT_AS would only make
+    allocations fail): the cell fails naming the OOM killer and the limit, the next cell runs."""
+    hog = run_cell(_cell("hog"), timing=FAST, confinement=MEMORY_LIMIT)
+    assert hog.status == "crashed"
+    assert hog.message.startswith("worker killed by the kernel's OOM killer: it passed its --memory-limit of 512 MiB")
+    assert "allocating until stopped" in hog.message
+    good = run_cell(Cell("tiny_mlp", "torch", threads="1", model_options=FACTORY), timing=FAST, confinement=MEMORY_LIMIT)
+    assert good.ok and good.samples
+    assert good.confinement["memory"] == 512 * 2**20
+
+
+def test_memory_limit_option_values():
+    assert Confinement.parse(memory="1.5g").memory == int(1.5 * 2**30)
+    assert Confinement.parse(memory="512MiB").describe() == "memory limit 512 MiB"
+    for bad, message in [("lots", "is not a size"), ("1m", "is below 64 MiB")]:
+        with pytest.raises(ConfinementError, match=message):
+            Confinement.parse(memory=bad)
 
 
 def test_backend_exception_is_a_one_line_error_with_stage():

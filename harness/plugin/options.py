@@ -107,6 +107,13 @@ def add_options(parser) -> None:
         "cfs quota; cells are skipped where cgroups are not writable); 'auto' threads resolve within it",
     )
     group.addoption(
+        "--memory-limit",
+        default=None,
+        metavar="SIZE",
+        help="run each worker in its own cgroup with this memory limit, swap included (like docker --memory), "
+        "e.g. 4g: a worker past it is ended by the kernel's OOM killer and its cell fails saying so",
+    )
+    group.addoption(
         "--cpuset",
         default=None,
         metavar="LIST",
@@ -206,7 +213,7 @@ class RunOptions:
             axes = {axis: parse_list(opt(axis)) for axis in AXES if opt(axis)}
             model = user_model(opt("model_file"), opt("model_factory"), opt("input_shape"))
             check_axis_overrides(axes, user_model=model is not None)
-            confinement = Confinement.parse(opt("cpu_quota"), opt("cpuset"), opt("pin"))
+            confinement = Confinement.parse(opt("cpu_quota"), opt("cpuset"), opt("pin"), opt("memory_limit"))
         except (
             MatrixError,
             UnknownBackendError,

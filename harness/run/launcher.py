@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from harness.machine.confine import Confinement, enter, quota_group
+from harness.machine.confine import Confinement, WorkerGroup, enter, format_bytes, worker_group
 from harness.machine.load import LoadSnapshot
 from harness.machine.threads import CpuBudget, resolve_threads, worker_environment
 from harness.plan.cell import Cell
@@ -74,7 +74,16 @@ def _tail(path: Path, lines: int = 3) -> str:
     return " | ".join(picked)
 
 
-def _describe_exit(returncode: int) -> str:
+def _describe_exit(returncode: int, group: WorkerGroup | None = None, request: Request | None = None) -> str:
+    if group is not None and group.oom_kills():
+        limit = Confinement.from_dict(request.confinement).memory if request else None
+        peak = group.peak_bytes()
+        return (
+            "worker killed by the kernel's OOM killer: it passed its --memory-limit"
+            + (f" of {format_bytes(limit)}" if limit else "")
+            + (f" (peak {format_bytes(peak)})" if peak else "")
+            + "; raise the limit or shrink the cell (batch, model)"
+        )
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
@@ -100,20 +109,23 @@ def worker_env(request: Request, extra_env: dict | None = None) -> dict[str, str
 
 
 def run_in_process(request: Request, timeout_s: float = DEFAULT_TIMEOUT_S, extra_env: dict | None = None) -> CellResult:
-    """Run one worker process (inside its own cgroup under a CPU quota, bound to its CPUs when
-    pinned or given a CPU set) and return its result, or the reason it left none."""
-    quota = Confinement.from_dict(request.confinement).quota
+    """Run one worker process (inside its own cgroup under a CPU quota or a memory limit, bound
+    to its CPUs when pinned or given a CPU set) and return its result, or the reason it left none."""
+    confinement = Confinement.from_dict(request.confinement)
     with contextlib.ExitStack() as stack:
-        procs = None
-        if quota is not None:
+        group = None
+        if confinement.needs_cgroup:
             try:
-                procs = stack.enter_context(quota_group(quota))
+                group = stack.enter_context(worker_group(confinement.quota, confinement.memory))
             except OSError as exc:  # never run unconfined under a confined label
                 return CellResult.crashed(request, f"could not create the worker's cgroup ({exc}); not run")
-        return _run_process(request, timeout_s, worker_env(request, extra_env), enter(procs, request.cpus))
+        preexec = enter(group.procs if group else [], request.cpus) if (group or request.cpus) else None
+        return _run_process(request, timeout_s, worker_env(request, extra_env), preexec, group)
 
 
-def _run_process(request: Request, timeout_s: float, env: dict, preexec) -> CellResult:
+def _run_process(
+    request: Request, timeout_s: float, env: dict, preexec, group: WorkerGroup | None = None
+) -> CellResult:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
     env.setdefault("PYTHONFAULTHANDLER", "1")  # a segfaulting worker prints a Python traceback
     with tempfile.TemporaryDirectory(prefix="infer-bench-") as tmp:
@@ -133,7 +145,7 @@ def _run_process(request: Request, timeout_s: float, env: dict, preexec) -> Cell
                     stderr=err,
                     cwd=str(PROJECT_ROOT),
                     start_new_session=True,
-                    preexec_fn=preexec if (request.cpus or request.confinement.get("quota") is not None) else None,
+                    preexec_fn=preexec,
                 )
             except (OSError, subprocess.SubprocessError) as exc:  # e.g. the CPU mask was refused
                 return CellResult.crashed(request, f"could not start the confined worker ({exc}); not run")
@@ -154,7 +166,7 @@ def _run_process(request: Request, timeout_s: float, env: dict, preexec) -> Cell
             tail = _tail(err_path)
             return CellResult.crashed(
                 request,
-                _describe_exit(returncode) + (f"; stderr: {tail}" if tail else ""),
+                _describe_exit(returncode, group, request) + (f"; stderr: {tail}" if tail else ""),
                 returncode=returncode,
                 wall_s=wall_s,
                 launcher="process",
