@@ -141,12 +141,12 @@ def _smoke_models(suite: str) -> list[str]:
 def cmd_tune(args) -> int:
     """Tune the TVM tasks of the chosen models in a worker process; records go to this machine
     profile's database for the thread count (or to --database)."""
+    from harness import PROJECT_ROOT
     from harness.backends.tvm.tuning import TuneSpec, database_dir
     from harness.machine.profile import current_profile
     from harness.machine.threads import resolve_threads
     from harness.models import MODELS
     from harness.models.user import UserModelError, user_model
-    from harness.run.launcher import PROJECT_ROOT
 
     try:
         user = user_model(args.model_file, args.model_factory, args.input_shape)

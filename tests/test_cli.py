@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from harness.cli import main
 from harness.compare.verdict import VERDICTS
 from harness.store.baselines import BaselineStore
 from harness.store.results import ResultFileError, load_result
+from tests.headless_chromium import CHROMIUM, NO_CHROMIUM, console_messages, dump_dom
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = {
@@ -301,12 +301,7 @@ def test_report_writes_markdown_html_and_step_summary(tmp_path, monkeypatch):
     assert "http://" not in page and "https://" not in page  # self-contained
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="headless Chromium not installed (Debian package 'chromium'; .ci/run installs it)"
-)
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 def test_report_renders_in_headless_chromium_without_console_errors(tmp_path):
     base = crafted(tmp_path / "base.json", {"mlp-ort": 1e-3, "bert-tvm": 50e-3})
     cur = crafted(tmp_path / "cur.json", {"mlp-ort": 1.5e-3, "bert-tvm": 40e-3}, seed=8)
@@ -315,34 +310,12 @@ def test_report_renders_in_headless_chromium_without_console_errors(tmp_path):
     crafted(history / "0001_smoke.json", {"mlp-ort": 1.1e-3, "bert-tvm": 45e-3}, seed=9)
     out = tmp_path / "out"
     assert main(["report", str(cur), "--baseline", str(base), "-o", str(out), "--history", str(history)]) == 0
-    proc = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            (out / "report.html").as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = dump_dom(out / "report.html", tmp_path / "profile")
     dom = proc.stdout
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'data-plots-rendered="3/3"' in dom  # every embedded plot decoded with a non-zero size
     assert dom.count("<tr>") == 3 and "regression" in dom and "improvement" in dom
-    console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
-    assert console == []
+    assert console_messages(proc.stderr) == []
 
 
 def test_runtime_upgrades_head_the_verdict_table(tmp_path, capsys):

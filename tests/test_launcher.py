@@ -73,7 +73,9 @@ def test_an_oom_killed_worker_fails_only_its_cell_and_says_so():
     assert hog.status == "crashed"
     assert hog.message.startswith("worker killed by the kernel's OOM killer: it passed its --memory-limit of 512 MiB")
     assert "allocating until stopped" in hog.message
-    good = run_cell(Cell("tiny_mlp", "torch", threads="1", model_options=FACTORY), timing=FAST, confinement=MEMORY_LIMIT)
+    good = run_cell(
+        Cell("tiny_mlp", "torch", threads="1", model_options=FACTORY), timing=FAST, confinement=MEMORY_LIMIT
+    )
     assert good.ok and good.samples
     assert good.confinement["memory"] == 512 * 2**20
 

@@ -106,7 +106,7 @@ def test_model_file_errors_are_one_line(tmp_path):
         build_from_file(str(tmp_path / "missing.onnx"))
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a protobuf")
-    with pytest.raises(UserModelError, match="not a valid ONNX model"):
+    with pytest.raises(UserModelError, match="not an ONNX model"):
         build_from_file(str(bad))
     good = tmp_path / "ok.onnx"
     onnx.save(_tiny_graph(), good)

@@ -35,6 +35,7 @@ class Backend:
     model_kinds: ClassVar[frozenset[str]] = frozenset({"torch", "onnx"})
     targets: ClassVar[frozenset[str]] = frozenset({"llvm"})
     module: ClassVar[str] = ""  # import name of the runtime package (for availability checks)
+    onnx_importer: ClassVar[str | None] = None  # "onnxruntime", "tvm": who reads an ONNX graph (harness.run.user_check)
     thread_key: ClassVar[str | None] = None  # the thread_info() key with the intra-op threads the runtime uses
 
     def expected_threads(self, resolved: int, budget: CpuBudget, control: str = "both") -> int:

@@ -61,6 +61,7 @@ class OrtCompiled:
 class OnnxRuntime(Backend):
     name = "ort"
     module = "onnxruntime"
+    onnx_importer = "onnxruntime"
     thread_key = "ort_intra_op_num_threads"
 
     def version(self):

@@ -236,7 +236,10 @@ def worker_group(quota: float | None = None, memory: int | None = None):
             ]
         if memory is not None:
             memory_dir = CGROUP_ROOT / "memory" / own_cgroup("memory").strip("/") / name
-            settings[memory_dir] = [("memory.limit_in_bytes", str(memory)), ("memory.memsw.limit_in_bytes", str(memory))]
+            settings[memory_dir] = [
+                ("memory.limit_in_bytes", str(memory)),
+                ("memory.memsw.limit_in_bytes", str(memory)),
+            ]
     made: list[Path] = []
     try:
         for group, values in settings.items():

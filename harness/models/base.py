@@ -274,6 +274,18 @@ def graph_inputs(graph, overrides: dict[str, tuple[int, ...]] | None = None) -> 
         tt = vi.type.tensor_type
         if vi.name in overrides:
             shape = tuple(overrides[vi.name])
+            declared = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
+            shown = "x".join(str(d) if d else "?" for d in declared)
+            if tt.HasField("shape") and len(declared) != len(shape):
+                raise ShapeError(
+                    f"input {vi.name!r} has rank {len(declared)} ({shown}); --input-shape gives {len(shape)} dims"
+                )
+            clash = [i for i, (d, s) in enumerate(zip(declared, shape)) if d is not None and d != s]
+            if tt.HasField("shape") and clash:
+                raise ShapeError(
+                    f"input {vi.name!r} is {shown} in the graph; --input-shape changes fixed dim {clash[0]} "
+                    f"to {shape[clash[0]]}"
+                )
         else:
             dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
             if None in dims:

@@ -5,12 +5,44 @@ from __future__ import annotations
 import importlib
 import os
 import re
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from harness.models.base import InputSpec, OnnxModel, ShapeError, TorchModel, graph_inputs
 
 
 class UserModelError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A suite's own ONNX file on a matrix's models axis::
+
+        MATRIX = Matrix(models=["mlp", ModelFile("models/acme.onnx", {"x": (1, 3, 224, 224)})], ...)
+
+    ``path`` is relative to the project root (pytest's rootdir) unless absolute; ``input_shapes``
+    gives dynamic dims like --input-shape; ``name`` (default: from the file name) is the model's
+    part of the cell ids. A file that fails the check (harness.run.user_check) fails its own cells,
+    each with the one-line reason, and starts no worker; the other models run."""
+
+    path: str
+    input_shapes: dict = field(default_factory=dict, hash=False)
+    name: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "name", self.name or model_name_for(self.path))
+
+    def __str__(self) -> str:
+        return self.name
+
+    def options(self, root: str | Path) -> dict:
+        """The worker's model options (as ``user_model`` gives them for --model-file)."""
+        path = Path(self.path) if os.path.isabs(self.path) else Path(root) / self.path
+        return {
+            "model_file": str(path.resolve()),
+            "input_shapes": {k: [int(d) for d in v] for k, v in self.input_shapes.items()},
+        }
 
 
 def model_name_for(text: str) -> str:
@@ -74,29 +106,90 @@ def _fix_shapes(graph, shapes: dict[str, tuple[int, ...]]) -> None:
                 dims.add().dim_value = d
 
 
-def build_from_file(path: str, input_shapes: dict[str, tuple[int, ...]] | None = None) -> OnnxModel:
+def external_data_problem(graph, folder: Path) -> str | None:
+    """Why the graph's external-data locations are unsafe or missing (None: fine). Read from the
+    protobuf only; nothing outside ``folder`` is opened."""
+    from onnx import TensorProto
+    from onnx.external_data_helper import _get_all_tensors
+
+    root = folder.resolve()
+    for tensor in _get_all_tensors(graph):
+        if tensor.data_location != TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        if not location or os.path.isabs(location) or Path(location).drive:
+            return f"tensor {tensor.name!r}: external data location {location!r} is not a relative path; refused"
+        target = (folder / location).resolve()  # follows symlinks
+        if root not in target.parents:
+            return (
+                f"tensor {tensor.name!r}: external data location {location!r} leads outside the model's folder "
+                f"({target}); refused"
+            )
+        if not target.is_file():
+            return f"tensor {tensor.name!r}: external data file {location!r} is missing beside the model"
+    return None
+
+
+def first_line(exc: BaseException) -> str:
+    """'ValueError: the first line of its message'."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+def load_onnx_file(path: str):
+    """(the checked onnx.ModelProto, its ai.onnx opset) of a user's file; UserModelError with one
+    line naming the file for a missing, empty, truncated or foreign file, an external-data location
+    outside the model's folder (refused before anything reads it), an IR version or opset newer
+    than onnx knows, or a graph onnx.checker refuses."""
     import onnx
+
+    where = f"--model-file {path}"
+    file = Path(path)
+    if not file.is_file():
+        raise UserModelError(f"{where}: no such file")
+    if file.stat().st_size == 0:
+        raise UserModelError(f"{where}: the file is empty")
+    try:
+        model = onnx.load(str(file), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and others
+        raise UserModelError(
+            f"{where}: not an ONNX model (truncated, or another format: {first_line(exc)}); export it again"
+        ) from None
+    if not model.HasField("graph") or not model.graph.node:
+        raise UserModelError(f"{where}: holds no ONNX graph (not an ONNX model, or an empty one)")
+    unsafe = external_data_problem(model, file.parent)
+    if unsafe:
+        raise UserModelError(f"{where}: {unsafe}")
+    if model.ir_version > onnx.IR_VERSION:
+        raise UserModelError(
+            f"{where}: ONNX IR version {model.ir_version} is newer than onnx {onnx.__version__} reads "
+            f"({onnx.IR_VERSION}); upgrade onnx or export with an older one"
+        )
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset > onnx.defs.onnx_opset_version():
+        raise UserModelError(
+            f"{where}: opset {opset} is newer than onnx {onnx.__version__} knows ({onnx.defs.onnx_opset_version()})"
+        )
+    try:
+        onnx.load_external_data_for_model(model, str(file.parent))
+        onnx.checker.check_model(model)
+    except Exception as exc:  # the checker raises ValidationError, others for odd files
+        raise UserModelError(f"{where}: fails onnx.checker ({first_line(exc)})") from None
+    return model, opset
+
+
+def build_from_file(path: str, input_shapes: dict[str, tuple[int, ...]] | None = None) -> OnnxModel:
     from onnx import version_converter
 
     from harness.models.onnx_graph import drop_initializer_inputs
 
-    if not os.path.isfile(path):
-        raise UserModelError(f"--model-file {path}: no such file")
-    try:
-        graph = onnx.load(path)
-        onnx.checker.check_model(graph)
-    except Exception as exc:  # onnx raises several types for bad files
-        raise UserModelError(
-            f"--model-file {path}: not a valid ONNX model "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-        ) from None
+    graph, opset = load_onnx_file(path)
     drop_initializer_inputs(graph)
     try:
         specs = graph_inputs(graph, input_shapes)
     except ShapeError as exc:
         raise UserModelError(f"--model-file {path}: {exc}") from None
     _fix_shapes(graph, {s.name: s.shape for s in specs})
-    opset = max((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), default=17)
     if opset < 13:  # onnx's reference evaluator (our ground truth) mishandles some old-opset semantics
         try:
             graph = version_converter.convert_version(graph, 17)
@@ -112,18 +205,23 @@ def build_from_factory(spec: str) -> TorchModel:
         raise UserModelError(f"--model-factory {spec!r}: expected package.module:function")
     try:
         func = getattr(importlib.import_module(module_name), func_name)
-    except (ImportError, AttributeError) as exc:
-        raise UserModelError(f"--model-factory {spec}: cannot import ({exc})") from None
+    except Exception as exc:  # ImportError, AttributeError, or whatever the module raises on import
+        raise UserModelError(f"--model-factory {spec}: cannot import ({first_line(exc)})") from None
     import torch
 
     torch.manual_seed(0)
-    result = func()
+    try:
+        result = func()
+    except Exception as exc:  # the user's code
+        raise UserModelError(f"--model-factory {spec}: the factory raised {first_line(exc)}") from None
+    expected = "must return (torch.nn.Module, example inputs: a tensor or a tuple of tensors)"
     if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], torch.nn.Module)):
-        raise UserModelError(
-            f"--model-factory {spec}: must return (torch.nn.Module, example_inputs tuple), got {type(result).__name__}"
-        )
+        raise UserModelError(f"--model-factory {spec}: {expected}, got {type(result).__name__}")
     module, examples = result
     examples = examples if isinstance(examples, (tuple, list)) else (examples,)
+    wrong = [type(ex).__name__ for ex in examples if not isinstance(ex, torch.Tensor)]
+    if wrong or not examples:
+        raise UserModelError(f"--model-factory {spec}: {expected}, got inputs of type {', '.join(wrong) or 'none'}")
     specs = []
     for i, ex in enumerate(examples):
         dtype = str(ex.dtype).replace("torch.", "")

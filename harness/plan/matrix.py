@@ -22,6 +22,7 @@ from harness.machine.threads import (
     via_api,
 )
 from harness.models.pruning import DEFAULT_PRUNING, PruningError, parse_pruning
+from harness.models.user import ModelFile
 from harness.plan.cell import Cell
 
 AXES = ("models", "backends", "targets", "sparsity", "threads", "batch", "thread_control", "interop", "spin", "pruning")
@@ -120,8 +121,11 @@ class Matrix:
     spin: tuple = ("default",)
     pruning: tuple = (DEFAULT_PRUNING,)
     smoke: dict = field(default_factory=dict)  # axis -> subset; cells inside all subsets are smoke
+    model_files: dict = field(default_factory=dict)  # name -> ModelFile, from ModelFile entries on the models axis
 
     def __post_init__(self):
+        files = {m.name: m for m in self.models if isinstance(m, ModelFile)}
+        object.__setattr__(self, "model_files", {**self.model_files, **files})
         for axis in AXES:
             object.__setattr__(self, axis, normalize_axis(axis, getattr(self, axis)))
         unknown = set(self.smoke) - set(AXES)

@@ -28,6 +28,17 @@ def unsupported_reason(cell: Cell) -> str | None:
     return None
 
 
+def onnx_importers(backends) -> set[str]:
+    """The ONNX importers (``Backend.onnx_importer``) the named backends read graphs with, for the
+    ones whose runtime is installed (no imports)."""
+    found = set()
+    for name in backends:
+        backend = get_backend(name)
+        if backend.onnx_importer and not (backend.module and importlib.util.find_spec(backend.module) is None):
+            found.add(backend.onnx_importer)
+    return found
+
+
 def check_axis_overrides(axes: dict[str, list[str]], user_model: bool = False) -> None:
     """Raise (MatrixError, UnknownBackendError, UnknownTargetError, UnknownModelError) on the first
     bad value of a command-line axis override; model names are not checked for a user's model."""

@@ -74,11 +74,12 @@ def _request(item, config) -> dict:
 
 
 def _cell(item) -> Cell | None:
-    """The cell a selected test will measure (None: it measures nothing, or is skipped)."""
+    """The cell a selected test will measure (None: it measures nothing, is skipped, or its model
+    failed its check)."""
     cell = getattr(item, "callspec", None) and item.callspec.params.get("cell")
     if not _measures(item) or not isinstance(cell, Cell) or item.get_closest_marker("skip") is not None:
         return None
-    return cell
+    return None if cell.model in _session(item.config).broken else cell
 
 
 def _planned(item, config) -> PlannedCell | None:

@@ -9,17 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends import UnknownBackendError
+from harness.backends import UnknownBackendError, registered
 from harness.compare.compare import pick_threshold
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from harness.machine.confine import Confinement, ConfinementError
 from harness.models import UnknownModelError, UserModelError
 from harness.models.user import user_model
 from harness.plan.matrix import AXES, MatrixError, parse_list
-from harness.plan.support import check_axis_overrides
+from harness.plan.support import check_axis_overrides, onnx_importers
 from harness.plan.targets import UnknownTargetError
 from harness.run.launcher import DEFAULT_TIMEOUT_S
 from harness.run.parity import ParityPolicy
+from harness.run.user_check import Vetted, vet
 
 DEFAULT_PROCESSES = 3  # worker processes per cell unless the suite (PROCESSES) or --processes says otherwise
 DEFAULT_REPORT_DIR = "reports"
@@ -56,7 +57,8 @@ def add_options(parser) -> None:
         "--model-file",
         default=None,
         metavar="PATH.onnx",
-        help="benchmark this ONNX file instead of the suite's models (input shapes from the file)",
+        help="benchmark this ONNX file instead of the suite's models (input shapes from the file); it is checked "
+        "once before any worker starts: a file that cannot be used is a usage error (exit 4)",
     )
     group.addoption(
         "--input-shape",
@@ -188,6 +190,7 @@ def add_options(parser) -> None:
 class RunOptions:
     axes: dict = field(default_factory=dict)  # axis -> values replacing the suite's for this run
     user_model: tuple[str, dict] | None = None  # (name, worker model options) of --model-file/--model-factory
+    vetted: Vetted | None = None  # what checking the user model found (inputs, importers that refuse it)
     launcher: str = "process"
     schedule: str = "interleaved"
     cell_timeout: float = DEFAULT_TIMEOUT_S
@@ -213,6 +216,8 @@ class RunOptions:
             axes = {axis: parse_list(opt(axis)) for axis in AXES if opt(axis)}
             model = user_model(opt("model_file"), opt("model_factory"), opt("input_shape"))
             check_axis_overrides(axes, user_model=model is not None)
+            shown = {**model[1], "model_file": opt("model_file")} if opt("model_file") else model[1] if model else None
+            vetted = vet(shown, onnx_importers(axes.get("backends") or registered())) if model else None
             confinement = Confinement.parse(opt("cpu_quota"), opt("cpuset"), opt("pin"), opt("memory_limit"))
         except (
             MatrixError,
@@ -247,6 +252,7 @@ class RunOptions:
         return cls(
             axes,
             model,
+            vetted,
             opt("launcher"),
             opt("schedule"),
             opt("cell_timeout"),

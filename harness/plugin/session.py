@@ -16,22 +16,26 @@ In the order of a run:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.backends import get_backend
 from harness.compare.compare import Comparison, compare, profile_mismatch
 from harness.machine.drift import add_sample, measure_control
 from harness.machine.profile import measured_peak
 from harness.machine.threads import resolve_threads
+from harness.models import UserModelError
 from harness.plan.cell import Cell
 from harness.plan.matrix import Matrix, MatrixCell
-from harness.plan.support import unsupported_reason
+from harness.plan.support import onnx_importers, unsupported_reason
 from harness.plugin.options import RunOptions
 from harness.report import sparsity as sparsity_report
 from harness.report.tables import cell_lines, verdict_lines
 from harness.report.threads import scaling_table, terminal_lines, write_report
 from harness.run.protocol import CellResult
 from harness.run.schedule import PlannedCell, Progress, run_cell, run_cells
+from harness.run.user_check import vet
 from harness.store.baselines import BaselineStore
 from harness.store.results import ResultFileError, migrate, profile_of
 
@@ -56,24 +60,52 @@ class BenchSession:
     current_profile: dict | None = None
     no_verdicts: str | None = None  # why there are no verdicts (another profile, an unreadable format)
     comparison: Comparison | None = None
+    vetted: dict = field(default_factory=dict)  # (model, options, importers) -> importers refusing the graph
+    broken: dict[str, str] = field(default_factory=dict)  # a suite's model that failed its check -> why
 
     # -- planning -------------------------------------------------------------------------
     def cells(self, matrix: Matrix) -> list[MatrixCell]:
         """The suite's matrix with this run's axis overrides and user model, expanded; cells that
-        cannot run here carry their skip reason."""
+        cannot run here carry their skip reason. A suite's model files are checked here, once per
+        session (harness.run.user_check): a broken one's cells fail without a worker (``broken``),
+        an importer that refuses a graph skips its backends' cells naming the operator."""
         overrides, model_options = dict(self.options.axes), {}
+        refused = {}  # model -> {importer: reason}
         if self.options.user_model:
             name, options = self.options.user_model
             overrides["models"], model_options = [name], {name: options}
+            refused[name] = self.options.vetted.refused if self.options.vetted else {}
+        matrix = matrix.override(**overrides)
+        if not self.options.user_model:
+            importers = onnx_importers(matrix.backends)
+            for name in set(matrix.models) & set(matrix.model_files):
+                model_options[name] = matrix.model_files[name].options(self.root)
+                refused[name] = self._vet_model_file(name, model_options[name], importers)
         confinement = self.options.confinement
         not_here = confinement.unavailable() if confinement.active else None
 
         def unsupported(cell: Cell) -> str | None:
             if not_here:  # never time a cell unconfined under a confined label
                 return f"{confinement.describe()} cannot be applied here: {not_here}"
-            return unsupported_reason(cell)
+            reason = unsupported_reason(cell)
+            importer = get_backend(cell.backend).onnx_importer
+            if reason is None and cell.model not in self.broken and importer in refused.get(cell.model, {}):
+                reason = refused[cell.model][importer]
+            return reason
 
-        return matrix.override(**overrides).expand(unsupported, model_options)
+        return matrix.expand(unsupported, model_options)
+
+    def _vet_model_file(self, name: str, options: dict, importers: set[str]) -> dict:
+        """Check a suite's model file once per session; importer -> reason it refuses the graph.
+        A file that cannot be used at all goes to ``broken``."""
+        key = (name, json.dumps(options, sort_keys=True), tuple(sorted(importers)))
+        if key not in self.vetted:
+            try:
+                self.vetted[key] = vet(options, importers).refused
+            except UserModelError as exc:
+                self.broken[name] = str(exc)
+                self.vetted[key] = {}
+        return self.vetted[key]
 
     # -- measuring ------------------------------------------------------------------------
     def measure_control(self, at: str, cells: list[Cell] | None = None) -> None:
@@ -100,9 +132,12 @@ class BenchSession:
         )
 
     def take(self, nodeid: str, cell: Cell, processes: int, request: dict, threshold: float) -> CellResult:
-        """The cell's measured result (from the interleaved schedule, or measured now)."""
+        """The cell's measured result (from the interleaved schedule, or measured now); a cell
+        whose model failed its check gets the reason, and no worker."""
         result = self.scheduled.pop(nodeid, None)
-        if result is None:
+        if result is None and cell.model in self.broken:
+            result = CellResult.refused(cell, self.broken[cell.model])
+        elif result is None:
             result = run_cell(
                 cell,
                 launcher=self.options.launcher,

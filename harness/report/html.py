@@ -1,18 +1,21 @@
 """``python -m harness report``: a Markdown summary and a self-contained HTML page (plots are
 embedded PNGs, no external resources, no scripts beyond a render check) for one result, with
-verdicts against a baseline and a trend over the saved history."""
+verdicts against a baseline and a trend over the saved history.
+
+The page is built from the data, not from the Markdown: every value from a result goes through
+``html_text`` once, and matplotlib reads no ``$...$`` in a name as math (a name is drawn as written
+and cannot break the plot)."""
 
 from __future__ import annotations
 
 import base64
 import html
-import re
 from datetime import datetime
 from pathlib import Path
 
 from harness.compare.compare import Comparison
 from harness.report.figures import png_bytes
-from harness.report.markdown import cell_rows, summary_markdown
+from harness.report.markdown import cell_rows, profile_headline, summary_markdown
 from harness.report.tables import fmt_or_dash, short_name
 from harness.store.io import write_atomic
 from harness.store.results import ResultFileError, by_name, load_result
@@ -27,6 +30,11 @@ COLORS = {
     "new": "#1f77b4",
     "missing": "#000000",
 }
+
+
+def html_text(value) -> str:
+    """A value from a result as HTML text or attribute value: no tag or attribute can come from it."""
+    return html.escape(str(value))
 
 
 def _png(fig) -> str:
@@ -139,7 +147,7 @@ def _table_html(rows: list[dict], verdicts) -> str:
     out = ["<table id='cells'><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
     for r in rows:
         v = by.get(r["name"])
-        verdict = f"<span style='color:{COLORS[v.verdict]}'>{v.verdict}</span>" if v else "-"
+        verdict = f"<span style='color:{COLORS[v.verdict]}'>{html_text(v.verdict)}</span>" if v else "-"
         ratio = f"{v.ratio:.3f} [{v.low:.3f}, {v.high:.3f}]" if v and v.ratio is not None else "-"
         cells = [
             r["cell"],
@@ -152,9 +160,7 @@ def _table_html(rows: list[dict], verdicts) -> str:
             fmt_or_dash(r["max_rel_err"], ".1e"),
         ]
         out.append(
-            "<tr>"
-            + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
-            + f"<td>{verdict}</td><td>{ratio}</td></tr>"
+            "<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in cells) + f"<td>{verdict}</td><td>{ratio}</td></tr>"
         )
     out.append("</tbody></table>")
     return "\n".join(out)
@@ -173,17 +179,18 @@ def write_reports(current: dict, comparison: Comparison | None, out_dir: Path, h
 
         history_dir = BaselineStore().dir
     md = summary_markdown(current, rows, comparison)
-    plots = [
-        ("Ratio to baseline, by verdict", plot_ratios(verdicts or [])),
-        ("Latency per backend", plot_latency(rows)),
-        ("Trend over saved runs", plot_trend(history_points(Path(history_dir), current))),
-    ]
+    with matplotlib.rc_context({"text.parse_math": False}):  # names are text, never mathtext
+        plots = [
+            ("Ratio to baseline, by verdict", plot_ratios(verdicts or [])),
+            ("Latency per backend", plot_latency(rows)),
+            ("Trend over saved runs", plot_trend(history_points(Path(history_dir), current))),
+        ]
     body = "\n".join(
-        f"<h2>{title}</h2><img class='plot' alt='{title}' src='data:image/png;base64,{png}'>"
+        f"<h2>{html_text(title)}</h2><img class='plot' alt='{html_text(title)}' src='data:image/png;base64,{png}'>"
         for title, png in plots
         if png
     )
-    headline = re.sub(r"[*][*](.+?)[*][*]", r"<b>\1</b>", html.escape(md.split("\n\n")[1]))
+    headline = profile_headline(current, html_text, lambda value: f"<b>{html_text(value)}</b>")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>infer-bench report</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;font-size:13px}}

@@ -1,26 +1,58 @@
 """Markdown: the verdict table of a comparison and the summary of one saved result (the report's
-``report.md``, also appended to $GITHUB_STEP_SUMMARY)."""
+``report.md``, also appended to $GITHUB_STEP_SUMMARY), and ``markdown_text``, through which every
+Markdown report here writes each value that comes from data."""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable
 
 from harness.compare.compare import Comparison
 from harness.report.tables import VERDICT_HEADER, drift_lines, fmt_or_dash, short_name, verdict_counts, verdict_rows
 from harness.store.results import bench_gflops, peak_of, profile_of
 
+# What GitHub-flavoured Markdown could read as markup in a value: line breaks; the characters of
+# HTML tags and entities (GitHub renders raw HTML in Markdown); backslash, code, emphasis,
+# strikethrough, math and table-column characters; a ``]`` that would close a link, an image or a
+# reference definition (``](``, ``][``, ``]:``); a ``_`` not inside a word (``test_latency`` stays).
+_MARKDOWN_SPECIAL = re.compile(r"\r\n|[\r\n]|[&<>\\`*~$|]|\](?=[(\[:])|(?<![^\W_])_|_(?![^\W_])")
+_ENTITY = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r\n": " ", "\r": " ", "\n": " "}
+
+
+def markdown_text(value) -> str:
+    """``value`` as Markdown that renders as its literal text, on one line, inside a table cell
+    too: no tag, link, emphasis or extra column can come from it. Reports pass every value from a
+    result (names, labels, versions, node ids, paths, notes) through it, and no static text."""
+    return _MARKDOWN_SPECIAL.sub(lambda m: _ENTITY.get(m[0], "\\" + m[0]), str(value))
+
+
+def profile_headline(current: dict, text: Callable[[object], str], strong: Callable[[object], str]) -> str:
+    """The report's line on the machine of ``current``, each value from the result written by
+    ``text`` (the profile id by ``strong``): the Markdown and the HTML report say the same."""
+    profile = profile_of(current) or {}
+    peak, method = peak_of(current)
+    cpu = (profile.get("cpu") or {}).get("model", "?")
+    effective_cpus = (profile.get("cpu_budget") or {}).get("effective_cpus", "?")
+    return (
+        f"Profile {strong(profile.get('profile_id', 'unknown'))} - {text(cpu)}, {text(effective_cpus)} effective CPUs; "
+        f"practical fp32 peak {fmt_or_dash(peak, '.0f')} GFLOP/s ({text(method)})."
+    )
+
 
 def verdict_markdown(comparison: Comparison) -> str:
     rows = verdict_rows(comparison)
-    out = [f"- **runtime changed**: {line}" for line in comparison.runtime_changes] + (
+    out = [f"- **runtime changed**: {markdown_text(line)}" for line in comparison.runtime_changes] + (
         [""] if comparison.runtime_changes else []
     )
     if comparison.profiles_differ:
         baseline, current = comparison.profile_ids
         out = [
-            f"- **compared across machine profiles** {baseline} -> {current}: timings may not be comparable",
+            f"- **compared across machine profiles** {markdown_text(baseline)} -> {markdown_text(current)}: "
+            "timings may not be comparable",
             "",
         ] + out
     out += ["| " + " | ".join(VERDICT_HEADER) + " |", "|" + "---|" * len(VERDICT_HEADER)]
-    out += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows]
+    out += ["| " + " | ".join(markdown_text(c) for c in r) + " |" for r in rows]
     out += ["", ", ".join(f"**{n}** {k}" for k, n in verdict_counts(comparison).items()) or "no cells", ""]
     out += [f"- {line}" for line in drift_lines(comparison)]
     return "\n".join(out) + "\n"
@@ -54,14 +86,10 @@ def cell_rows(result: dict) -> list[dict]:
 
 
 def summary_markdown(current: dict, rows: list[dict], comparison: Comparison | None) -> str:
-    profile = profile_of(current) or {}
-    peak, method = peak_of(current)
     out = [
         "# infer-bench report",
         "",
-        f"Profile **{profile.get('profile_id', 'unknown')}** - {(profile.get('cpu') or {}).get('model', '?')}, "
-        f"{(profile.get('cpu_budget') or {}).get('effective_cpus', '?')} effective CPUs; "
-        f"practical fp32 peak {fmt_or_dash(peak, '.0f')} GFLOP/s ({method}).",
+        profile_headline(current, markdown_text, lambda value: f"**{markdown_text(value)}**"),
         "",
         "| cell | backend | threads | median ms | GFLOP/s | % of peak | compile s | max rel err | processes |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -69,9 +97,10 @@ def summary_markdown(current: dict, rows: list[dict], comparison: Comparison | N
     for r in rows:
         flag = " (oversubscribed)" if r["oversubscribed"] else ""
         out.append(
-            f"| {r['cell']} | {r['backend']} | {r['threads']}{flag} | {r['median_ms']:.3f} | "
-            f"{fmt_or_dash(r['gflops'], '.1f')} | {fmt_or_dash(r['pct_peak'], '.1f')} | "
-            f"{fmt_or_dash(r['compile_s'], '.2f')} | {fmt_or_dash(r['max_rel_err'], '.1e')} | {r['processes'] or '-'} |"
+            f"| {markdown_text(r['cell'])} | {markdown_text(r['backend'])} | {markdown_text(r['threads'])}{flag} | "
+            f"{r['median_ms']:.3f} | {fmt_or_dash(r['gflops'], '.1f')} | {fmt_or_dash(r['pct_peak'], '.1f')} | "
+            f"{fmt_or_dash(r['compile_s'], '.2f')} | {fmt_or_dash(r['max_rel_err'], '.1e')} | "
+            f"{markdown_text(r['processes'] or '-')} |"
         )
     if comparison is not None:
         out += ["", "## Verdicts against the baseline", "", verdict_markdown(comparison)]

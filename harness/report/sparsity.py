@@ -25,6 +25,7 @@ from pathlib import Path
 from harness.models.pruning import DEFAULT_PRUNING
 from harness.plan.cell import sparsity_label
 from harness.report.figures import png_bytes, pyplot
+from harness.report.markdown import markdown_text
 from harness.report.tables import fmt_or_dash
 from harness.run.protocol import CellResult
 from harness.store.io import write_atomic
@@ -118,7 +119,12 @@ def to_markdown(table: dict[tuple, list[SparsePoint]]) -> str:
         return "\n".join(lines + ["No group with both a dense (sparsity 0) and a pruned cell."]) + "\n"
     for key, points in table.items():
         best = points[0].best_dense_backend
-        lines += [f"## {_title(key)}", "", f"Best dense cell: **{best}** {points[0].best_dense_ms:.3f} ms.", ""]
+        lines += [
+            f"## {markdown_text(_title(key))}",
+            "",
+            f"Best dense cell: **{markdown_text(best)}** {points[0].best_dense_ms:.3f} ms.",
+            "",
+        ]
         lines += [
             "| backend | pruning | sparsity | measured | median ms | vs own dense | vs best dense | label |",
             "|---|---|---:|---:|---:|---:|---:|---|",
@@ -127,15 +133,19 @@ def to_markdown(table: dict[tuple, list[SparsePoint]]) -> str:
             r = p.result
             mode = "dense" if p.cell.sparsity == 0 else p.cell.pruning
             lines.append(
-                f"| {p.cell.backend} | {mode} | {sparsity_label(p.cell.sparsity)} | "
+                f"| {markdown_text(p.cell.backend)} | {markdown_text(mode)} | {sparsity_label(p.cell.sparsity)} | "
                 f"{fmt_or_dash(r.measured_sparsity, '.3f')} | {p.latency_ms:.3f} | "
-                f"{fmt_or_dash(p.speedup, '.2f')}x | {fmt_or_dash(p.vs_best_dense, '.2f')}x | {r.label or '-'} |"
+                f"{fmt_or_dash(p.speedup, '.2f')}x | {fmt_or_dash(p.vs_best_dense, '.2f')}x | "
+                f"{markdown_text(r.label or '-')} |"
             )
         lines += ["", "| backend | pruning | break-even vs own dense | break-even vs best dense |", "|---|---|---|---|"]
         for (backend, mode), sparse in curves(points).items():
             xs = [p.cell.sparsity for p in sparse]
             own = break_even(xs, [p.speedup for p in sparse]) if sparse[0].speedup is not None else "-"
-            lines.append(f"| {backend} | {mode} | {own} | {break_even(xs, [p.vs_best_dense for p in sparse])} |")
+            lines.append(
+                f"| {markdown_text(backend)} | {markdown_text(mode)} | {own} | "
+                f"{break_even(xs, [p.vs_best_dense for p in sparse])} |"
+            )
         lines.append("")
     lines.append(
         f"Pruning `{DEFAULT_PRUNING}` is per-layer magnitude pruning; `block:RxC` zeroes whole blocks of "

@@ -32,6 +32,7 @@ import numpy as np
 from harness.compare.stats import LogInterval, level_interval, log_process_levels, welch
 from harness.compare.verdict import DEFAULT_ALPHA
 from harness.report.figures import png_bytes, pyplot
+from harness.report.markdown import markdown_text
 from harness.report.tables import fmt_or_dash
 from harness.run.protocol import CellResult
 from harness.store.io import write_atomic
@@ -241,9 +242,9 @@ def to_markdown(table: dict[tuple, list[Point]], results: list[CellResult] | Non
         lines += [budget, ""]
     headlines = quota_headlines(table)
     if headlines:
-        lines += [f"- **{h}**" for h in headlines] + [""]
+        lines += [f"- **{markdown_text(h)}**" for h in headlines] + [""]
     lines += [EXPLAIN, "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(p.row()) + " |" for points in table.values() for p in points]
+    lines += ["| " + " | ".join(map(markdown_text, p.row())) + " |" for points in table.values() for p in points]
     return "\n".join(lines) + "\n"
 
 

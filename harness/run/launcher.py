@@ -17,6 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from harness import PROJECT_ROOT
 from harness.machine.confine import Confinement, WorkerGroup, enter, format_bytes, worker_group
 from harness.machine.load import LoadSnapshot
 from harness.machine.threads import CpuBudget, resolve_threads, worker_environment
@@ -27,7 +28,6 @@ from harness.store.io import read_json, write_json
 
 DEFAULT_TIMEOUT_S = 600.0
 QUOTA_WINDOW_S = 2.0  # under a CPU quota, time windows of at least this long (20 CFS periods)
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def build_request(
@@ -74,7 +74,8 @@ def _tail(path: Path, lines: int = 3) -> str:
     return " | ".join(picked)
 
 
-def _describe_exit(returncode: int, group: WorkerGroup | None = None, request: Request | None = None) -> str:
+def describe_exit(returncode: int, group: WorkerGroup | None = None, request: Request | None = None) -> str:
+    """'worker killed by SIGSEGV', 'worker exited with code 3', or the OOM killer with the limit."""
     if group is not None and group.oom_kills():
         limit = Confinement.from_dict(request.confinement).memory if request else None
         peak = group.peak_bytes()
@@ -166,7 +167,7 @@ def _run_process(
             tail = _tail(err_path)
             return CellResult.crashed(
                 request,
-                _describe_exit(returncode, group, request) + (f"; stderr: {tail}" if tail else ""),
+                describe_exit(returncode, group, request) + (f"; stderr: {tail}" if tail else ""),
                 returncode=returncode,
                 wall_s=wall_s,
                 launcher="process",

@@ -276,6 +276,11 @@ class CellResult:
         return cls(**values)
 
     @classmethod
+    def refused(cls, cell: Cell, message: str) -> CellResult:
+        """The parent's result for a cell it never started a worker for (its model failed the check)."""
+        return cls(cell, ThreadReport(cell.threads, None), "error", message, stage="check model")
+
+    @classmethod
     def crashed(cls, request: Request, message: str, **extra) -> CellResult:
         """The parent's result for a worker that left no answer (killed, timed out, unreadable)."""
         return cls(

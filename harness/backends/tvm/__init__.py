@@ -78,6 +78,7 @@ def _flatten(out):
 class Tvm(Backend):
     name = "tvm"
     module = "tvm"
+    onnx_importer = "tvm"
     thread_key = "tvm_num_threads"
     sparse = False  # tvm-sparse: sparse constant matmuls as BSR kernels (sparse.py)
 
