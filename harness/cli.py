@@ -89,7 +89,10 @@ def cmd_baseline_update(args) -> int:
         if rc != 0:
             raise UsageProblem(f"the smoke run failed (pytest exit code {rc}); the baseline was not changed")
         source = tmp
-    path = store.update(source, args.name)
+    try:
+        path = store.update(source, args.name)
+    except OSError as exc:
+        raise UsageProblem(f"cannot write {store.dir} ({exc.strerror or exc}); nothing was stored") from None
     print(f"baseline written: {path} (previous runs kept in {store.dir})")
     return 0
 
@@ -99,7 +102,11 @@ def cmd_report(args) -> int:
 
     current = load_result(args.result)
     comparison = _judged(args, args.baseline, current) if args.baseline else None
-    written = write_reports(current, comparison, Path(args.output), history_dir=args.history)
+    try:
+        written = write_reports(current, comparison, Path(args.output), history_dir=args.history)
+    except OSError as exc:
+        where = exc.filename or args.output
+        raise UsageProblem(f"cannot write the report: {where}: {exc.strerror or exc}") from None
     for path in written:
         print(path)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -147,10 +154,15 @@ def cmd_tune(args) -> int:
     from harness.machine.threads import resolve_threads
     from harness.models import MODELS
     from harness.models.user import UserModelError, user_model
+    from harness.run.user_check import vet
 
     try:
         user = user_model(args.model_file, args.model_factory, args.input_shape)
         threads = resolve_threads(args.threads)
+        if user:  # checked before the tuning worker starts; the message names the file as given
+            refused = vet(dict(user[1], model_file=args.model_file) if args.model_file else user[1], {"tvm"}).refused
+            if refused:
+                raise UserModelError(f"{args.model_file or args.model_factory}: {refused['tvm']}")
     except (UserModelError, ValueError) as exc:
         raise UsageProblem(str(exc)) from None
     if user:
@@ -179,6 +191,8 @@ def cmd_tune(args) -> int:
     env = dict(os.environ, TVM_NUM_THREADS=str(threads), PYTHONFAULTHANDLER="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
     rc = subprocess.call([sys.executable, "-m", "harness.backends.tvm.tuning", str(spec_path)], env=env)
+    if rc == 2:  # a damaged database, refused: the worker printed the one line
+        return 2
     if rc != 0:
         why = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
         print(f"error: the tuning worker failed ({why}); records written so far are kept in {db}", file=sys.stderr)

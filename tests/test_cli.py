@@ -263,7 +263,7 @@ def test_baseline_update_survives_a_failed_write(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(os, "replace", boom)
+    monkeypatch.setattr(os, "link", boom)
     with pytest.raises(OSError, match="disk full"):
         store.update(crafted(tmp_path / "b.json", {"mlp-ort": 1e-3}))
     assert [p.name for p in store.dir.iterdir()] == ["0001_smoke.json"]  # no temp file, old run intact

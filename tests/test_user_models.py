@@ -255,3 +255,43 @@ def test_a_suites_broken_model_file_fails_its_own_cells_and_the_rest_runs(pytest
         ]
     )
     assert "Traceback" not in out.stdout.str()
+
+
+@pytest.mark.process
+def test_tune_refuses_a_model_tvm_cannot_import_before_its_worker(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "celu.onnx"
+    onnx.save(_model([helper.make_node("Celu", ["x"], ["y"])]), path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "tune", "--model-file", str(path), "--threads", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {path}: TVM {_tvm_version()}'s Relax ONNX frontend has no converter for Celu"
+    ]
+
+
+def _tvm_version() -> str:
+    import tvm
+
+    return tvm.__version__
+
+
+@pytest.mark.process
+def test_a_damaged_borrowed_tuning_database_is_a_usage_error(pytester, run_suite):
+    pytester.makepyfile(
+        test_suite="from harness import Matrix\nMATRIX = Matrix(models=['mlp'], backends=['tvm'])\n\n"
+        "def test_latency(cell, measure_cell):\n    measure_cell(cell)\n"
+    )
+    db = pytester.path / "db"
+    db.mkdir()
+    (db / "database_workload.json").write_text('["123", "AAAA"]\n')
+    (db / "database_tuning_record.json").write_text("[0, [oops\n")
+    out = run_suite("--tvm-tuning-db", "db", "--collect-only")
+    assert out.ret == pytest.ExitCode.USAGE_ERROR
+    out.stderr.fnmatch_lines(["ERROR: infer-bench: --tvm-tuning-db db: *database_* line 1: *"])

@@ -4,7 +4,10 @@ Cell results become the benchmark fixture's stats (so --benchmark-json, --benchm
 --benchmark-compare and --benchmark-histogram work unchanged) and the rest goes to
 ``benchmark.extra_info`` (harness.store.results.extra_info). Private API used here:
 ``config._benchmarksession.options`` (the resolved --benchmark-* timing options),
-``benchmark._make_stats`` and ``benchmark._mode`` (recording samples measured elsewhere).
+``benchmark._make_stats`` and ``benchmark._mode`` (recording samples measured elsewhere),
+``BenchmarkSession.storage``/``save_json`` (replaced by ``save_safely``: saves that never leave a
+half-written or overwritten file, and a result that is kept somewhere when its folder cannot be
+written).
 pytest-benchmark's own order matters to the plugin: it captures the compared baseline in a
 trylast ``pytest_configure`` and calls ``pytest_benchmark_compare_machine_info`` with it while
 the session runs, before the tests report; the plugin's verdicts are computed after the run
@@ -12,8 +15,14 @@ loop and before pytest-benchmark writes its JSON at session finish."""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
 from harness.run.protocol import CellResult
 from harness.run.timing import TimingOptions
+from harness.store.baselines import save_run
+from harness.store.io import write_atomic
 from harness.store.results import extra_info
 
 
@@ -46,3 +55,58 @@ def record(benchmark, result: CellResult) -> None:
             for per_call in group:
                 stats.stats.update(per_call)  # already per call: bypass Metadata's division
     benchmark._mode = "infer-bench worker"
+
+
+def _kept_elsewhere(text: str) -> Path:
+    """Where a result goes when its own folder cannot be written."""
+    fd, name = tempfile.mkstemp(prefix="infer-bench-unsaved-", suffix=".json")
+    with open(fd, "w") as fh:
+        fh.write(text)
+    return Path(name)
+
+
+def save_safely(config, problem: Callable[[str], None]) -> None:
+    """Make pytest-benchmark's --benchmark-save and --benchmark-json write the harness's way:
+    the next run number claimed only with the complete file (harness.store.baselines.save_run),
+    the JSON replaced atomically; when the folder is read-only or full, the result is written to
+    a temporary file instead and ``problem`` gets one line saying where."""
+    from pytest_benchmark.storage.file import FileStorage
+    from pytest_benchmark.utils import safe_dumps
+
+    def dumps(output_json) -> str:
+        return safe_dumps(output_json, ensure_ascii=True, indent=4)
+
+    benchmarksession = config._benchmarksession
+    storage = benchmarksession.storage
+    if isinstance(storage, FileStorage):
+
+        def save(output_json, name):
+            folder = storage.path / storage.default_machine_id if storage.default_machine_id else storage.path
+            text = dumps(output_json)
+            try:
+                path = save_run(folder, name, text)
+            except OSError as exc:
+                kept = _kept_elsewhere(text)
+                problem(
+                    f"--benchmark-save: cannot write {folder} ({exc.strerror or exc}); the run is in {kept}: store "
+                    f"it later with python -m harness baseline update --from {kept}"
+                )
+                return
+            storage.logger.info(f"Saved benchmark data in: {path}")
+
+        storage.save = save
+    target = benchmarksession.json
+
+    def save_json(output_json):
+        text = dumps(output_json)
+        path = Path(target)
+        try:
+            write_atomic(path, text)
+        except OSError as exc:
+            kept = _kept_elsewhere(text)
+            problem(f"--benchmark-json: cannot write {path} ({exc.strerror or exc}); the results are in {kept}")
+            return
+        benchmarksession.logger.info(f"Wrote benchmark data in: {path}", purple=True)
+
+    if target:
+        benchmarksession.save_json = save_json

@@ -18,7 +18,7 @@ from harness.machine.profile import current_profile
 from harness.models import UnknownModelError
 from harness.plan.cell import Cell
 from harness.plan.matrix import Matrix, MatrixError
-from harness.plugin.bridge import record, timing_options_for
+from harness.plugin.bridge import record, save_safely, timing_options_for
 from harness.plugin.options import MARKERS, RunOptions, add_options, processes_for, regression_threshold
 from harness.plugin.session import BenchSession, Measured
 from harness.run.schedule import PlannedCell
@@ -35,6 +35,12 @@ def pytest_configure(config):
     for marker, text in MARKERS.items():
         config.addinivalue_line("markers", f"{marker}: {text}")
     config.stash[SESSION_KEY] = BenchSession(RunOptions.from_config(config), root=config.rootpath)
+
+
+def pytest_sessionstart(session):
+    """pytest-benchmark is configured by now: its saves go through the harness's safe writer."""
+    bench = _session(session.config)
+    save_safely(session.config, bench.save_problems.append)
 
 
 def _session(config) -> BenchSession:
@@ -180,7 +186,10 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if _session(session.config).failed_on_regression:
+    """Runs after pytest-benchmark has saved (its hook wraps this one): a regression under
+    --fail-on-regression, or results that could not be saved where asked, fail the run."""
+    bench = _session(session.config)
+    if bench.failed_on_regression or bench.save_problems:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

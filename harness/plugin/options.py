@@ -230,12 +230,11 @@ class RunOptions:
             raise pytest.UsageError(f"infer-bench: {exc}") from None
         borrowed = opt("tvm_tuning_db")
         if borrowed:
-            from harness.backends.tvm.tuning import BORROW_ENV, FILES, digest
+            from harness.backends.tvm.tuning import BORROW_ENV, database_problem
 
-            if digest(Path(borrowed)) is None:
-                raise pytest.UsageError(
-                    f"infer-bench: --tvm-tuning-db {borrowed}: no MetaSchedule database there ({' + '.join(FILES)})"
-                )
+            problem = database_problem(Path(borrowed))  # missing or damaged: never handed to a worker
+            if problem:
+                raise pytest.UsageError(f"infer-bench: --tvm-tuning-db {borrowed}: {problem}")
             os.environ[BORROW_ENV] = os.path.abspath(borrowed)  # inherited by every worker
         if opt("no_compile_cache"):
             from harness.backends.compile_cache import OFF_ENV

@@ -62,6 +62,8 @@ class BenchSession:
     comparison: Comparison | None = None
     vetted: dict = field(default_factory=dict)  # (model, options, importers) -> importers refusing the graph
     broken: dict[str, str] = field(default_factory=dict)  # a suite's model that failed its check -> why
+    save_problems: list[str] = field(default_factory=list)  # results that could not be written where asked
+    baseline_notes: list[str] = field(default_factory=list)  # e.g. unreadable runs skipped in the store
 
     # -- planning -------------------------------------------------------------------------
     def cells(self, matrix: Matrix) -> list[MatrixCell]:
@@ -155,6 +157,9 @@ class BenchSession:
         profile is not this machine's (timings from different machines are not comparable) or its
         format is newer than this harness reads."""
         self.current_profile = machine_info.get("infer_bench")
+        self.baseline_notes = [
+            f"skipped an unreadable saved run: {why}" for _, why in BaselineStore(store_root).unreadable()
+        ]
         try:
             self.baseline = migrate(baseline, "the compared baseline")
         except ResultFileError as exc:
@@ -222,20 +227,30 @@ class BenchSession:
         if not self.results:
             return []
         sections = [("infer-bench cells", cell_lines(self.results), False)]
+        out_dir = Path(self.options.report_dir)
+        out_dir = out_dir if out_dir.is_absolute() else self.root / out_dir
         table = scaling_table(self.results, self.options.regression_alpha)
         if table:
-            out_dir = Path(self.options.report_dir)
-            written = write_report(table, self.results, out_dir if out_dir.is_absolute() else self.root / out_dir)
-            lines = terminal_lines(table) + [f"written: {', '.join(str(p) for p in written)}"]
-            sections.append(("infer-bench thread settings", lines, False))
+            line, failed = _written(lambda: write_report(table, self.results, out_dir))
+            sections.append(("infer-bench thread settings", terminal_lines(table) + [line], failed))
         pruned = sparsity_report.sparsity_table(self.results)
         if pruned:
-            out_dir = Path(self.options.report_dir)
-            written = sparsity_report.write_report(pruned, out_dir if out_dir.is_absolute() else self.root / out_dir)
-            lines = sparsity_report.terminal_lines(pruned) + [f"written: {', '.join(str(p) for p in written)}"]
-            sections.append(("infer-bench sparsity", lines, False))
+            line, failed = _written(lambda: sparsity_report.write_report(pruned, out_dir))
+            sections.append(("infer-bench sparsity", sparsity_report.terminal_lines(pruned) + [line], failed))
         if self.no_verdicts:
-            sections.append(("infer-bench verdicts", [self.no_verdicts], True))
+            sections.append(("infer-bench verdicts", self.baseline_notes + [self.no_verdicts], True))
         elif self.comparison is not None:
-            sections.append(("infer-bench verdicts", verdict_lines(self.comparison), False))
+            sections.append(("infer-bench verdicts", self.baseline_notes + verdict_lines(self.comparison), False))
+        if self.save_problems:
+            sections.append(("infer-bench results not saved where asked", self.save_problems, True))
         return sections
+
+
+def _written(write) -> tuple[str, bool]:
+    """('written: paths', False), or why a report could not be written (a read-only or full
+    report directory) and that the table printed above holds the same figures, True."""
+    try:
+        return f"written: {', '.join(str(p) for p in write())}", False
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"not written ({where}{exc.strerror or exc}); the table above holds the same figures", True

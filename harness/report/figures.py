@@ -7,10 +7,12 @@ import io
 
 
 def pyplot():
-    """matplotlib.pyplot on the Agg backend."""
+    """matplotlib.pyplot on the Agg backend; text is text (a model named ``$\\x{$`` is not
+    mathtext, which would fail to parse or render something else)."""
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from harness.compare.compare import Comparison
-from harness.report.figures import png_bytes
+from harness.report.figures import png_bytes, pyplot
 from harness.report.markdown import cell_rows, profile_headline, summary_markdown
 from harness.report.tables import fmt_or_dash, short_name
 from harness.store.io import write_atomic
@@ -45,7 +45,7 @@ def plot_ratios(verdicts) -> str | None:
     judged = [v for v in verdicts if v.ratio is not None]
     if not judged:
         return None
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(judged) + 1.2))
     for i, v in enumerate(judged):
@@ -68,7 +68,7 @@ def plot_ratios(verdicts) -> str | None:
 def plot_latency(rows: list[dict]) -> str | None:
     if not rows:
         return None
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     models = sorted({r["model"] for r in rows if r["model"]})
     backends = sorted({r["backend"] for r in rows if r["backend"]})
@@ -108,7 +108,7 @@ def history_points(history_dir: Path | None, current: dict) -> dict[str, list[tu
 def plot_trend(series: dict[str, list[tuple[str, float]]]) -> str | None:
     if not any(len(points) > 1 for points in series.values()):
         return None
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     labels = list(dict.fromkeys(label for points in series.values() for label, _ in points))
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -168,9 +168,6 @@ def _table_html(rows: list[dict], verdicts) -> str:
 
 def write_reports(current: dict, comparison: Comparison | None, out_dir: Path, history_dir=None) -> list[Path]:
     """report.md and report.html for ``current`` (verdicts from ``comparison`` when given) into ``out_dir``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = cell_rows(current)
     verdicts = comparison.verdicts if comparison else None
@@ -179,12 +176,11 @@ def write_reports(current: dict, comparison: Comparison | None, out_dir: Path, h
 
         history_dir = BaselineStore().dir
     md = summary_markdown(current, rows, comparison)
-    with matplotlib.rc_context({"text.parse_math": False}):  # names are text, never mathtext
-        plots = [
-            ("Ratio to baseline, by verdict", plot_ratios(verdicts or [])),
-            ("Latency per backend", plot_latency(rows)),
-            ("Trend over saved runs", plot_trend(history_points(Path(history_dir), current))),
-        ]
+    plots = [
+        ("Ratio to baseline, by verdict", plot_ratios(verdicts or [])),
+        ("Latency per backend", plot_latency(rows)),
+        ("Trend over saved runs", plot_trend(history_points(Path(history_dir), current))),
+    ]
     body = "\n".join(
         f"<h2>{html_text(title)}</h2><img class='plot' alt='{html_text(title)}' src='data:image/png;base64,{png}'>"
         for title, png in plots

@@ -1,14 +1,19 @@
 """The baseline store: pytest-benchmark's file storage under baselines/<machine id>/, one
 ``NNNN_<name>.json`` per saved run (pytest-benchmark's own naming, so --benchmark-compare finds
 them). Every saved run stays as history; lookups pick the latest run of the current machine
-profile; updates are atomic (temporary file, fsync, rename) and never touch older runs."""
+profile. Saving (``save_run``: ``python -m harness baseline update`` and ``pytest
+--benchmark-save`` alike) writes the complete file first and then claims the next free number
+(harness.store.io.write_new): two runs saving at once get two numbers, a run killed while saving
+leaves no partial ``NNNN_*.json``, and older runs are never touched."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 
-from harness.store.io import write_json
+from harness.store.io import remove_stale_temporaries, write_new
 from harness.store.results import ResultFileError, load_result, profile_of, stamp
 
 NAME = re.compile(r"^(\d{4})_(.+)\.json$")
@@ -34,13 +39,22 @@ class BaselineStore:
     def profiles(self) -> dict[str, list[Path]]:
         """profile id -> saved runs (oldest first); 'unknown' for runs without a profile."""
         out: dict[str, list[Path]] = {}
-        for path in self.runs():
-            try:
-                pid = (profile_of(load_result(path)) or {}).get("profile_id", "unknown")
-            except ResultFileError:
-                pid = "unreadable"
+        for path, data, _ in self._loaded():
+            pid = (profile_of(data) or {}).get("profile_id", "unknown") if data is not None else "unreadable"
             out.setdefault(pid, []).append(path)
         return out
+
+    def unreadable(self) -> list[tuple[Path, str]]:
+        """Saved runs that cannot be used (truncated, not JSON, wrong shape, bad samples): (path, why)."""
+        return [(path, why) for path, data, why in self._loaded() if data is None]
+
+    def _loaded(self):
+        """(path, the loaded run or None, why it could not be loaded) for every saved run."""
+        for path in self.runs():
+            try:
+                yield path, load_result(path), ""
+            except ResultFileError as exc:
+                yield path, None, str(exc)
 
     def latest(self, profile_id: str | None = None) -> Path | None:
         runs = self.profiles().get(profile_id, []) if profile_id else self.runs()
@@ -54,7 +68,21 @@ class BaselineStore:
         data = load_result(result_path)
         if not data["benchmarks"]:
             raise ResultFileError(f"{result_path}: holds no benchmarks; refusing to store an empty baseline")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        numbers = [int(NAME.match(p.name).group(1)) for p in self.runs()]
-        target = self.dir / f"{max(numbers, default=0) + 1:04d}_{name}.json"
-        return write_json(target, stamp(data), indent=2)
+        return save_run(self.dir, name, json.dumps(stamp(data), indent=2, allow_nan=True))
+
+
+def _numbered(folder: Path, name: str):
+    """Candidate names NNNN_<name>.json from the next number after the highest in ``folder``;
+    rescanned when a concurrent writer took one first."""
+    while True:
+        numbers = [int(m.group(1)) for p in os.listdir(folder) if (m := NAME.match(p))]
+        yield folder / f"{max(numbers, default=0) + 1:04d}_{name}.json"
+
+
+def save_run(folder: str | Path, name: str, text: str) -> Path:
+    """Store a run's JSON text as the next ``NNNN_<name>.json`` in ``folder`` (created if needed);
+    OSError when the folder cannot be written (read-only, full)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folder)
+    return write_new(_numbered(folder, name), text)

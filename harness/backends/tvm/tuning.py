@@ -10,12 +10,32 @@ thread count would be applied silently. One tree per profile, beside that profil
 The ``tvm`` backend uses the database of its own key when present (label ``MetaSchedule db
 <digest>``); another database only through ``INFER_BENCH_TVM_DB`` (``--tvm-tuning-db``), labelled
 ``borrowed``. Tuning runs in a worker process (MetaSchedule can segfault: apache/tvm#18424):
-``python -m harness tune`` starts ``python -m harness.backends.tvm.tuning SPEC.json``."""
+``python -m harness tune`` starts ``python -m harness.backends.tvm.tuning SPEC.json``.
+
+A database is checked before MetaSchedule reads it (``database_problem``, ``contents_problem``;
+stdlib ``json`` only): every complete line of both files must parse and have the shape
+MetaSchedule's JSONDatabase writes (a workload line ``[shash, base64 IRModule JSON graph]``, a
+record line ``[workload index, [trace, run_secs, target, args_info]]``), every record's index must
+name a workload line, and every run time must be a finite number >= 0. A truncated last line (a
+tuner killed while appending) is not damage: a cell reads complete lines only, and a tuning run
+cuts it off before resuming. A damaged database is refused, never loaded or repaired:
+
+- a cell (own or borrowed database) fails at its compile stage with ``TuningDatabaseError``, one
+  line naming the file and line and what to do. It does not fall back to default schedules: its
+  result would stand beside tuned baselines under the same backend and say nothing was wrong;
+- ``--tvm-tuning-db DIR`` calls ``database_problem`` and a damaged DIR is a usage error before any
+  worker starts;
+- ``python -m harness tune`` refuses to append to a damaged ``search/`` (or to resume from a
+  damaged published database): the worker prints the line and exits 2. ``publish`` checks the
+  search records it reads and the pruned files it writes, and replaces nothing when either fails."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -56,6 +76,169 @@ def snapshot(path: Path) -> tuple[bytes, bytes] | None:
     return workload, records
 
 
+# -- checking a database before MetaSchedule reads it ----------------------------------------------
+
+
+class TuningDatabaseError(ValueError):
+    """A database that is refused: the message is one line (what is wrong, and what to do)."""
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _workload_problem(line) -> str | None:
+    """Why a parsed workload line is not ``[shash, base64 of the IRModule's JSON graph]``
+    (Workload::AsJSON: the hash as a decimal string; TVM 0.27 prefixes the JSON text with its
+    8-byte little-endian length before encoding), or None."""
+    if not (isinstance(line, list) and len(line) == 2):
+        return "not a [structural hash, module] pair"
+    shash, module = line
+    if not (isinstance(shash, str) and shash.isascii() and shash.isdigit()):
+        return "structural hash is not a decimal string"
+    if not (isinstance(module, str) and module):
+        return "module is not a base64 string"
+    try:
+        graph = base64.b64decode(module, validate=True)
+    except (binascii.Error, ValueError):
+        return "module is not valid base64"
+    if len(graph) >= 8 and int.from_bytes(graph[:8], "little") == len(graph) - 8:
+        graph = graph[8:]
+    try:
+        parsed = json.loads(graph)
+    except (ValueError, RecursionError):
+        return "module is not a JSON graph"
+    return None if isinstance(parsed, dict) else "module is not a JSON graph"
+
+
+def _inputs_problem(inputs, defined: set[str] | None) -> str | None:
+    """Why an instruction's inputs (or attributes, ``defined`` None) would not translate
+    (Trace::ApplyJSONToSchedule): a string is a quoted literal, a JSON graph ``{...}`` (an IndexMap)
+    or the name of a random variable an earlier instruction defined; lists nest."""
+    for item in inputs:
+        if isinstance(item, list):
+            problem = _inputs_problem(item, defined)
+            if problem:
+                return problem
+        elif isinstance(item, str):
+            if item[:1] == "{" and item[-1:] == "}":
+                try:
+                    json.loads(item)
+                except (ValueError, RecursionError):
+                    return f"trace {'input' if defined is not None else 'attribute'} is not a JSON graph"
+            elif defined is not None and not (len(item) >= 2 and item[0] == item[-1] == '"') and item not in defined:
+                return f"trace input {json.dumps(item)[:40]} names no earlier random variable"
+    return None
+
+
+def _trace_problem(trace) -> str | None:
+    """Why a trace is not Trace::AsJSON's ``[[[kind, inputs, attrs, outputs], ...], [[index,
+    decision], ...]]`` whose inputs name random variables defined before them, or None. (A decision
+    index out of range is not checked by TVM 0.27's reader: it would write past its vector.)"""
+    if not (isinstance(trace, list) and len(trace) == 2 and all(isinstance(t, list) for t in trace)):
+        return "trace is not [instructions, decisions]"
+    insts, decisions = trace
+    defined = {"None"}
+    for inst in insts:
+        if not (isinstance(inst, list) and len(inst) == 4 and isinstance(inst[0], str) and inst[0]):
+            return "trace instruction is not [kind, inputs, attrs, outputs]"
+        kind, inputs, attrs, outputs = inst
+        if not (isinstance(inputs, list) and isinstance(attrs, list) and isinstance(outputs, list)):
+            return f"trace instruction {kind[:40]} is not [kind, inputs, attrs, outputs]"
+        problem = _inputs_problem(inputs, defined) or _inputs_problem(attrs, None)
+        if problem:
+            return problem
+        if not all(isinstance(o, str) and o for o in outputs):
+            return f"trace instruction {kind[:40]} has an output that is not a name"
+        defined.update(outputs)
+    for decision in decisions:
+        if not (isinstance(decision, list) and len(decision) == 2 and _is_int(decision[0])):
+            return "trace decision is not [instruction index, decision]"
+        if not 0 <= decision[0] < len(insts):
+            return f"trace decision for instruction {decision[0]}, of {len(insts)}"
+    return None
+
+
+def _record_problem(line, workloads: int) -> str | None:
+    """Why a parsed tuning-record line is not ``[workload index, [trace, run_secs, target,
+    args_info]]`` (JSONDatabase's CommitTuningRecord and TuningRecord::AsJSON; the last three may
+    be null), or None."""
+    if not (isinstance(line, list) and len(line) == 2 and isinstance(line[1], list) and len(line[1]) == 4):
+        return "not a [workload index, [trace, run_secs, target, args_info]] record"
+    index, (trace, run_secs, target, args_info) = line
+    if not _is_int(index):
+        return "workload index is not an integer"
+    if not 0 <= index < workloads:
+        return f"workload index {index} names no workload (the workload file has {workloads} lines)"
+    problem = _trace_problem(trace)
+    if problem:
+        return problem
+    if run_secs is not None:
+        if not isinstance(run_secs, list):
+            return "run_secs is not a list"
+        for value in run_secs:
+            if not _is_number(value) or not math.isfinite(value) or value < 0:
+                return f"run_secs holds {json.dumps(value)[:40]}, not a finite time >= 0"
+    if target is not None and not (isinstance(target, dict) and isinstance(target.get("kind"), str)):
+        return "target is not a target configuration"
+    if args_info is not None:
+        if not isinstance(args_info, list):
+            return "args_info is not a list"
+        for arg in args_info:
+            if not (isinstance(arg, list) and len(arg) == 3 and arg[0] == "TENSOR" and isinstance(arg[1], str)):
+                return "args_info entry is not [TENSOR, dtype, shape]"
+            if not (isinstance(arg[2], list) and all(_is_int(d) for d in arg[2])):
+                return "args_info shape is not a list of integers"
+    return None
+
+
+def _lines_problem(path: Path, data: bytes, check) -> tuple[str | None, int]:
+    """(why the first bad complete line of ``data`` is bad, naming ``path`` and its 1-based line
+    number, or None; how many complete lines there are). ``check(value)`` judges a parsed line."""
+    lines = _complete_lines(data).split(b"\n")[:-1]
+    for number, raw in enumerate(lines, 1):
+        try:
+            value = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            return f"{path} line {number}: not JSON (not UTF-8)", len(lines)
+        except (ValueError, RecursionError) as exc:
+            why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)[:80]
+            where = f": column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+            return f"{path} line {number}: not JSON ({why}{where})", len(lines)
+        try:
+            problem = check(value)
+        except RecursionError:
+            problem = "nested too deeply"
+        if problem:
+            return f"{path} line {number}: {problem}", len(lines)
+    return None, len(lines)
+
+
+def contents_problem(path: Path, contents: tuple[bytes, bytes]) -> str | None:
+    """Why a database's two files (their bytes, as ``snapshot`` read them from directory ``path``)
+    must not be handed to MetaSchedule, one line naming the file and line; None when they may.
+    Only complete lines are judged: a last line without its newline is a write in progress."""
+    (workload_name, record_name), (workload, records) = FILES, contents
+    problem, workloads = _lines_problem(path / workload_name, workload, _workload_problem)
+    if problem:
+        return problem
+    problem, _ = _lines_problem(path / record_name, records, lambda line: _record_problem(line, workloads))
+    return problem
+
+
+def database_problem(path: Path) -> str | None:
+    """Why directory ``path`` cannot be used as a MetaSchedule database (``--tvm-tuning-db``):
+    not there, or damaged (``contents_problem``); None when it can."""
+    contents = snapshot(Path(path))
+    if contents is None:
+        return f"no MetaSchedule database there ({' + '.join(FILES)})"
+    return contents_problem(Path(path), contents)
+
+
 def _digest_of(contents: tuple[bytes, bytes]) -> str:
     h = hashlib.sha256()
     for data in contents:
@@ -83,21 +266,37 @@ class TuningDatabase:
         return _digest_of(self.contents)
 
     def open(self):
-        """A MetaSchedule JSONDatabase over a private copy of the snapshot."""
+        """A MetaSchedule JSONDatabase over a private copy of the snapshot; TuningDatabaseError,
+        before MetaSchedule sees a byte, when the snapshot is damaged (and if MetaSchedule still
+        fails to read it)."""
         from tvm.s_tir import meta_schedule as ms
 
+        problem = contents_problem(self.path, self.contents)
+        if problem:
+            raise TuningDatabaseError(refusal(problem, self.path, self.borrowed))
         copy = Path(tempfile.mkdtemp(prefix="infer-bench-db-"))
         for name, data in zip(FILES, self.contents):
             (copy / name).write_bytes(data)
         workload, records = (str(copy / name) for name in FILES)
-        return ms.database.JSONDatabase(path_workload=workload, path_tuning_record=records, allow_missing=False)
+        try:
+            return ms.database.JSONDatabase(path_workload=workload, path_tuning_record=records, allow_missing=False)
+        except Exception as exc:  # noqa: BLE001 - what the shape check cannot see (an unknown instruction...)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].replace(str(copy), str(self.path))
+            why = f"{self.path}: MetaSchedule cannot read it ({first[:300]})"
+            raise TuningDatabaseError(refusal(why, self.path, self.borrowed)) from None
 
     def describe(self) -> str:
         return f"MetaSchedule db {self.digest}" + (f" (borrowed: {self.path})" if self.borrowed else "")
 
 
-class TuningDatabaseError(ValueError):
-    pass
+def refusal(problem: str, path: Path, borrowed: bool, threads: int | None = None) -> str:
+    """The one line a refused database is reported with: what is wrong, and what to do."""
+    if borrowed:
+        todo = f"repair or replace {path}, or pass another --tvm-tuning-db DIR ({BORROW_ENV}), or none"
+    else:
+        tune = "python -m harness tune" + (f" --threads {threads}" if threads else "")
+        todo = f"delete {path} or re-run `{tune}` to rebuild it; or pass --tvm-tuning-db DIR"
+    return f"MetaSchedule tuning database refused: {problem}; {todo}"
 
 
 def own_database_dir(threads: int, tvm_version: str) -> Path:
@@ -115,10 +314,18 @@ def find_database(threads: int, tvm_version: str) -> TuningDatabase | None:
         contents = snapshot(path)
         if contents is None:
             raise TuningDatabaseError(f"{BORROW_ENV}={borrowed}: no MetaSchedule database there ({' + '.join(FILES)})")
+        problem = contents_problem(path, contents)
+        if problem:
+            raise TuningDatabaseError(refusal(problem, path, True))
         return TuningDatabase(path, contents, borrowed=True)
     path = own_database_dir(threads, tvm_version)
     contents = snapshot(path)
-    return TuningDatabase(path, contents, borrowed=False) if contents is not None else None
+    if contents is None:
+        return None
+    problem = contents_problem(path, contents)
+    if problem:
+        raise TuningDatabaseError(refusal(problem, path, False, threads))
+    return TuningDatabase(path, contents, borrowed=False)
 
 
 # -- the tuning run (inside a worker process) ----------------------------------------------------
@@ -241,9 +448,45 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def _tune_refusal(problem: str, delete: Path, threads: int) -> str:
+    tune = f"python -m harness tune --threads {threads}"
+    return f"MetaSchedule tuning database refused: {problem}; delete {delete} and run `{tune}` again"
+
+
+def prepare_search(db_dir: Path, threads: int, out=sys.stdout) -> Path:
+    """``db_dir/search``, checked, for MetaSchedule to append to: started from the published
+    database when it has none (resume), with a last line cut short by a killed run removed (it
+    would fail MetaSchedule's reader, and the next record would be appended to it).
+    TuningDatabaseError when what would be resumed from is damaged."""
+    search = db_dir / SEARCH
+    files = [search / name for name in FILES]
+    published = snapshot(db_dir)
+    if not all(f.exists() for f in files) and published is not None:  # a published db only
+        problem = contents_problem(db_dir, published)
+        if problem:
+            raise TuningDatabaseError(_tune_refusal(problem, db_dir, threads))
+        search.mkdir(parents=True, exist_ok=True)
+        for f, data in zip(files, published):
+            f.write_bytes(data)
+        return search
+    search.mkdir(parents=True, exist_ok=True)
+    data = [f.read_bytes() if f.exists() else b"" for f in files]
+    problem = contents_problem(search, (data[0], data[1]))
+    if problem:
+        raise TuningDatabaseError(_tune_refusal(problem, search, threads))
+    for f, old in zip(files, data):
+        whole = _complete_lines(old)
+        if whole != old:
+            with open(f, "r+b") as handle:
+                handle.truncate(len(whole))
+            print(f"{f}: removed an unfinished last line ({len(old) - len(whole)} bytes)", file=out)
+    return search
+
+
 def run_tuning(spec: TuneSpec, out=sys.stdout) -> int:
     """Tune every task of the spec's models, heaviest first, until each has ``trials`` records
-    or the budget is spent; resumes from what the database already holds. Returns 0."""
+    or the budget is spent; resumes from what the database already holds. Returns 0;
+    TuningDatabaseError (before any tuning) when what it would resume from is damaged."""
     from tvm.s_tir import meta_schedule as ms
 
     from harness.backends.tvm.frontend import tvm_target
@@ -252,11 +495,7 @@ def run_tuning(spec: TuneSpec, out=sys.stdout) -> int:
     start = time.monotonic()
     target = tvm_target(get_target(spec.target), spec.threads)
     db_dir = Path(spec.database)
-    search = db_dir / SEARCH
-    search.mkdir(parents=True, exist_ok=True)
-    if not all((search / name).exists() for name in FILES) and digest(db_dir):  # a published db only
-        for name in FILES:
-            shutil.copy(db_dir / name, search / name)
+    search = prepare_search(db_dir, spec.threads, out)
     database = ms.database.JSONDatabase(*(str(search / name) for name in FILES), allow_missing=True)
     tasks = unique_tasks(fused_modules(spec, target), target)
     tasks.sort(key=lambda t: -_flops(t[1].dispatched[0]) * t[2])
@@ -314,13 +553,26 @@ def run_tuning(spec: TuneSpec, out=sys.stdout) -> int:
 def publish(db_dir: Path) -> str | None:
     """Write the best record of every task (MetaSchedule's ``dump_pruned``) from ``db_dir/search``
     to ``db_dir``: what cells apply and what is committed (the smoke models' 1800 searched records
-    were 8 MB; their best ones, one per task, are what a build uses). Each file is replaced whole."""
+    were 8 MB; their best ones, one per task, are what a build uses). Each file is replaced whole.
+    TuningDatabaseError, and nothing replaced, when the search records or the pruned files are
+    damaged."""
     from tvm.s_tir import meta_schedule as ms
 
-    search = ms.database.JSONDatabase(*(str(db_dir / SEARCH / name) for name in FILES), allow_missing=False)
+    contents = snapshot(db_dir / SEARCH)
+    problem = f"{db_dir / SEARCH}: no MetaSchedule database there ({' + '.join(FILES)})" if contents is None else None
+    problem = problem or contents_problem(db_dir / SEARCH, contents)
+    if problem:
+        raise TuningDatabaseError(
+            f"MetaSchedule tuning database not published: {problem}; delete {db_dir / SEARCH} and tune again"
+        )
+    search = TuningDatabase(db_dir / SEARCH, contents, borrowed=False).open()  # a copy of its complete lines
     staging = Path(tempfile.mkdtemp(prefix=".publish-", dir=db_dir))
     try:
         search.dump_pruned(ms.database.JSONDatabase(*(str(staging / name) for name in FILES), allow_missing=True))
+        pruned = snapshot(staging)
+        problem = contents_problem(staging, pruned) if pruned is not None else f"{staging}: nothing written"
+        if problem:  # MetaSchedule wrote what this check refuses: the check or TVM's format changed
+            raise TuningDatabaseError(f"MetaSchedule tuning database not published: pruned records: {problem}")
         for name in FILES:
             os.replace(staging / name, db_dir / name)
     finally:
@@ -345,7 +597,11 @@ def print_summary(tasks, database, out=sys.stdout) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    return run_tuning(TuneSpec.load(argv[0]))
+    try:
+        return run_tuning(TuneSpec.load(argv[0]))
+    except TuningDatabaseError as exc:  # a damaged database: one line, nothing tuned or published
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
