@@ -1,6 +1,6 @@
 """The package's shape: no import cycles between harness modules (function-level imports
-included), the worker side imports no runtime before the thread environment is in place, and
-pytest stays in the plugin."""
+included), the worker side imports no runtime before the thread environment is in place,
+pytest stays in the plugin, nothing is unpickled and no process is started through a shell."""
 
 import ast
 from pathlib import Path
@@ -74,4 +74,73 @@ def test_pytest_is_imported_by_the_plugin_only():
         if any(m.split(".")[0] in ("pytest", "_pytest", "pytest_benchmark") for m in _imports(p))
     )
     # store.baselines names its folder with pytest-benchmark's machine id (pytest_benchmark.utils)
-    assert users == ["harness.plugin.hooks", "harness.plugin.options", "harness.store.baselines"]
+    # plugin.bridge is where pytest-benchmark's own objects are used (its storage, its JSON dumps)
+    assert users == [
+        "harness.plugin.bridge",
+        "harness.plugin.hooks",
+        "harness.plugin.options",
+        "harness.store.baselines",
+    ]
+
+
+def _calls(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            yield ast.unparse(node.func), {k.arg: k.value for k in node.keywords}, node
+
+
+def _unsafe_calls(package: Path, root: Path) -> list[str]:
+    unpicklers = {"pickle", "cPickle", "_pickle", "dill", "shelve", "marshal", "joblib", "cloudpickle"}
+    problems = []
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        used = {m.split(".")[0] for m in _imports(path)} & unpicklers
+        problems += [f"{path.name}: imports {m}" for m in sorted(used)]
+        for func, keywords, node in _calls(tree):
+            where = f"{path.relative_to(root)}:{node.lineno} {func}"
+            if func in ("os.system", "os.popen", "os.execl", "os.execlp", "os.spawnl", "commands.getoutput"):
+                problems.append(f"{where}: runs a shell")
+            shell = keywords.get("shell")
+            if shell is not None and not (isinstance(shell, ast.Constant) and shell.value is False):
+                problems.append(f"{where}: shell=")
+            if func.endswith("subprocess.Popen") or func.split(".")[-1] in (
+                "run",
+                "call",
+                "check_call",
+                "check_output",
+            ):
+                if func.startswith("subprocess") and node.args and isinstance(node.args[0], ast.Constant):
+                    problems.append(f"{where}: a command line as one string")
+            if func in ("torch.load",) and not (
+                isinstance(keywords.get("weights_only"), ast.Constant) and keywords["weights_only"].value is True
+            ):
+                problems.append(f"{where}: without weights_only=True")
+            if func in ("np.load", "numpy.load") and not (
+                isinstance(keywords.get("allow_pickle"), ast.Constant) and keywords["allow_pickle"].value is False
+            ):
+                problems.append(f"{where}: without allow_pickle=False")
+    return problems
+
+
+def test_nothing_is_unpickled_and_no_value_reaches_a_shell():
+    """Across the package: no pickle-family module; torch.load only with weights_only=True and
+    numpy.load only with allow_pickle=False; every process is started from an argument list
+    (never shell=True, os.system or os.popen), so no model name, path or version is parsed by a shell."""
+    assert _unsafe_calls(PACKAGE, ROOT) == []
+
+
+def test_the_unsafe_call_scan_finds_what_it_looks_for(tmp_path):
+    """The scan above is not vacuous: each planted unsafe call is reported."""
+    (tmp_path / "harness").mkdir()
+    (tmp_path / "harness" / "bad.py").write_text(
+        "import pickle\nimport os, subprocess, torch, numpy as np\nos.system('ls')\n"
+        "subprocess.run('ls', shell=True)\ntorch.load('w.pt')\nnp.load('a.npy')\n"
+    )
+    assert _unsafe_calls(tmp_path / "harness", tmp_path) == [
+        "bad.py: imports pickle",
+        "harness/bad.py:3 os.system: runs a shell",
+        "harness/bad.py:4 subprocess.run: shell=",
+        "harness/bad.py:4 subprocess.run: a command line as one string",
+        "harness/bad.py:5 torch.load: without weights_only=True",
+        "harness/bad.py:6 np.load: without allow_pickle=False",
+    ]

@@ -196,3 +196,14 @@ def test_a_report_folder_that_cannot_be_written_keeps_the_table_and_says_why(tmp
     assert warning and lines[2].split()[:3] == ["m", "ort", "both"]  # the table is still printed
     assert lines[-1].startswith(f"not written ({tmp_path / 'reports' / 'run'}: ")
     assert lines[-1].endswith("; the table above holds the same figures")
+
+
+def test_report_command_into_an_unwritable_folder_is_one_line(tmp_path, capsys):
+    from harness.cli import main
+    from tests.test_cli import crafted
+
+    result = crafted(tmp_path / "r.json", {"mlp-ort": 1e-3})
+    (tmp_path / "taken").write_text("a file where the folder should be")
+    assert main(["report", str(result), "-o", str(tmp_path / "taken" / "out"), "--history", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: cannot write the report: {tmp_path / 'taken' / 'out'}: ")

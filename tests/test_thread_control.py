@@ -72,7 +72,7 @@ def test_the_container_pitfall_under_a_one_cpu_quota(backend):
     auto = _run(backend, "auto", "both", one_cpu, timing)
     default = _run(backend, "runtime", "unset", one_cpu, timing)
     for r in (auto, default):
-        assert r.confinement == {"quota": 1.0, "cpuset": None, "pin": None}
+        assert r.confinement == {"quota": 1.0, "cpuset": None, "pin": None, "memory": None}
         assert r.cpu_budget.quota_cpus == 1.0 and r.cpu_budget.effective_cpus == 1
         assert r.threads.seen["quota_cpus"] == 1.0  # the worker itself sees the quota
         assert r.samples[0].window_s >= 2.0  # many CFS periods
