@@ -107,14 +107,9 @@ def test_latency(cell, measure_cell):
 
 
 @pytest.fixture
-def run_suite(pytester, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+def run_suite(pytester, run_plugin):
     pytester.makepyfile(test_suite=SUITE)
-    return lambda *args: pytester.runpytest_subprocess(
-        "-p",
-        "harness.plugin.hooks",
-        "-p",
-        "no:cacheprovider",
+    return lambda *args: run_plugin(
         "--model-factory",
         "tests.tiny_models:tiny_mlp",
         "--processes",

@@ -2,7 +2,6 @@
 file or a factory can be unusable is one line naming it; an operator one importer lacks skips
 that importer's cells only; a suite's broken model file fails its own cells only."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -202,20 +201,14 @@ def test_model_files_on_the_models_axis(tmp_path):
     assert options == {"model_file": str(tmp_path / "nets" / "my-net.onnx"), "input_shapes": {"x": [2, 4]}}
 
 
-@pytest.fixture
-def run_suite(pytester, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    return lambda *args: pytester.runpytest_subprocess("-p", "harness.plugin.hooks", "-p", "no:cacheprovider", *args)
-
-
 @pytest.mark.process
-def test_a_bad_model_file_stops_the_run_before_any_worker_once(pytester, run_suite):
+def test_a_bad_model_file_stops_the_run_before_any_worker_once(pytester, run_plugin):
     pytester.makepyfile(
         test_suite="from harness import Matrix\nMATRIX = Matrix(models=['mlp'], backends=['ort', 'tvm'], "
         "threads=['1', '2'])\n\ndef test_latency(cell, measure_cell):\n    measure_cell(cell)\n"
     )
     _bad_file(pytester.path, "truncated")
-    out = run_suite("--model-file", "truncated.onnx")
+    out = run_plugin("--model-file", "truncated.onnx")
     assert out.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in out.stderr.lines if "truncated.onnx" in line]
     assert len(errors) == 1 and errors[0].startswith("ERROR: infer-bench: --model-file truncated.onnx: not an ONNX")
@@ -235,14 +228,14 @@ def test_latency(cell, measure_cell):
 
 
 @pytest.mark.process
-def test_a_suites_broken_model_file_fails_its_own_cells_and_the_rest_runs(pytester, run_suite):
+def test_a_suites_broken_model_file_fails_its_own_cells_and_the_rest_runs(pytester, run_plugin):
     """The suite names a good file, a truncated one and one TVM cannot import: the good file runs on
     both backends, the broken one's cells fail with one line and no worker, Celu skips on TVM only."""
     onnx.save(_model(), pytester.path / "tiny.onnx")
     onnx.save(_model([helper.make_node("Celu", ["x"], ["y"])]), pytester.path / "celu.onnx")
     (pytester.path / "broken.onnx").write_bytes(_model().SerializeToString()[:20])
     pytester.makepyfile(test_suite=SUITE_WITH_FILES.replace('"tiny"', 'ModelFile("tiny.onnx")'))
-    out = run_suite("--processes", "1", "--benchmark-max-time", "0.02", "--no-drift-control", "-rfs", "-q")
+    out = run_plugin("--processes", "1", "--benchmark-max-time", "0.02", "--no-drift-control", "-rfs", "-q")
     out.assert_outcomes(passed=3, failed=2, skipped=1)
     out.stdout.fnmatch_lines_random(
         [
@@ -283,7 +276,7 @@ def _tvm_version() -> str:
 
 
 @pytest.mark.process
-def test_a_damaged_borrowed_tuning_database_is_a_usage_error(pytester, run_suite):
+def test_a_damaged_borrowed_tuning_database_is_a_usage_error(pytester, run_plugin):
     pytester.makepyfile(
         test_suite="from harness import Matrix\nMATRIX = Matrix(models=['mlp'], backends=['tvm'])\n\n"
         "def test_latency(cell, measure_cell):\n    measure_cell(cell)\n"
@@ -292,6 +285,6 @@ def test_a_damaged_borrowed_tuning_database_is_a_usage_error(pytester, run_suite
     db.mkdir()
     (db / "database_workload.json").write_text('["123", "AAAA"]\n')
     (db / "database_tuning_record.json").write_text("[0, [oops\n")
-    out = run_suite("--tvm-tuning-db", "db", "--collect-only")
+    out = run_plugin("--tvm-tuning-db", "db", "--collect-only")
     assert out.ret == pytest.ExitCode.USAGE_ERROR
     out.stderr.fnmatch_lines(["ERROR: infer-bench: --tvm-tuning-db db: *database_* line 1: *"])

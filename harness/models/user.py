@@ -178,17 +178,23 @@ def load_onnx_file(path: str):
     return model, opset
 
 
-def build_from_file(path: str, input_shapes: dict[str, tuple[int, ...]] | None = None) -> OnnxModel:
-    from onnx import version_converter
-
+def read_model_file(path: str, input_shapes: dict[str, tuple[int, ...]] | None = None):
+    """(graph, opset, input specs) of a user's file: ``load_onnx_file``, initializers taken out of
+    the inputs, and the inputs with ``input_shapes`` applied (UserModelError for a bad shape)."""
     from harness.models.onnx_graph import drop_initializer_inputs
 
     graph, opset = load_onnx_file(path)
     drop_initializer_inputs(graph)
     try:
-        specs = graph_inputs(graph, input_shapes)
+        return graph, opset, graph_inputs(graph, input_shapes)
     except ShapeError as exc:
         raise UserModelError(f"--model-file {path}: {exc}") from None
+
+
+def build_from_file(path: str, input_shapes: dict[str, tuple[int, ...]] | None = None) -> OnnxModel:
+    from onnx import version_converter
+
+    graph, opset, specs = read_model_file(path, input_shapes)
     _fix_shapes(graph, {s.name: s.shape for s in specs})
     if opset < 13:  # onnx's reference evaluator (our ground truth) mishandles some old-opset semantics
         try:

@@ -158,17 +158,9 @@ def _check_tvm(model) -> str | None:
 
 
 def check_file(path: str, shapes: dict[str, tuple[int, ...]], importers: set[str]) -> dict:
-    from harness.models.base import ShapeError, graph_inputs
-    from harness.models.onnx_graph import drop_initializer_inputs
-    from harness.models.user import load_onnx_file
+    from harness.models.user import read_model_file
 
-    where = f"--model-file {path}"
-    model, opset = load_onnx_file(path)
-    drop_initializer_inputs(model)
-    try:
-        specs = graph_inputs(model, shapes)
-    except ShapeError as exc:
-        raise UserModelError(f"{where}: {exc}") from None
+    model, opset, specs = read_model_file(path, shapes)
     refused = {}
     if "onnxruntime" in importers:
         reason = _check_ort(model, path, opset)
