@@ -149,18 +149,20 @@ def cmd_tune(args) -> int:
     """Tune the TVM tasks of the chosen models in a worker process; records go to this machine
     profile's database for the thread count (or to --database)."""
     from harness import PROJECT_ROOT
-    from harness.backends.tvm.tuning import TuneSpec, database_dir
+    from harness.backends.tvm.tuning import REFUSED_EXIT, TuneSpec, database_dir
     from harness.machine.profile import current_profile
     from harness.machine.threads import resolve_threads
     from harness.models import MODELS
     from harness.models.user import UserModelError, user_model
+    from harness.run.launcher import python_env
     from harness.run.user_check import vet
 
     try:
         user = user_model(args.model_file, args.model_factory, args.input_shape)
         threads = resolve_threads(args.threads)
         if user:  # checked before the tuning worker starts; the message names the file as given
-            refused = vet(dict(user[1], model_file=args.model_file) if args.model_file else user[1], {"tvm"}).refused
+            where = f"--model-file {args.model_file}" if args.model_file else None
+            refused = vet(user[1], {"tvm"}, where).refused
             if refused:
                 raise UserModelError(f"{args.model_file or args.model_factory}: {refused['tvm']}")
     except (UserModelError, ValueError) as exc:
@@ -188,10 +190,10 @@ def cmd_tune(args) -> int:
     )
     spec_path = Path(tempfile.mkdtemp(prefix="infer-bench-tune-")) / "spec.json"
     spec.dump(spec_path)
-    env = dict(os.environ, TVM_NUM_THREADS=str(threads), PYTHONFAULTHANDLER="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
-    rc = subprocess.call([sys.executable, "-m", "harness.backends.tvm.tuning", str(spec_path)], env=env)
-    if rc == 2:  # a damaged database, refused: the worker printed the one line
+    env = python_env(dict(os.environ, TVM_NUM_THREADS=str(threads), PYTHONFAULTHANDLER="1"))
+    command = [sys.executable, "-m", "harness.backends.tvm.tuning", str(spec_path)]
+    rc = subprocess.call(command, env=env, cwd=str(PROJECT_ROOT))
+    if rc == REFUSED_EXIT:  # a damaged database, refused: the worker printed the one line
         return 2
     if rc != 0:
         why = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"

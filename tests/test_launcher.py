@@ -72,6 +72,7 @@ def test_an_oom_killed_worker_fails_only_its_cell_and_says_so():
     hog = run_cell(_cell("hog"), timing=FAST, confinement=MEMORY_LIMIT)
     assert hog.status == "crashed"
     assert hog.message.startswith("worker killed by the kernel's OOM killer: it passed its --memory-limit of 512 MiB")
+    assert "(peak 512 MiB)" in hog.message
     assert "allocating until stopped" in hog.message
     good = run_cell(
         Cell("tiny_mlp", "torch", threads="1", model_options=FACTORY), timing=FAST, confinement=MEMORY_LIMIT

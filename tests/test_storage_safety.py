@@ -20,20 +20,34 @@ from harness.store.results import load_result
 
 ROOT = Path(__file__).resolve().parent.parent
 SAVER = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 from harness.store.baselines import save_run
-folder, writer, count, size = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+folder, writer, count, size, pause = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+if pause == "pause":  # stop inside the save, the data written but not yet synced or placed: killed there
+    def fsync_then_wait(fd):
+        (folder.parent / "writing").touch()
+        time.sleep(600)
+    os.fsync = fsync_then_wait
+(folder.parent / f"ready-{writer}").touch()
 while not (folder.parent / "go").exists():
     time.sleep(0.001)
 for i in range(count):
-    save_run(folder, "nightly", '{"writer": "%s", "i": %d, "pad": "%s"}' % (writer, i, "x" * size))
+    save_run(folder, writer, '{"writer": "%s", "i": %d, "pad": "%s"}' % (writer, i, "x" * size))
 """
 
 
-def _saver(folder: Path, writer: str, count: int, size: int) -> subprocess.Popen:
+def _saver(folder: Path, writer: str, count: int, size: int, pause: bool = False) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-c", SAVER, str(folder), writer, str(count), str(size)], env=env)
+    args = [str(folder), writer, str(count), str(size), "pause" if pause else "-"]
+    return subprocess.Popen([sys.executable, "-c", SAVER, *args], env=env)
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert process.poll() is None and time.monotonic() < deadline, f"no {path.name}: the saver ended or hung"
+        time.sleep(0.005)
 
 
 def _runs(folder: Path) -> list[str]:
@@ -41,15 +55,20 @@ def _runs(folder: Path) -> list[str]:
 
 
 def test_runs_saving_at_once_get_distinct_numbers_and_complete_files(tmp_path):
+    """Four processes, four different run names (as --benchmark-autosave makes), five saves each,
+    released together: twenty numbers, each once, each file complete."""
     folder = tmp_path / "store" / "machine"
     folder.mkdir(parents=True)
-    writers = [_saver(folder, f"w{k}", 5, 200_000) for k in range(4)]
-    time.sleep(1.0)  # every writer imported and waiting
+    writers = {f"w{k}": _saver(folder, f"w{k}", 5, 200_000) for k in range(4)}
+    for name, writer in writers.items():
+        _wait_for(tmp_path / "store" / f"ready-{name}", writer)
     (tmp_path / "store" / "go").touch()
-    assert [w.wait(60) for w in writers] == [0, 0, 0, 0]
-    assert _runs(folder) == [f"{n:04d}_nightly.json" for n in range(1, 21)]
-    saved = sorted((d["writer"], d["i"]) for d in (json.loads((folder / name).read_text()) for name in _runs(folder)))
+    assert [w.wait(60) for w in writers.values()] == [0, 0, 0, 0]
+    runs = _runs(folder)
+    assert sorted(int(name[:4]) for name in runs) == list(range(1, 21))
+    saved = sorted((d["writer"], d["i"]) for d in (json.loads((folder / name).read_text()) for name in runs))
     assert saved == sorted((f"w{k}", i) for k in range(4) for i in range(5))
+    assert all(name[5:] == f"{json.loads((folder / name).read_text())['writer']}.json" for name in runs)
     assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
 
 
@@ -58,17 +77,30 @@ def test_a_run_killed_while_saving_leaves_the_previous_baseline_and_no_partial_f
     first = save_run(folder, "smoke", '{"benchmarks": []}')
     before = first.read_bytes()
     (tmp_path / "store" / "go").touch()
-    writer = _saver(folder, "killed", 1, 600_000_000)
-    deadline = time.monotonic() + 60
-    while not any(p.name.startswith(".") and p.stat().st_size > 0 for p in folder.iterdir()):
-        assert writer.poll() is None and time.monotonic() < deadline, "the writer finished before it could be killed"
-        time.sleep(0.002)
+    writer = _saver(folder, "killed", 1, 5_000_000, pause=True)
+    _wait_for(tmp_path / "store" / "writing", writer)  # inside the save: its data written, not yet placed
     writer.send_signal(signal.SIGKILL)
     assert writer.wait(10) == -signal.SIGKILL
     assert _runs(folder) == ["0001_smoke.json"] and first.read_bytes() == before
     [partial] = [p for p in folder.iterdir() if p.name.startswith(".")]  # the killed writer's temporary file
+    assert partial.stat().st_size == len('{"writer": "killed", "i": 0, "pad": ""}') + 5_000_000
     second = save_run(folder, "smoke", '{"benchmarks": [1]}')
     assert second.name == "0002_smoke.json" and not partial.exists()
+
+
+def test_only_dead_writers_temporaries_are_removed(tmp_path):
+    from harness.store.io import STALE_AFTER_S, _host, remove_stale_temporaries
+
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    mine_dead = tmp_path / f".0001_a.json.tmp-{_host()}-{pid_max + 1}-0123abcd"
+    mine_alive = tmp_path / f".0001_b.json.tmp-{_host()}-{os.getpid()}-0123abcd"
+    other_host = tmp_path / ".0001_c.json.tmp-elsewhere-1-0123abcd"
+    not_a_pid = tmp_path / f".0001_d.json.tmp-{_host()}-99999999999999999999-0123abcd"
+    for path in (mine_dead, mine_alive, other_host, not_a_pid):
+        path.write_text("{")
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([mine_dead, not_a_pid])
+    later = time.time() + STALE_AFTER_S + 1  # another host's file only once it is a day old
+    assert remove_stale_temporaries(tmp_path, now=later) == [other_host] and mine_alive.exists()
 
 
 @pytest.fixture
@@ -150,7 +182,10 @@ def test_benchmark_save_claims_a_number_and_clears_a_killed_runs_leftovers(run_s
     out = run_suite(f"--benchmark-storage=file://{store}", "--benchmark-save=nightly")
     assert out.ret == pytest.ExitCode.OK
     [folder] = [p for p in store.iterdir() if p.is_dir()]
-    leftover = folder / ".0002_nightly.json.tmp999999"  # a writer that no longer runs
+    from harness.store.io import _host
+
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    leftover = folder / f".nightly.json.tmp-{_host()}-{pid_max + 1}-0123abcd"  # a writer that no longer runs
     leftover.write_text('{"benchmarks": [')
     assert run_suite(f"--benchmark-storage=file://{store}", "--benchmark-save=nightly").ret == pytest.ExitCode.OK
     assert _runs(folder) == ["0001_nightly.json", "0002_nightly.json"] and not leftover.exists()

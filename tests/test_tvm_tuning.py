@@ -27,6 +27,7 @@ from harness.backends import get_backend  # noqa: E402
 from harness.backends.tvm.tuning import (  # noqa: E402
     BORROW_ENV,
     FILES,
+    REFUSED_EXIT,  # noqa: E402
     ROOT_ENV,
     SEARCH,
     TuneSpec,
@@ -342,7 +343,7 @@ def test_tune_refuses_to_append_to_damaged_search_exit_2(tuned, tmp_path, capsys
     lines.insert(1, b"[0, [[[], []], [1e-05], {}, ]]")
     _write_lines(db / SEARCH / RECORDS, lines)
     before = {p: p.read_bytes() for p in sorted(db.rglob("*.json"))}
-    assert tuning_main([_spec(tmp_path, db)]) == 2
+    assert tuning_main([_spec(tmp_path, db)]) == REFUSED_EXIT
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(
         f"error: MetaSchedule tuning database refused: {db / SEARCH / RECORDS} line 2: not JSON ("
@@ -354,7 +355,7 @@ def test_tune_refuses_to_append_to_damaged_search_exit_2(tuned, tmp_path, capsys
 def test_tune_refuses_to_resume_from_damaged_published_database(tuned, tmp_path, capsys, no_metaschedule):
     db = _copy(tuned, tmp_path / "db")  # no search/: a tuning run would start from the published records
     _edit_line(db / RECORDS, 0, _with_record(index=lambda i: 7))
-    assert tuning_main([_spec(tmp_path, db)]) == 2
+    assert tuning_main([_spec(tmp_path, db)]) == REFUSED_EXIT
     err = capsys.readouterr().err
     assert f"{db / RECORDS} line 1: workload index 7 names no workload" in err and f"; delete {db} and run" in err
     assert not (db / SEARCH).exists()

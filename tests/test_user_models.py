@@ -113,6 +113,31 @@ def test_external_data_outside_the_models_folder_is_refused_before_it_is_read(tm
     assert not [f for f in opened if "secret" in f or "passwd" in f or f.endswith(".bin")]
 
 
+def test_two_locations_or_external_data_in_a_sparse_initializer_are_checked_too(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(np.ones(16, np.float32).tobytes())
+    path = _external(folder, "w.bin")
+    model = onnx.load(str(path), load_external_data=False)
+    entry = model.graph.initializer[0].external_data.add()
+    entry.key, entry.value = "location", "../outside.bin"  # readers take the last one
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(UserModelError, match="tensor 'w': 2 external data locations"):
+        load_onnx_file(str(path))
+    sparse = helper.make_sparse_tensor(
+        numpy_helper.from_array(np.ones(2, np.float32), "s"), numpy_helper.from_array(np.array([0, 5]), "i"), [4, 4]
+    )
+    sparse.values.ClearField("raw_data")
+    sparse.values.data_location = TensorProto.EXTERNAL
+    entry = sparse.values.external_data.add()
+    entry.key, entry.value = "location", "/etc/passwd"
+    model = _model()
+    model.graph.sparse_initializer.append(sparse)
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(UserModelError, match="tensor 's': external data location '/etc/passwd' is not a relative"):
+        load_onnx_file(str(path))
+
+
 def test_external_data_inside_the_folder_loads(tmp_path):
     folder = tmp_path / "model"
     (folder / "weights").mkdir(parents=True)
@@ -177,21 +202,32 @@ def test_wrong_input_shapes_are_one_line(tmp_path, shapes, message):
         ("tests.tiny_models:wrong_types", "must return (torch.nn.Module, example inputs: a tensor or a tuple of"),
         ("tests.tiny_models:wrong_inputs", "got inputs of type str"),
         ("tests.tiny_models:forward_fails", "the module's forward fails on its example inputs (1x5): RuntimeError"),
-        ("tests.tiny_models:segfaults", "the process checking it died (worker killed by SIGSEGV)"),
+        ("tests.tiny_models:segfaults", "the process checking it killed by SIGSEGV before answering"),
     ],
 )
-def test_a_broken_factory_is_one_line_naming_it(monkeypatch, factory, message):
-    monkeypatch.chdir(ROOT)
+def test_a_broken_factory_is_one_line_naming_it(factory, message):
     with pytest.raises(UserModelError) as info:
         vet({"model_factory": factory})
     assert str(info.value).startswith(f"--model-factory {factory}: ") and message in str(info.value)
     assert "\n" not in str(info.value)
 
 
-def test_a_good_factory_passes_with_its_inputs(monkeypatch):
-    monkeypatch.chdir(ROOT)
+def test_a_good_factory_passes_with_its_inputs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # checked where workers start, whatever the directory pytest runs in
     vetted = vet({"model_factory": "tests.tiny_models:tiny_mlp"})
     assert vetted.inputs == [{"name": "input0", "shape": [2, 16], "dtype": "float32"}]
+
+
+def test_model_file_names_must_be_unique_and_not_built_in():
+    from harness.plan.matrix import MatrixError
+
+    both = r"ModelFile\('b/model.onnx'\) and ModelFile\('a/model.onnx'\) are both named 'model'"
+    with pytest.raises(MatrixError, match=both):
+        Matrix(models=[ModelFile("a/model.onnx"), ModelFile("b/model.onnx")], backends=["ort"])
+    with pytest.raises(MatrixError, match="named 'mlp' like a built-in; give name="):
+        Matrix(models=[ModelFile("nets/mlp.onnx")], backends=["ort"])
+    matrix = Matrix(models=[ModelFile("a/model.onnx", name="a"), ModelFile("b/model.onnx", name="b")], backends=["ort"])
+    assert matrix.models == ("a", "b")
 
 
 def test_model_files_on_the_models_axis(tmp_path):
@@ -242,8 +278,8 @@ def test_a_suites_broken_model_file_fails_its_own_cells_and_the_rest_runs(pytest
             "*infer-bench: measuring 3 cells, 3 worker processes*",
             "FAILED *test_latency[[]broken-ort-llvm-sp0-t1[]]*",
             "FAILED *test_latency[[]broken-tvm-llvm-sp0-t1[]]*",
-            "broken-ort-llvm-sp0-t1: --model-file */broken.onnx: not an ONNX model (truncated, or another format*",
-            "broken-tvm-llvm-sp0-t1: --model-file */broken.onnx: not an ONNX model (truncated, or another format*",
+            "broken-ort-llvm-sp0-t1: model file */broken.onnx: not an ONNX model (truncated, or another format*",
+            "broken-tvm-llvm-sp0-t1: model file */broken.onnx: not an ONNX model (truncated, or another format*",
             "SKIPPED*Relax ONNX frontend has no converter for Celu*",
         ]
     )

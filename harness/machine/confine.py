@@ -15,6 +15,7 @@ overlap on a CPU.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import re
@@ -224,8 +225,8 @@ def worker_group(quota: float | None = None, memory: int | None = None):
         settings[group] = []
         if quota is not None:
             settings[group].append(("cpu.max", f"{max(1000, round(quota * CFS_PERIOD_US))} {CFS_PERIOD_US}"))
-        if memory is not None:
-            settings[group] += [("memory.max", str(memory)), ("memory.swap.max", "0")]
+        if memory is not None:  # oom.group: the whole worker (its children too) goes at once
+            settings[group] += [("memory.max", str(memory)), ("memory.swap.max", "0"), ("memory.oom.group", "1")]
         memory_dir = group if memory is not None else None
     else:
         memory_dir = None
@@ -235,7 +236,9 @@ def worker_group(quota: float | None = None, memory: int | None = None):
                 ("cpu.cfs_quota_us", str(max(1000, round(quota * CFS_PERIOD_US)))),
             ]
         if memory is not None:
-            memory_dir = CGROUP_ROOT / "memory" / own_cgroup("memory").strip("/") / name
+            mount = CGROUP_ROOT / "memory"
+            own = mount / own_cgroup("memory").strip("/")  # in a container the mount may already be its own group
+            memory_dir = (own if own.is_dir() else mount) / name
             settings[memory_dir] = [
                 ("memory.limit_in_bytes", str(memory)),
                 ("memory.memsw.limit_in_bytes", str(memory)),
@@ -246,14 +249,31 @@ def worker_group(quota: float | None = None, memory: int | None = None):
             group.mkdir()
             made.append(group)
             for file, value in values:
-                if file.startswith("memory.memsw") or file == "memory.swap.max":
-                    if not (group / file).exists():  # no swap accounting: no swap to limit
-                        continue
+                if file in _SWAP_FILES and not (group / file).exists():
+                    if swap_total() > 0:  # the worker would swap instead of being killed at its limit
+                        raise OSError(errno.ENOTSUP, f"swap is on and {file} is missing: the limit cannot include swap")
+                    continue
+                if file == "memory.oom.group" and not (group / file).exists():
+                    continue
                 (group / file).write_text(value)
         yield WorkerGroup([g / "cgroup.procs" for g in made], memory_dir, v2 is not None)
     finally:
         for group in made:
             _remove(group)
+
+
+_SWAP_FILES = ("memory.memsw.limit_in_bytes", "memory.swap.max")
+
+
+def swap_total() -> int:
+    """Bytes of swap on the machine (/proc/meminfo SwapTotal); 0 when unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("SwapTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _remove(group: Path, attempts: int = 50) -> None:

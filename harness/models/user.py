@@ -6,7 +6,7 @@ import importlib
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from harness.models.base import InputSpec, OnnxModel, ShapeError, TorchModel, graph_inputs
 
@@ -106,18 +106,40 @@ def _fix_shapes(graph, shapes: dict[str, tuple[int, ...]]) -> None:
                 dims.add().dim_value = d
 
 
-def external_data_problem(graph, folder: Path) -> str | None:
-    """Why the graph's external-data locations are unsafe or missing (None: fine). Read from the
-    protobuf only; nothing outside ``folder`` is opened."""
+def _all_tensors(graph):
+    """Every tensor of a graph that can hold external data: initializers, sparse initializers'
+    values and indices, and attribute tensors, in subgraphs too."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            for sparse in [attr.sparse_tensor] * attr.HasField("sparse_tensor") + list(attr.sparse_tensors):
+                yield sparse.values
+                yield sparse.indices
+            for sub in [attr.g] * attr.HasField("g") + list(attr.graphs):
+                yield from _all_tensors(sub)
+
+
+def external_data_problem(model, folder: Path) -> str | None:
+    """Why the model's external-data locations are unsafe or missing (None: fine). Read from the
+    protobuf only; nothing outside ``folder`` is opened. A tensor naming its location twice is
+    refused (readers differ on which one counts)."""
     from onnx import TensorProto
-    from onnx.external_data_helper import _get_all_tensors
 
     root = folder.resolve()
-    for tensor in _get_all_tensors(graph):
+    for tensor in _all_tensors(model.graph):
         if tensor.data_location != TensorProto.EXTERNAL:
             continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        if not location or os.path.isabs(location) or Path(location).drive:
+        locations = [e.value for e in tensor.external_data if e.key == "location"]
+        if len(locations) != 1:
+            return f"tensor {tensor.name!r}: {len(locations)} external data locations (expected one); refused"
+        location = locations[0]
+        if not location or os.path.isabs(location) or PureWindowsPath(location).drive or "\\" in location:
             return f"tensor {tensor.name!r}: external data location {location!r} is not a relative path; refused"
         target = (folder / location).resolve()  # follows symlinks
         if root not in target.parents:
@@ -130,20 +152,27 @@ def external_data_problem(graph, folder: Path) -> str | None:
     return None
 
 
+def has_external_data(model) -> bool:
+    from onnx import TensorProto
+
+    return any(t.data_location == TensorProto.EXTERNAL for t in _all_tensors(model.graph))
+
+
 def first_line(exc: BaseException) -> str:
     """'ValueError: the first line of its message'."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
-def load_onnx_file(path: str):
+def load_onnx_file(path: str, where: str | None = None):
     """(the checked onnx.ModelProto, its ai.onnx opset) of a user's file; UserModelError with one
-    line naming the file for a missing, empty, truncated or foreign file, an external-data location
-    outside the model's folder (refused before anything reads it), an IR version or opset newer
-    than onnx knows, or a graph onnx.checker refuses."""
+    line starting with ``where`` (default ``--model-file PATH``) for a missing, empty, truncated or
+    foreign file, an external-data location outside the model's folder (refused before anything
+    reads it), an IR version or opset newer than onnx knows, or a graph onnx.checker refuses.
+    A model with external data is checked from its path (the form for models past protobuf's 2 GB)."""
     import onnx
 
-    where = f"--model-file {path}"
+    where = where or f"--model-file {path}"
     file = Path(path)
     if not file.is_file():
         raise UserModelError(f"{where}: no such file")
@@ -171,24 +200,27 @@ def load_onnx_file(path: str):
             f"{where}: opset {opset} is newer than onnx {onnx.__version__} knows ({onnx.defs.onnx_opset_version()})"
         )
     try:
-        onnx.load_external_data_for_model(model, str(file.parent))
-        onnx.checker.check_model(model)
+        if has_external_data(model):
+            onnx.checker.check_model(str(file))
+            onnx.load_external_data_for_model(model, str(file.parent))
+        else:
+            onnx.checker.check_model(model)
     except Exception as exc:  # the checker raises ValidationError, others for odd files
         raise UserModelError(f"{where}: fails onnx.checker ({first_line(exc)})") from None
     return model, opset
 
 
-def read_model_file(path: str, input_shapes: dict[str, tuple[int, ...]] | None = None):
+def read_model_file(path: str, input_shapes: dict[str, tuple[int, ...]] | None = None, where: str | None = None):
     """(graph, opset, input specs) of a user's file: ``load_onnx_file``, initializers taken out of
     the inputs, and the inputs with ``input_shapes`` applied (UserModelError for a bad shape)."""
     from harness.models.onnx_graph import drop_initializer_inputs
 
-    graph, opset = load_onnx_file(path)
+    graph, opset = load_onnx_file(path, where)
     drop_initializer_inputs(graph)
     try:
         return graph, opset, graph_inputs(graph, input_shapes)
     except ShapeError as exc:
-        raise UserModelError(f"--model-file {path}: {exc}") from None
+        raise UserModelError(f"{where or f'--model-file {path}'}: {exc}") from None
 
 
 def build_from_file(path: str, input_shapes: dict[str, tuple[int, ...]] | None = None) -> OnnxModel:

@@ -21,6 +21,7 @@ from harness.machine.threads import (
     positive_int,
     via_api,
 )
+from harness.models import MODELS
 from harness.models.pruning import DEFAULT_PRUNING, PruningError, parse_pruning
 from harness.models.user import ModelFile
 from harness.plan.cell import Cell
@@ -124,8 +125,19 @@ class Matrix:
     model_files: dict = field(default_factory=dict)  # name -> ModelFile, from ModelFile entries on the models axis
 
     def __post_init__(self):
-        files = {m.name: m for m in self.models if isinstance(m, ModelFile)}
-        object.__setattr__(self, "model_files", {**self.model_files, **files})
+        files = dict(self.model_files)
+        for entry in self.models:
+            if not isinstance(entry, ModelFile):
+                continue
+            if entry.name in MODELS:
+                raise MatrixError(f"ModelFile({entry.path!r}) is named {entry.name!r} like a built-in; give name=")
+            if entry.name in files and files[entry.name].path != entry.path:
+                raise MatrixError(
+                    f"ModelFile({entry.path!r}) and ModelFile({files[entry.name].path!r}) are both named "
+                    f"{entry.name!r}; give one of them name="
+                )
+            files[entry.name] = entry
+        object.__setattr__(self, "model_files", files)
         for axis in AXES:
             object.__setattr__(self, axis, normalize_axis(axis, getattr(self, axis)))
         unknown = set(self.smoke) - set(AXES)

@@ -57,12 +57,17 @@ def record(benchmark, result: CellResult) -> None:
     benchmark._mode = "infer-bench worker"
 
 
-def _kept_elsewhere(text: str) -> Path:
-    """Where a result goes when its own folder cannot be written."""
+def _kept_elsewhere(text: str) -> str:
+    """Where a result went when its own folder could not be written: a temporary file, or why
+    not even that could be written (the same full disk)."""
     fd, name = tempfile.mkstemp(prefix="infer-bench-unsaved-", suffix=".json")
-    with open(fd, "w") as fh:
-        fh.write(text)
-    return Path(name)
+    try:
+        with open(fd, "w") as fh:
+            fh.write(text)
+    except OSError as exc:
+        Path(name).unlink(missing_ok=True)
+        return f"nowhere: {name} could not be written either ({exc.strerror or exc})"
+    return name
 
 
 def save_safely(config, problem: Callable[[str], None]) -> None:
@@ -87,9 +92,10 @@ def save_safely(config, problem: Callable[[str], None]) -> None:
                 path = save_run(folder, name, text)
             except OSError as exc:
                 kept = _kept_elsewhere(text)
+                later = f": store it later with python -m harness baseline update --from {kept}"
                 problem(
-                    f"--benchmark-save: cannot write {folder} ({exc.strerror or exc}); the run is in {kept}: store "
-                    f"it later with python -m harness baseline update --from {kept}"
+                    f"--benchmark-save: cannot write {folder} ({exc.strerror or exc}); the run is in {kept}"
+                    + (later if not kept.startswith("nowhere") else "")
                 )
                 return
             storage.logger.info(f"Saved benchmark data in: {path}")

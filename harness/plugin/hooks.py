@@ -85,7 +85,7 @@ def _cell(item) -> Cell | None:
     cell = getattr(item, "callspec", None) and item.callspec.params.get("cell")
     if not _measures(item) or not isinstance(cell, Cell) or item.get_closest_marker("skip") is not None:
         return None
-    return None if cell.model in _session(item.config).broken else cell
+    return None if _session(item.config).broken_reason(cell) else cell
 
 
 def _planned(item, config) -> PlannedCell | None:

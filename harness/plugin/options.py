@@ -216,8 +216,8 @@ class RunOptions:
             axes = {axis: parse_list(opt(axis)) for axis in AXES if opt(axis)}
             model = user_model(opt("model_file"), opt("model_factory"), opt("input_shape"))
             check_axis_overrides(axes, user_model=model is not None)
-            shown = {**model[1], "model_file": opt("model_file")} if opt("model_file") else model[1] if model else None
-            vetted = vet(shown, onnx_importers(axes.get("backends") or registered())) if model else None
+            where = f"--model-file {opt('model_file')}" if opt("model_file") else None  # as the user wrote it
+            vetted = vet(model[1], onnx_importers(axes.get("backends") or registered()), where) if model else None
             confinement = Confinement.parse(opt("cpu_quota"), opt("cpuset"), opt("pin"), opt("memory_limit"))
         except (
             MatrixError,

@@ -60,8 +60,8 @@ class BenchSession:
     current_profile: dict | None = None
     no_verdicts: str | None = None  # why there are no verdicts (another profile, an unreadable format)
     comparison: Comparison | None = None
-    vetted: dict = field(default_factory=dict)  # (model, options, importers) -> importers refusing the graph
-    broken: dict[str, str] = field(default_factory=dict)  # a suite's model that failed its check -> why
+    refusals: dict = field(default_factory=dict)  # (model, options, importers) -> importers refusing the graph
+    broken: dict[str, str] = field(default_factory=dict)  # a suite's model file that failed its check -> why
     save_problems: list[str] = field(default_factory=list)  # results that could not be written where asked
     baseline_notes: list[str] = field(default_factory=list)  # e.g. unreadable runs skipped in the store
 
@@ -91,7 +91,7 @@ class BenchSession:
                 return f"{confinement.describe()} cannot be applied here: {not_here}"
             reason = unsupported_reason(cell)
             importer = get_backend(cell.backend).onnx_importer
-            if reason is None and cell.model not in self.broken and importer in refused.get(cell.model, {}):
+            if reason is None and not self.broken_reason(cell) and importer in refused.get(cell.model, {}):
                 reason = refused[cell.model][importer]
             return reason
 
@@ -101,13 +101,17 @@ class BenchSession:
         """Check a suite's model file once per session; importer -> reason it refuses the graph.
         A file that cannot be used at all goes to ``broken``."""
         key = (name, json.dumps(options, sort_keys=True), tuple(sorted(importers)))
-        if key not in self.vetted:
+        if key not in self.refusals:
             try:
-                self.vetted[key] = vet(options, importers).refused
+                self.refusals[key] = vet(options, importers, f"model file {options['model_file']}").refused
             except UserModelError as exc:
-                self.broken[name] = str(exc)
-                self.vetted[key] = {}
-        return self.vetted[key]
+                self.broken[options["model_file"]] = str(exc)
+                self.refusals[key] = {}
+        return self.refusals[key]
+
+    def broken_reason(self, cell: Cell) -> str | None:
+        """Why the cell's model file failed its check (its cells fail, no worker starts), or None."""
+        return self.broken.get(cell.model_options.get("model_file", ""))
 
     # -- measuring ------------------------------------------------------------------------
     def measure_control(self, at: str, cells: list[Cell] | None = None) -> None:
@@ -137,8 +141,8 @@ class BenchSession:
         """The cell's measured result (from the interleaved schedule, or measured now); a cell
         whose model failed its check gets the reason, and no worker."""
         result = self.scheduled.pop(nodeid, None)
-        if result is None and cell.model in self.broken:
-            result = CellResult.refused(cell, self.broken[cell.model])
+        if result is None and self.broken_reason(cell):
+            result = CellResult.failed_check(cell, self.broken_reason(cell))
         elif result is None:
             result = run_cell(
                 cell,
@@ -224,8 +228,9 @@ class BenchSession:
     def summary(self) -> list[tuple[str, list[str], bool]]:
         """(section title, lines, is a warning) for the terminal: cells, thread scaling and
         sparsity (both also written to the report directory), verdicts or why there are none."""
+        saving = [("infer-bench results not saved where asked", self.save_problems, True)] if self.save_problems else []
         if not self.results:
-            return []
+            return saving
         sections = [("infer-bench cells", cell_lines(self.results), False)]
         out_dir = Path(self.options.report_dir)
         out_dir = out_dir if out_dir.is_absolute() else self.root / out_dir
@@ -241,9 +246,7 @@ class BenchSession:
             sections.append(("infer-bench verdicts", self.baseline_notes + [self.no_verdicts], True))
         elif self.comparison is not None:
             sections.append(("infer-bench verdicts", self.baseline_notes + verdict_lines(self.comparison), False))
-        if self.save_problems:
-            sections.append(("infer-bench results not saved where asked", self.save_problems, True))
-        return sections
+        return sections + saving
 
 
 def _written(write) -> tuple[str, bool]:

@@ -59,7 +59,7 @@ def build_request(
     )
 
 
-def _tail(path: Path, lines: int = 3) -> str:
+def stderr_tail(path: Path, lines: int = 3) -> str:
     """The last lines a worker printed; for a faulthandler dump (segfault, abort), the lines
     before it, the fatal error and the innermost Python frame instead of the module list."""
     try:
@@ -74,13 +74,15 @@ def _tail(path: Path, lines: int = 3) -> str:
     return " | ".join(picked)
 
 
-def describe_exit(returncode: int, group: WorkerGroup | None = None, request: Request | None = None) -> str:
+def describe_exit(
+    returncode: int, group: WorkerGroup | None = None, request: Request | None = None, who: str = "worker"
+) -> str:
     """'worker killed by SIGSEGV', 'worker exited with code 3', or the OOM killer with the limit."""
     if group is not None and group.oom_kills():
         limit = Confinement.from_dict(request.confinement).memory if request else None
         peak = group.peak_bytes()
         return (
-            "worker killed by the kernel's OOM killer: it passed its --memory-limit"
+            f"{who} killed by the kernel's OOM killer: it passed its --memory-limit"
             + (f" of {format_bytes(limit)}" if limit else "")
             + (f" (peak {format_bytes(peak)})" if peak else "")
             + "; raise the limit or shrink the cell (batch, model)"
@@ -91,8 +93,8 @@ def describe_exit(returncode: int, group: WorkerGroup | None = None, request: Re
         except ValueError:
             name = f"signal {-returncode}"
         extra = " (likely the OOM killer)" if -returncode == signal.SIGKILL else ""
-        return f"worker killed by {name}{extra}"
-    return f"worker exited with code {returncode}"
+        return f"{who} killed by {name}{extra}"
+    return f"{who} exited with code {returncode}"
 
 
 def worker_env(request: Request, extra_env: dict | None = None) -> dict[str, str]:
@@ -124,10 +126,17 @@ def run_in_process(request: Request, timeout_s: float = DEFAULT_TIMEOUT_S, extra
         return _run_process(request, timeout_s, worker_env(request, extra_env), preexec, group)
 
 
+def python_env(env: dict) -> dict:
+    """``env`` with the project first on PYTHONPATH: how every harness child process starts (from
+    PROJECT_ROOT), so that what imports in one (a model factory) imports in the others."""
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
+    return env
+
+
 def _run_process(
     request: Request, timeout_s: float, env: dict, preexec, group: WorkerGroup | None = None
 ) -> CellResult:
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
+    python_env(env)
     env.setdefault("PYTHONFAULTHANDLER", "1")  # a segfaulting worker prints a Python traceback
     with tempfile.TemporaryDirectory(prefix="infer-bench-") as tmp:
         tmpdir = Path(tmp)
@@ -153,8 +162,8 @@ def _run_process(
             try:
                 returncode = proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                tail = _tail(err_path)
+                kill_group(proc)
+                tail = stderr_tail(err_path)
                 return CellResult.crashed(
                     request,
                     f"timed out after {timeout_s:g}s (per-cell timeout; raise it with "
@@ -164,7 +173,7 @@ def _run_process(
                 )
         wall_s = time.perf_counter() - start
         if returncode != 0 or not res_path.exists():
-            tail = _tail(err_path)
+            tail = stderr_tail(err_path)
             return CellResult.crashed(
                 request,
                 describe_exit(returncode, group, request) + (f"; stderr: {tail}" if tail else ""),
@@ -184,7 +193,7 @@ def _run_process(
         return result
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -276,7 +276,7 @@ class CellResult:
         return cls(**values)
 
     @classmethod
-    def refused(cls, cell: Cell, message: str) -> CellResult:
+    def failed_check(cls, cell: Cell, message: str) -> CellResult:
         """The parent's result for a cell it never started a worker for (its model failed the check)."""
         return cls(cell, ThreadReport(cell.threads, None), "error", message, stage="check model")
 

@@ -24,7 +24,6 @@ broken model file fails that model's cells only (harness.plugin.session)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -36,7 +35,8 @@ from pathlib import Path
 
 from harness import PROJECT_ROOT
 from harness.models.user import UserModelError, first_line
-from harness.run.launcher import describe_exit
+from harness.run.launcher import describe_exit, kill_group, python_env, stderr_tail
+from harness.store.io import read_json, write_json
 
 CHECK_TIMEOUT_S = 300.0  # building a large factory model can take a while; a hang ends here
 
@@ -56,30 +56,38 @@ def describe_source(options: dict) -> str:
 
 
 def vet(
-    options: dict, importers: set[str] | frozenset[str] = frozenset(), timeout_s: float = CHECK_TIMEOUT_S
+    options: dict,
+    importers: set[str] | frozenset[str] = frozenset(),
+    where: str | None = None,
+    timeout_s: float = CHECK_TIMEOUT_S,
 ) -> Vetted:
-    """Check a user model (its worker options) in a fresh process; UserModelError with one line."""
-    where = describe_source(options)
+    """Check a user model (its worker options) in a fresh process started like a worker (same
+    directory, same PYTHONPATH: what imports here imports there); UserModelError with one line
+    starting with ``where`` (default: the option and the path as in ``options``)."""
+    where = where or describe_source(options)
     with tempfile.TemporaryDirectory(prefix="infer-bench-check-") as tmp:
-        spec, answer = Path(tmp) / "spec.json", Path(tmp) / "answer.json"
-        spec.write_text(json.dumps({"options": options, "importers": sorted(importers)}))
-        env = dict(os.environ, PYTHONFAULTHANDLER="1", OMP_NUM_THREADS="1")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
-        try:
-            proc = subprocess.run(
+        spec, answer, err = Path(tmp) / "spec.json", Path(tmp) / "answer.json", Path(tmp) / "stderr.txt"
+        write_json(spec, {"options": options, "importers": sorted(importers), "where": where})
+        env = python_env(dict(os.environ, PYTHONFAULTHANDLER="1", OMP_NUM_THREADS="1"))
+        with open(err, "wb") as stderr:
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "harness.run.user_check", str(spec), str(answer)],
                 env=env,
-                cwd=os.getcwd(),
-                capture_output=True,
-                timeout=timeout_s,
+                cwd=str(PROJECT_ROOT),
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,  # a timeout ends whatever the model started, too
             )
-        except subprocess.TimeoutExpired:
-            raise UserModelError(f"{where}: loading it did not finish in {timeout_s:g}s") from None
-        if proc.returncode != 0 or not answer.exists():
-            why = describe_exit(proc.returncode)
-            tail = " | ".join(line.strip() for line in proc.stderr.decode(errors="replace").splitlines()[-2:])
-            raise UserModelError(f"{where}: the process checking it died ({why}){'; ' + tail if tail else ''}")
-        data = json.loads(answer.read_text())
+            try:
+                returncode = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                kill_group(proc)
+                raise UserModelError(f"{where}: checking it did not finish in {timeout_s:g}s") from None
+        if not answer.exists():  # an answer counts even if the process died after writing it
+            tail = stderr_tail(err, 2)
+            why = describe_exit(returncode, who="the process checking it")
+            raise UserModelError(f"{where}: {why} before answering{'; ' + tail if tail else ''}")
+        data = read_json(answer)
     if data.get("error"):
         raise UserModelError(data["error"])
     return Vetted(data.get("inputs", []), data.get("refused", {}))
@@ -117,21 +125,21 @@ def _ort_refusal(exc: Exception) -> str:
     return text[:300]
 
 
-def _check_ort(model, path: str, opset: int) -> str | None:
-    """None if ONNX Runtime can create a session for the model; else why not. Raises
+def _check_ort(model, path: str, opset: int, where: str) -> str | None:
+    """None if ONNX Runtime can create a session for the file; else why not. Raises
     UserModelError when the file is past the IR or opset ONNX Runtime reads."""
     import onnxruntime as ort
 
     max_ir, max_opset = ort_limits()
     if model.ir_version > max_ir:
         raise UserModelError(
-            f"--model-file {path}: ONNX IR version {model.ir_version}, but onnxruntime {ort.__version__} reads IR <= "
+            f"{where}: ONNX IR version {model.ir_version}, but onnxruntime {ort.__version__} reads IR <= "
             f"{max_ir}: re-save it with ir_version {max_ir} (if it uses no newer IR feature), or leave the "
             f"ONNX Runtime backends out (--backends)"
         )
     if opset > max_opset:
         raise UserModelError(
-            f"--model-file {path}: opset {opset}, but onnxruntime {ort.__version__} reads opsets <= {max_opset}: "
+            f"{where}: opset {opset}, but onnxruntime {ort.__version__} reads opsets <= {max_opset}: "
             f"convert it (onnx.version_converter.convert_version(model, {max_opset})), or leave the ONNX Runtime "
             f"backends out (--backends)"
         )
@@ -139,7 +147,8 @@ def _check_ort(model, path: str, opset: int) -> str | None:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = 1
     try:
-        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        # from the file (its external data was checked and is read beside it), not re-serialized
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
         return f"onnxruntime {ort.__version__} cannot load the graph: {_ort_refusal(exc)}"
     return None
@@ -157,13 +166,13 @@ def _check_tvm(model) -> str | None:
     return None
 
 
-def check_file(path: str, shapes: dict[str, tuple[int, ...]], importers: set[str]) -> dict:
+def check_file(path: str, shapes: dict[str, tuple[int, ...]], importers: set[str], where: str) -> dict:
     from harness.models.user import read_model_file
 
-    model, opset, specs = read_model_file(path, shapes)
+    model, opset, specs = read_model_file(path, shapes, where)
     refused = {}
     if "onnxruntime" in importers:
-        reason = _check_ort(model, path, opset)
+        reason = _check_ort(model, path, opset, where)
         if reason:
             refused["onnxruntime"] = reason
     if "tvm" in importers:
@@ -191,25 +200,29 @@ def check_factory(spec: str) -> dict:
     return {"inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in model.inputs]}
 
 
-def check(options: dict, importers: set[str]) -> dict:
+def check(options: dict, importers: set[str], where: str | None = None) -> dict:
+    where = where or describe_source(options)
     if options.get("model_file"):
         shapes = {k: tuple(v) for k, v in (options.get("input_shapes") or {}).items()}
-        return check_file(options["model_file"], shapes, importers)
+        return check_file(options["model_file"], shapes, importers, where)
     return check_factory(options["model_factory"])
 
 
 def main(argv: list[str]) -> int:
-    spec = json.loads(Path(argv[0]).read_text())
+    spec = read_json(argv[0])
+    where = spec.get("where") or describe_source(spec["options"])
     try:
-        answer = check(spec["options"], set(spec.get("importers", [])))
+        answer = check(spec["options"], set(spec.get("importers", [])), where)
     except UserModelError as exc:
         answer = {"error": str(exc)}
     except Exception as exc:  # the user's code raised something of its own while being built
-        answer = {"error": f"{describe_source(spec['options'])}: {first_line(exc)}"}
-    Path(argv[1]).write_text(json.dumps(answer))
+        answer = {"error": f"{where}: {first_line(exc)}"}
+    write_json(argv[1], answer)
     return 0
 
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    sys.exit(main(sys.argv[1:]))
+    sys.stderr.flush()
+    code = main(sys.argv[1:])
+    os._exit(code)  # the answer is written: a crash or a hang in a runtime's teardown cannot undo it

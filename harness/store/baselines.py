@@ -2,9 +2,10 @@
 ``NNNN_<name>.json`` per saved run (pytest-benchmark's own naming, so --benchmark-compare finds
 them). Every saved run stays as history; lookups pick the latest run of the current machine
 profile. Saving (``save_run``: ``python -m harness baseline update`` and ``pytest
---benchmark-save`` alike) writes the complete file first and then claims the next free number
-(harness.store.io.write_new): two runs saving at once get two numbers, a run killed while saving
-leaves no partial ``NNNN_*.json``, and older runs are never touched."""
+--benchmark-save`` alike) writes the complete file first and then takes the next free number
+under the folder's lock (harness.store.io): runs saving at once get distinct numbers whatever
+their names, a run killed while saving leaves no partial ``NNNN_*.json``, and older runs are
+never touched."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import os
 import re
 from pathlib import Path
 
-from harness.store.io import remove_stale_temporaries, write_new
+from harness.store.io import folder_lock, place_new, remove_stale_temporaries, sync_folder, write_temporary
 from harness.store.results import ResultFileError, load_result, profile_of, stamp
 
-NAME = re.compile(r"^(\d{4})_(.+)\.json$")
+NAME = re.compile(r"^(\d{4,})_(.+)\.json$")  # pytest-benchmark's NNNN_, 5 digits past 9999
 
 
 def default_machine_id() -> str:
@@ -71,18 +72,24 @@ class BaselineStore:
         return save_run(self.dir, name, json.dumps(stamp(data), indent=2, allow_nan=True))
 
 
-def _numbered(folder: Path, name: str):
-    """Candidate names NNNN_<name>.json from the next number after the highest in ``folder``;
-    rescanned when a concurrent writer took one first."""
-    while True:
-        numbers = [int(m.group(1)) for p in os.listdir(folder) if (m := NAME.match(p))]
-        yield folder / f"{max(numbers, default=0) + 1:04d}_{name}.json"
-
-
-def save_run(folder: str | Path, name: str, text: str) -> Path:
-    """Store a run's JSON text as the next ``NNNN_<name>.json`` in ``folder`` (created if needed);
-    OSError when the folder cannot be written (read-only, full)."""
+def save_run(folder: str | Path, name: str, text: str, max_runs: int = 10**6) -> Path:
+    """Store a run's JSON text as the next ``NNNN_<name>.json`` in ``folder`` (created if needed).
+    The file is written whole first (outside the lock: it may be large), then placed under the
+    folder's lock at the number after the highest there. OSError when the folder cannot be
+    written (read-only, full)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(folder)
-    return write_new(_numbered(folder, name), text)
+    tmp = write_temporary(folder / f"{name}.json", text)
+    try:
+        with folder_lock(folder):
+            for _ in range(max_runs):
+                numbers = [int(m.group(1)) for p in os.listdir(folder) if (m := NAME.match(p))]
+                target = folder / f"{max(numbers, default=0) + 1:04d}_{name}.json"
+                if place_new(tmp, target):
+                    sync_folder(folder)
+                    return target
+        raise FileExistsError(f"{folder}: no free run number for {name}")
+    finally:
+        if tmp.exists():
+            tmp.unlink()

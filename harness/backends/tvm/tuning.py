@@ -595,13 +595,16 @@ def print_summary(tasks, database, out=sys.stdout) -> None:
     print(f"weighted total of tuned tasks: {total * 1e3:.3f} ms", file=out)
 
 
+REFUSED_EXIT = 3  # the tuning worker's exit code for a refused database (it printed the one line)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         return run_tuning(TuneSpec.load(argv[0]))
     except TuningDatabaseError as exc:  # a damaged database: one line, nothing tuned or published
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return REFUSED_EXIT
 
 
 if __name__ == "__main__":
