@@ -2,7 +2,7 @@
 process (``python -m harness.run.user_check SPEC RESULT``), so a model that crashes or hangs
 its loader cannot take the pytest process down, and answers with plain JSON.
 
-For an ONNX file (``--model-file``, or a suite's ``model_file(...)``), in this order:
+For an ONNX file (``--model-file``, or a suite's ``ModelFile(...)``), in this order:
 
 1. the file exists, is not empty and parses as an ONNX protobuf (truncated files, other formats);
 2. every external-data location stays inside the model's folder: absolute paths, ``..`` and
