@@ -69,7 +69,6 @@ def cmd_compare(args) -> int:
 def cmd_baseline_update(args) -> int:
     from harness.store.baselines import BaselineStore
 
-    store = BaselineStore(args.store)
     source = args.source
     if source is None:  # measure the smoke matrix now
         tmp = Path(tempfile.mkdtemp(prefix="infer-bench-")) / "result.json"
@@ -89,11 +88,29 @@ def cmd_baseline_update(args) -> int:
         if rc != 0:
             raise UsageProblem(f"the smoke run failed (pytest exit code {rc}); the baseline was not changed")
         source = tmp
+    store = BaselineStore(args.store)  # update files the run under the run's own profile
     try:
         path = store.update(source, args.name)
     except OSError as exc:
-        raise UsageProblem(f"cannot write {store.dir} ({exc.strerror or exc}); nothing was stored") from None
-    print(f"baseline written: {path} (previous runs kept in {store.dir})")
+        raise UsageProblem(f"cannot write under {store.root} ({exc.strerror or exc}); nothing was stored") from None
+    print(f"baseline written: {path} (previous runs of that profile kept in {path.parent})")
+    return 0
+
+
+def cmd_baseline_migrate(args) -> int:
+    """Move runs stored outside their profile's folder (pytest-benchmark's OS-and-Python folders)
+    into baselines/<profile id>/, once; commit the moves."""
+    from harness.store.baselines import BaselineStore
+
+    try:
+        moved, left = BaselineStore(args.store).migrate()
+    except OSError as exc:
+        raise UsageProblem(f"cannot move runs under {args.store} ({exc.strerror or exc})") from None
+    for source, target in moved:
+        print(f"{source} -> {target}")
+    for line in left:
+        print(f"warning: {line}", file=sys.stderr)
+    print(f"{len(moved)} runs moved" + (f", {len(left)} left in place" if left else ""), file=sys.stderr)
     return 0
 
 
@@ -225,12 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--name", default="smoke", help="run name in the file name NNNN_NAME.json (default smoke)")
     u.add_argument("--store", default="baselines", help="baseline directory (default baselines/)")
     u.set_defaults(func=cmd_baseline_update)
+    m = bsub.add_parser("migrate", help="move runs into baselines/<profile id>/ (from pytest-benchmark's own layout)")
+    m.add_argument("--store", default="baselines", help="baseline directory (default baselines/)")
+    m.set_defaults(func=cmd_baseline_migrate)
     r = sub.add_parser("report", help="Markdown + self-contained HTML report of a result")
     r.add_argument("result")
     r.add_argument("--baseline", default=None)
     r.add_argument("-o", "--output", default="reports")
     r.add_argument(
-        "--history", default=None, help="directory of saved runs for the trend plot (default: baselines/<machine id>)"
+        "--history",
+        default=None,
+        help="directory of saved runs for the trend plot (default: baselines/<the result's profile id>)",
     )
     _judging_options(r)
     r.set_defaults(func=cmd_report)

@@ -11,7 +11,7 @@ import pytest
 
 from harness.cli import main
 from harness.compare.verdict import VERDICTS
-from harness.store.baselines import BaselineStore
+from harness.store.baselines import UNPROFILED, BaselineStore
 from harness.store.results import ResultFileError, load_result
 from tests.headless_chromium import CHROMIUM, NO_CHROMIUM, console_messages, dump_dom
 
@@ -21,6 +21,8 @@ PROFILE = {
     "cpu": {"model": "Test CPU", "isa": []},
     "cpu_budget": {"effective_cpus": 2, "host_cpus": 2},
 }
+
+COMMITTED_PROFILE = "amd-epyc-2cpu-32g-6de625"  # the machine the committed smoke baselines were measured on
 
 
 def crafted(
@@ -130,7 +132,7 @@ def test_threshold_precedence_command_line_beats_the_file_and_0_means_0(tmp_path
 
 def test_a_precise_change_below_the_threshold_is_minor_and_passes_unless_asked(tmp_path, capsys):
     # every sample of a real committed smoke result scaled by 1.03: +3% under the 5% threshold
-    runs = BaselineStore(ROOT / "baselines", machine_id="Linux-CPython-3.11-64bit").runs()
+    runs = BaselineStore(ROOT / "baselines", COMMITTED_PROFILE).runs()
     data = json.loads(runs[-1].read_text())
     for bench in data["benchmarks"]:
         samples = bench["extra_info"]["samples"]
@@ -237,13 +239,13 @@ def test_baseline_update_is_atomic_and_keeps_history(tmp_path, capsys):
     second = crafted(tmp_path / "second.json", {"mlp-ort": 2e-3}, seed=6)
     assert main(["baseline", "update", "--from", str(first), "--store", str(store_dir)]) == 0
     assert main(["baseline", "update", "--from", str(second), "--store", str(store_dir), "--name", "nightly"]) == 0
-    store = BaselineStore(store_dir)
+    store = BaselineStore(store_dir, "test-cpu-2cpu-8g-abc123")  # filed under the results' own profile
     assert [p.name for p in store.runs()] == ["0001_smoke.json", "0002_nightly.json"]
     source = json.loads(first.read_text())  # format 1 (no version): stored migrated to the current format
     assert json.loads(store.runs()[0].read_text()) == dict(
         source, infer_bench=dict(source["infer_bench"], format_version=2)
     )
-    assert store.latest("test-cpu-2cpu-8g-abc123").name == "0002_nightly.json"
+    assert store.latest().name == "0002_nightly.json" and list(store.profiles()) == ["test-cpu-2cpu-8g-abc123"]
     # a corrupt source changes nothing and leaves no temporary file behind
     bad = tmp_path / "bad.json"
     bad.write_text('{"benchmarks": [')
@@ -257,7 +259,7 @@ def test_baseline_update_is_atomic_and_keeps_history(tmp_path, capsys):
 
 
 def test_baseline_update_survives_a_failed_write(tmp_path, monkeypatch):
-    store = BaselineStore(tmp_path / "b")
+    store = BaselineStore(tmp_path / "b", "test-cpu-2cpu-8g-abc123")
     store.update(crafted(tmp_path / "a.json", {"mlp-ort": 1e-3}))
 
     def boom(*args, **kwargs):
@@ -346,8 +348,13 @@ def test_runtime_upgrades_head_the_verdict_table(tmp_path, capsys):
 
 
 def test_committed_baselines_still_load_and_compare(capsys):
-    runs = BaselineStore(ROOT / "baselines", machine_id="Linux-CPython-3.11-64bit").runs()
-    assert [p.name for p in runs] == ["0001_smoke.json", "0002_smoke.json", "0003_smoke.json"]
+    store = ROOT / "baselines"
+    runs = BaselineStore(store, UNPROFILED).runs() + BaselineStore(store, COMMITTED_PROFILE).runs()
+    assert [str(p.relative_to(store)) for p in runs] == [
+        "unprofiled/0001_smoke.json",  # saved before results carried a machine profile
+        f"{COMMITTED_PROFILE}/0001_smoke.json",
+        f"{COMMITTED_PROFILE}/0002_smoke.json",
+    ]
     for path in runs:  # format 1 (saved before the version field) migrates on load
         assert load_result(path)["infer_bench"]["format_version"] == 2
     assert main(["compare", str(runs[1]), str(runs[2]), "--format", "json"]) in (0, 1)

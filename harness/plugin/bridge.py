@@ -7,7 +7,7 @@ Cell results become the benchmark fixture's stats (so --benchmark-json, --benchm
 ``benchmark._make_stats`` and ``benchmark._mode`` (recording samples measured elsewhere),
 ``BenchmarkSession.storage``/``save_json`` (replaced by ``save_safely``: saves that never leave a
 half-written or overwritten file, and a result that is kept somewhere when its folder cannot be
-written).
+written), ``pytest_benchmark.session.get_machine_id`` (the machine profile's id: ``file_runs_by_profile``).
 pytest-benchmark's own order matters to the plugin: it captures the compared baseline in a
 trylast ``pytest_configure`` and calls ``pytest_benchmark_compare_machine_info`` with it while
 the session runs, before the tests report; the plugin's verdicts are computed after the run
@@ -116,3 +116,18 @@ def save_safely(config, problem: Callable[[str], None]) -> None:
 
     if target:
         benchmarksession.save_json = save_json
+
+
+def file_runs_by_profile(profile_id: str) -> None:
+    """pytest-benchmark files saved runs under its machine id (OS, Python, bits): make that the
+    machine profile's id, so --benchmark-save and --benchmark-compare use
+    ``<storage>/<profile id>/`` (harness.store.baselines). Must run before pytest-benchmark's own
+    (trylast) pytest_configure creates its session."""
+    import pytest_benchmark.session
+
+    pytest_benchmark.session.get_machine_id = lambda: profile_id
+
+
+def storage_root(config):
+    """The folder pytest-benchmark's file storage saves to and compares from (--benchmark-storage)."""
+    return getattr(getattr(config, "_benchmarksession", None) and config._benchmarksession.storage, "path", "baselines")

@@ -18,7 +18,7 @@ from harness.machine.profile import current_profile
 from harness.models import UnknownModelError
 from harness.plan.cell import Cell
 from harness.plan.matrix import Matrix, MatrixError
-from harness.plugin.bridge import record, save_safely, timing_options_for
+from harness.plugin.bridge import file_runs_by_profile, record, save_safely, storage_root, timing_options_for
 from harness.plugin.options import MARKERS, RunOptions, add_options, processes_for, regression_threshold
 from harness.plugin.session import BenchSession, Measured
 from harness.run.schedule import PlannedCell
@@ -34,7 +34,10 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     for marker, text in MARKERS.items():
         config.addinivalue_line("markers", f"{marker}: {text}")
-    config.stash[SESSION_KEY] = BenchSession(RunOptions.from_config(config), root=config.rootpath)
+    options = RunOptions.from_config(config)
+    profile = current_profile(options.confinement)
+    config.stash[SESSION_KEY] = BenchSession(options, root=config.rootpath, current_profile=profile)
+    file_runs_by_profile(profile["profile_id"])  # before pytest-benchmark (trylast) loads the compared run
 
 
 def pytest_sessionstart(session):
@@ -135,7 +138,8 @@ def pytest_runtestloop(session):
                 Measured(item.nodeid, regression_threshold(item, bench.options))
                 for item in session.items
                 if _measures(item)
-            ]
+            ],
+            storage_root(config),
         )
 
 
@@ -169,7 +173,7 @@ def measure_cell(request, benchmark):
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    machine_info["infer_bench"] = current_profile(_session(config).options.confinement)
+    machine_info["infer_bench"] = _session(config).current_profile
 
 
 def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info, compared_benchmark):

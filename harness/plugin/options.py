@@ -203,6 +203,7 @@ class RunOptions:
     drift_control: bool = True
     parity: dict = field(default_factory=dict)  # ParityPolicy overrides
     confinement: Confinement = field(default_factory=Confinement)  # --cpu-quota, --cpuset, --pin
+    compare: bool = False  # pytest-benchmark's --benchmark-compare was given
 
     @property
     def interleaved(self) -> bool:
@@ -264,6 +265,7 @@ class RunOptions:
             not opt("no_drift_control"),
             {"multiplier": multiplier} if multiplier is not None else {},
             confinement,
+            bool(opt("benchmark_compare", None)),
         )
 
 

@@ -160,10 +160,9 @@ class BenchSession:
         """Remember the compared baseline; returns a warning when verdicts must be withheld: its
         profile is not this machine's (timings from different machines are not comparable) or its
         format is newer than this harness reads."""
-        self.current_profile = machine_info.get("infer_bench")
-        self.baseline_notes = [
-            f"skipped an unreadable saved run: {why}" for _, why in BaselineStore(store_root).unreadable()
-        ]
+        self.current_profile = machine_info.get("infer_bench") or self.current_profile
+        store = BaselineStore(store_root, self.profile_id)
+        self.baseline_notes = [f"skipped an unreadable saved run: {why}" for _, why in store.unreadable()]
         try:
             self.baseline = migrate(baseline, "the compared baseline")
         except ResultFileError as exc:
@@ -173,10 +172,7 @@ class BenchSession:
         if mismatch is None:
             return None
         theirs, mine = mismatch
-        existing = (
-            ", ".join(f"{pid} ({len(runs)} runs)" for pid, runs in BaselineStore(store_root).profiles().items())
-            or "none"
-        )
+        existing = store.describe()
         self.no_verdicts = (
             f"baseline profile {theirs} differs from this machine's profile {mine}: "
             f"no verdicts. Baselines by profile: {existing}. Record one here with "
@@ -184,8 +180,20 @@ class BenchSession:
         )
         return self.no_verdicts
 
-    def judge(self, measured: list[Measured]) -> Comparison | None:
-        """Verdicts for the tests that measured a cell (None without a comparable baseline)."""
+    @property
+    def profile_id(self) -> str | None:
+        return (self.current_profile or {}).get("profile_id")
+
+    def judge(self, measured: list[Measured], store_root: str | Path = "baselines") -> Comparison | None:
+        """Verdicts for the tests that measured a cell (None without a comparable baseline; when
+        --benchmark-compare found no run of this profile, ``no_verdicts`` says how to record one)."""
+        if self.baseline is None and self.options.compare and not self.no_verdicts and self.profile_id:
+            store = BaselineStore(store_root, self.profile_id)
+            self.no_verdicts = (
+                f"no saved run of this machine's profile {self.profile_id} in {store.dir}/: record one with "
+                f"--benchmark-save=NAME (or python -m harness baseline update); runs of other profiles: "
+                f"{store.describe()}"
+            )
         if self.baseline is None or self.no_verdicts:
             return None
         results = {r.nodeid: r for r in self.results}

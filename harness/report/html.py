@@ -171,10 +171,10 @@ def write_reports(current: dict, comparison: Comparison | None, out_dir: Path, h
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = cell_rows(current)
     verdicts = comparison.verdicts if comparison else None
-    if history_dir is None:
-        from harness.store.baselines import BaselineStore
+    if history_dir is None:  # the saved runs of the result's own machine profile
+        from harness.store.baselines import BaselineStore, profile_id_of
 
-        history_dir = BaselineStore().dir
+        history_dir = BaselineStore(profile_id=profile_id_of(current)).dir
     md = summary_markdown(current, rows, comparison)
     plots = [
         ("Ratio to baseline, by verdict", plot_ratios(verdicts or [])),

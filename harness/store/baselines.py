@@ -1,11 +1,16 @@
-"""The baseline store: pytest-benchmark's file storage under baselines/<machine id>/, one
-``NNNN_<name>.json`` per saved run (pytest-benchmark's own naming, so --benchmark-compare finds
-them). Every saved run stays as history; lookups pick the latest run of the current machine
-profile. Saving (``save_run``: ``python -m harness baseline update`` and ``pytest
---benchmark-save`` alike) writes the complete file first and then takes the next free number
-under the folder's lock (harness.store.io): runs saving at once get distinct numbers whatever
-their names, a run killed while saving leaves no partial ``NNNN_*.json``, and older runs are
-never touched."""
+"""The baseline store: one folder per machine profile, ``baselines/<profile id>/NNNN_<name>.json``
+(pytest-benchmark's file naming, so ``--benchmark-compare`` finds them; the plugin files
+pytest-benchmark's runs under the profile id instead of its OS-and-Python machine id). A runner
+compares with the latest run *of its own profile*; runners of other machines saving into the same
+``baselines/`` never blind each other. The profile's tuning databases live beside its runs
+(``<profile id>/tuning/``).
+
+Every saved run stays as history. Saving (``save_run``: ``python -m harness baseline update``
+and ``pytest --benchmark-save`` alike) writes the complete file first and then takes the next
+free number under the folder's lock (harness.store.io): runs saving at once get distinct numbers
+whatever their names, a run killed while saving leaves no partial ``NNNN_*.json``, and older runs
+are never touched. ``migrate`` moves runs stored under any other folder (the OS-and-Python
+folders of pytest-benchmark's own layout) to their profile's folder, once."""
 
 from __future__ import annotations
 
@@ -18,58 +23,100 @@ from harness.store.io import folder_lock, place_new, remove_stale_temporaries, s
 from harness.store.results import ResultFileError, load_result, profile_of, stamp
 
 NAME = re.compile(r"^(\d{4,})_(.+)\.json$")  # pytest-benchmark's NNNN_, 5 digits past 9999
+UNPROFILED = "unprofiled"  # the folder of runs saved before results carried a machine profile
 
 
-def default_machine_id() -> str:
-    from pytest_benchmark.utils import get_machine_id
+def current_profile_id() -> str:
+    from harness.machine.profile import current_profile
 
-    return get_machine_id()
+    return current_profile()["profile_id"]
+
+
+def run_files(folder: Path) -> list[Path]:
+    """The saved runs in ``folder``, oldest (lowest number) first."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def profile_id_of(data: dict) -> str:
+    return (profile_of(data) or {}).get("profile_id") or UNPROFILED
 
 
 class BaselineStore:
-    def __init__(self, root: str | Path = "baselines", machine_id: str | None = None):
+    def __init__(self, root: str | Path = "baselines", profile_id: str | None = None):
         self.root = Path(root)
-        self.machine_id = machine_id or default_machine_id()
-        self.dir = self.root / self.machine_id
+        self._profile_id = profile_id  # None: this machine's, measured when first needed
+
+    @property
+    def profile_id(self) -> str:
+        if self._profile_id is None:
+            self._profile_id = current_profile_id()
+        return self._profile_id
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.profile_id
 
     def runs(self) -> list[Path]:
-        if not self.dir.is_dir():
-            return []
-        return sorted(p for p in self.dir.iterdir() if NAME.match(p.name))
+        """This profile's saved runs, oldest first."""
+        return run_files(self.dir)
 
     def profiles(self) -> dict[str, list[Path]]:
-        """profile id -> saved runs (oldest first); 'unknown' for runs without a profile."""
-        out: dict[str, list[Path]] = {}
-        for path, data, _ in self._loaded():
-            pid = (profile_of(data) or {}).get("profile_id", "unknown") if data is not None else "unreadable"
-            out.setdefault(pid, []).append(path)
-        return out
+        """profile id -> its saved runs (oldest first), for every profile with runs in the store."""
+        folders = sorted(p for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
+        return {folder.name: runs for folder in folders if (runs := run_files(folder))}
 
     def unreadable(self) -> list[tuple[Path, str]]:
-        """Saved runs that cannot be used (truncated, not JSON, wrong shape, bad samples): (path, why)."""
-        return [(path, why) for path, data, why in self._loaded() if data is None]
-
-    def _loaded(self):
-        """(path, the loaded run or None, why it could not be loaded) for every saved run."""
+        """This profile's saved runs that cannot be used (truncated, not JSON, wrong shape, bad
+        samples): (path, why)."""
+        found = []
         for path in self.runs():
             try:
-                yield path, load_result(path), ""
+                load_result(path)
             except ResultFileError as exc:
-                yield path, None, str(exc)
+                found.append((path, str(exc)))
+        return found
 
-    def latest(self, profile_id: str | None = None) -> Path | None:
-        runs = self.profiles().get(profile_id, []) if profile_id else self.runs()
+    def latest(self) -> Path | None:
+        runs = self.runs()
         return runs[-1] if runs else None
 
+    def describe(self) -> str:
+        """'amd-...-a7f943 (2 runs), intel-...-9b1c00 (14 runs)' or 'none'."""
+        return ", ".join(f"{pid} ({len(runs)} runs)" for pid, runs in self.profiles().items()) or "none"
+
     def update(self, result_path: str | Path, name: str = "smoke") -> Path:
-        """Store ``result_path`` as the newest baseline run. Validates first; on any failure the
-        store is left exactly as it was."""
+        """Store ``result_path`` as the newest run of *its* machine profile. Validates first; on any
+        failure the store is left exactly as it was."""
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise ResultFileError(f"baseline name {name!r}: use letters, digits, '_', '.', '-'")
         data = load_result(result_path)
         if not data["benchmarks"]:
             raise ResultFileError(f"{result_path}: holds no benchmarks; refusing to store an empty baseline")
-        return save_run(self.dir, name, json.dumps(stamp(data), indent=2, allow_nan=True))
+        return save_run(self.root / profile_id_of(data), name, json.dumps(stamp(data), indent=2, allow_nan=True))
+
+    def migrate(self) -> tuple[list[tuple[Path, Path]], list[str]]:
+        """Move every run stored outside its profile's folder into it (oldest first, numbered after
+        what is there); ([(from, to)], [runs left in place and why]). Running it again moves nothing."""
+        moved, left = [], []
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []:
+            for path in run_files(folder):
+                try:
+                    pid = profile_id_of(load_result(path))
+                except ResultFileError as exc:
+                    left.append(f"{exc}; left in place")
+                    continue
+                if pid == folder.name:
+                    continue
+                name = NAME.match(path.name).group(2)
+                target = save_run(self.root / pid, name, path.read_text())
+                path.unlink()
+                moved.append((path, target))
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        return moved, left
 
 
 def save_run(folder: str | Path, name: str, text: str, max_runs: int = 10**6) -> Path:
