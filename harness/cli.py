@@ -16,6 +16,7 @@ from pathlib import Path
 from harness.backends.tvm.tuning import DEFAULT_TRIALS
 from harness.compare.compare import compare_results, profile_mismatch
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD
+from harness.store.baselines import KEEP_SAMPLES
 from harness.store.results import ResultFileError, load_result
 
 
@@ -94,6 +95,24 @@ def cmd_baseline_update(args) -> int:
     except OSError as exc:
         raise UsageProblem(f"cannot write under {store.root} ({exc.strerror or exc}); nothing was stored") from None
     print(f"baseline written: {path} (previous runs of that profile kept in {path.parent})")
+    return 0
+
+
+def cmd_baseline_compact(args) -> int:
+    """Compact every profile's runs older than the newest --keep (also done on every save)."""
+    from harness.store.baselines import BaselineStore
+
+    store = BaselineStore(args.store)
+    total = 0
+    for pid in store.profiles():
+        try:
+            changed = BaselineStore(args.store, pid).compact(args.keep)
+        except OSError as exc:
+            raise UsageProblem(f"cannot rewrite runs of {pid} ({exc.strerror or exc})") from None
+        for path, before, after in changed:
+            print(f"{path}: {before / 1024:.1f} KB -> {after / 1024:.1f} KB")
+        total += len(changed)
+    print(f"{total} runs compacted", file=sys.stderr)
     return 0
 
 
@@ -245,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     m = bsub.add_parser("migrate", help="move runs into baselines/<profile id>/ (from pytest-benchmark's own layout)")
     m.add_argument("--store", default="baselines", help="baseline directory (default baselines/)")
     m.set_defaults(func=cmd_baseline_migrate)
+    k = bsub.add_parser("compact", help="keep only process medians and metadata of runs older than the newest --keep")
+    k.add_argument("--keep", type=int, default=KEEP_SAMPLES, help=f"runs per profile keeping samples ({KEEP_SAMPLES})")
+    k.add_argument("--store", default="baselines", help="baseline directory (default baselines/)")
+    k.set_defaults(func=cmd_baseline_compact)
     r = sub.add_parser("report", help="Markdown + self-contained HTML report of a result")
     r.add_argument("result")
     r.add_argument("--baseline", default=None)

@@ -3,6 +3,7 @@ baselines/ each compare with their own history, a fresh profile is told how to s
 runs stored in pytest-benchmark's own layout are moved once."""
 
 import json
+import statistics
 
 import pytest
 
@@ -95,3 +96,52 @@ def test_two_runners_in_one_store_each_compare_with_their_own_history(pytester, 
             "python -m harness baseline update); runs of other profiles: * (2 runs), * (2 runs)"
         ]
     )
+
+
+def test_a_compacted_run_keeps_process_medians_counts_and_metadata_and_gives_the_same_verdicts(tmp_path):
+    from harness.compare.compare import compare_results
+    from harness.store.results import compact_result, load_result, process_samples
+
+    cells = {"mlp-ort": 1e-3, "mlp-tvm": 2e-3, "bert-ort": 5e-3}
+    base = load_result(crafted(tmp_path / "base.json", cells, processes=5))
+    slow = load_result(crafted(tmp_path / "slow.json", {**cells, "mlp-tvm": 2.4e-3}, seed=3, processes=5))
+    compacted = compact_result(base)
+    (tmp_path / "compacted.json").write_text(json.dumps(compacted, separators=(",", ":")))
+    reread = load_result(tmp_path / "compacted.json")
+    for full, small in zip(base["benchmarks"], reread["benchmarks"]):
+        medians = [statistics.median(g) for g in process_samples(full)]
+        assert [g[0] for g in process_samples(small)] == pytest.approx(medians, rel=1e-4)
+        assert small["stats"]["median"] == pytest.approx(full["stats"]["median"], rel=1e-3)
+    before = {v.name: v.verdict for v in compare_results(base, slow, None, 0.01).verdicts}
+    after = {v.name: v.verdict for v in compare_results(reread, slow, None, 0.01).verdicts}
+    assert after == before and "regression" in before.values()
+    assert reread["infer_bench"]["compacted"] is True
+    assert compact_result(compacted) is compacted  # compacting twice changes nothing
+
+
+def test_a_committed_smoke_run_compacts_to_under_20_kb():
+    from pathlib import Path
+
+    from harness.store.results import compact_result, load_result
+
+    path = Path(__file__).resolve().parent.parent / "baselines" / "amd-epyc-2cpu-32g-6de625" / "0002_smoke.json"
+    data = load_result(path)
+    text = json.dumps(compact_result(data), separators=(",", ":"))
+    assert len(data["benchmarks"]) == 39 and len(text) <= 20 * 1024 < path.stat().st_size / 20
+
+
+def test_each_save_compacts_the_runs_older_than_the_newest_few(tmp_path, capsys):
+    from harness.cli import main
+    from harness.store.baselines import KEEP_SAMPLES
+    from harness.store.results import load_result
+
+    pid = "intel-xeon-2cpu-16g-aaaaaa"
+    store = BaselineStore(tmp_path, pid)
+    for night in range(KEEP_SAMPLES + 2):
+        result = crafted(tmp_path / f"n{night}.json", {"mlp-ort": 1e-3 * (1 + night / 100)}, seed=night)
+        store.add(result.read_text(), "nightly")
+    flags = [bool(load_result(p)["infer_bench"].get("compacted")) for p in store.runs()]
+    assert flags == [True, True] + [False] * KEEP_SAMPLES
+    assert main(["baseline", "compact", "--keep", "1", "--store", str(tmp_path)]) == 0
+    assert [bool(load_result(p)["infer_bench"].get("compacted")) for p in store.runs()] == [True] * 6 + [False]
+    assert capsys.readouterr().err.strip() == "4 runs compacted"

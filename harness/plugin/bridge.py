@@ -21,7 +21,7 @@ from pathlib import Path
 
 from harness.run.protocol import CellResult
 from harness.run.timing import TimingOptions
-from harness.store.baselines import save_run
+from harness.store.baselines import BaselineStore
 from harness.store.io import write_atomic
 from harness.store.results import extra_info
 
@@ -89,7 +89,7 @@ def save_safely(config, problem: Callable[[str], None]) -> None:
             folder = storage.path / storage.default_machine_id if storage.default_machine_id else storage.path
             text = dumps(output_json)
             try:
-                path = save_run(folder, name, text)
+                path = BaselineStore(folder.parent, folder.name).add(text, name)
             except OSError as exc:
                 kept = _kept_elsewhere(text)
                 later = f": store it later with python -m harness baseline update --from {kept}"

@@ -9,7 +9,9 @@ Every saved run stays as history. Saving (``save_run``: ``python -m harness base
 and ``pytest --benchmark-save`` alike) writes the complete file first and then takes the next
 free number under the folder's lock (harness.store.io): runs saving at once get distinct numbers
 whatever their names, a run killed while saving leaves no partial ``NNNN_*.json``, and older runs
-are never touched. ``migrate`` moves runs stored under any other folder (the OS-and-Python
+are never touched except to compact them: the newest KEEP_SAMPLES runs of a profile keep their
+samples (verdicts read them), older ones keep per-cell process medians, counts and metadata
+(``compact``, run on every save). ``migrate`` moves runs stored under any other folder (the OS-and-Python
 folders of pytest-benchmark's own layout) to their profile's folder, once."""
 
 from __future__ import annotations
@@ -19,9 +21,17 @@ import os
 import re
 from pathlib import Path
 
-from harness.store.io import folder_lock, place_new, remove_stale_temporaries, sync_folder, write_temporary
-from harness.store.results import ResultFileError, load_result, profile_of, stamp
+from harness.store.io import (
+    folder_lock,
+    place_new,
+    remove_stale_temporaries,
+    sync_folder,
+    write_atomic,
+    write_temporary,
+)
+from harness.store.results import ResultFileError, compact_result, load_result, profile_of, stamp
 
+KEEP_SAMPLES = 5  # the newest runs of a profile that keep their samples; older ones are compacted on save
 NAME = re.compile(r"^(\d{4,})_(.+)\.json$")  # pytest-benchmark's NNNN_, 5 digits past 9999
 UNPROFILED = "unprofiled"  # the folder of runs saved before results carried a machine profile
 
@@ -95,7 +105,32 @@ class BaselineStore:
         data = load_result(result_path)
         if not data["benchmarks"]:
             raise ResultFileError(f"{result_path}: holds no benchmarks; refusing to store an empty baseline")
-        return save_run(self.root / profile_id_of(data), name, json.dumps(stamp(data), indent=2, allow_nan=True))
+        text = json.dumps(stamp(data), indent=2, allow_nan=True)
+        return BaselineStore(self.root, profile_id_of(data)).add(text, name)
+
+    def add(self, text: str, name: str, keep: int = KEEP_SAMPLES) -> Path:
+        """Save a run's JSON text as this profile's newest run, then compact what is now older
+        than the newest ``keep``."""
+        path = save_run(self.dir, name, text)
+        self.compact(keep)
+        return path
+
+    def compact(self, keep: int = KEEP_SAMPLES) -> list[tuple[Path, int, int]]:
+        """Compact this profile's runs older than the newest ``keep`` (harness.store.results.
+        compact_result), each replaced atomically; [(path, bytes before, bytes after)] of those
+        changed. Unreadable runs are left as they are."""
+        changed = []
+        for path in self.runs()[: -keep or None] if keep > 0 else self.runs():
+            try:
+                data = load_result(path)
+            except ResultFileError:
+                continue
+            if (data.get("infer_bench") or {}).get("compacted"):
+                continue
+            before = path.stat().st_size
+            write_atomic(path, json.dumps(compact_result(data), separators=(",", ":"), allow_nan=True))
+            changed.append((path, before, path.stat().st_size))
+        return changed
 
     def migrate(self) -> tuple[list[tuple[Path, Path]], list[str]]:
         """Move every run stored outside its profile's folder into it (oldest first, numbered after

@@ -12,6 +12,12 @@ A saved result is what ``--benchmark-json`` / ``--benchmark-save`` write, plus:
 - top-level ``infer_bench``: ``format_version``, the drift control, the measured practical peak
   and the verdicts of that run.
 
+A *compacted* run (``infer_bench.compacted``; ``compact_result``: what the store keeps of runs older
+than the newest few of a profile) holds, per benchmark, pytest-benchmark's stats, the per-process
+medians (``samples.process_medians``: what verdicts and history read) with the process and round
+counts, and the cell's metadata; per run, the machine profile without its hardware detail, the
+drift control and the commit. About 0.4 KB per cell instead of ~20 KB.
+
 ``FORMAT_VERSION`` is checked on load; older files are migrated in ``migrate`` (one place), files
 from a newer harness are refused with one line. Format 1: the files saved before the version
 existed (baselines 0001-0003); format 2 has the same fields plus the version.
@@ -20,6 +26,7 @@ existed (baselines 0001-0003); format 2 has the same fields plus the version.
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 from harness.machine.peak import gflops
@@ -110,6 +117,52 @@ def extra_info(result: CellResult) -> dict:
     return info
 
 
+# what a compacted run keeps of each cell's extra_info (the axes are in its id; versions in the profile)
+COMPACT_INFO = ("backend_label", "threads_resolved", "compile_s", "flops", "peak_rss_mb", "max_rel_err")
+# pytest-benchmark's stats a table of an old run shows (ops is refilled on load, from the mean)
+COMPACT_STATS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "rounds", "iterations")
+COMPACT_PROFILE = ("profile_id", "cpu", "cpu_budget", "memory_gib", "os", "python", "packages", "confinement")
+
+
+def _sig(value, digits: int = 4):
+    return float(f"{value:.{digits}g}") if isinstance(value, float) else value
+
+
+def compact_result(data: dict) -> dict:
+    """The run as the store keeps it once it is no longer among the newest of its profile."""
+    if (data.get("infer_bench") or {}).get("compacted"):
+        return data
+    benchmarks = []
+    for bench in data["benchmarks"]:
+        info = bench.get("extra_info") or {}
+        groups = process_samples(bench) or []
+        slim = {k: _sig(info[k]) for k in COMPACT_INFO if info.get(k) is not None}
+        if info.get("machine_busy"):
+            slim["machine_busy"] = True
+        slim["samples"] = {
+            "process_medians": [_sig(statistics.median(g), 5) for g in groups],
+            "rounds": (info.get("samples") or {}).get("rounds", sum(map(len, groups))),
+        }
+        entry = {"fullname": bench["fullname"]}  # pytest-benchmark's compare reads fullname and stats
+        entry["stats"] = {k: _sig(bench["stats"][k]) for k in COMPACT_STATS if k in bench["stats"]}
+        entry["extra_info"] = slim
+        benchmarks.append(entry)
+    profile = profile_of(data) or {}
+    extra = data.get("infer_bench") or {}
+    return {
+        "machine_info": {"infer_bench": {k: profile[k] for k in COMPACT_PROFILE if k in profile}} if profile else {},
+        "commit_info": {k: v for k, v in (data.get("commit_info") or {}).items() if k in ("id", "time", "branch")},
+        "datetime": data.get("datetime"),
+        "version": data.get("version"),
+        "benchmarks": benchmarks,
+        "infer_bench": {
+            "format_version": extra.get("format_version", FORMAT_VERSION),
+            "compacted": True,
+            **{k: extra[k] for k in ("control", "peak_fp32_gflops") if k in extra},
+        },
+    }
+
+
 def stamp(output_json: dict) -> dict:
     """Mark a result being saved with this harness's format version."""
     output_json.setdefault("infer_bench", {})["format_version"] = FORMAT_VERSION
@@ -130,7 +183,10 @@ def check_samples(data: dict, source: str | Path) -> None:
     """Every stored sample and control measurement a verdict would read is a positive finite number."""
     for bench in data.get("benchmarks") or []:
         name = bench.get("fullname", "?")
-        per_process = ((bench.get("extra_info") or {}).get("samples") or {}).get("per_process")
+        samples = (bench.get("extra_info") or {}).get("samples") or {}
+        if samples.get("process_medians") is not None:
+            _times(samples["process_medians"], f"{source}: {name}: samples.process_medians")
+        per_process = samples.get("per_process")
         if per_process is not None:
             if not isinstance(per_process, list):
                 raise ResultFileError(f"{source}: {name}: samples.per_process is not a list")
@@ -193,11 +249,14 @@ def load_result(path: str | Path) -> dict:
 
 
 def process_samples(bench: dict) -> list[list[float]] | None:
-    """Per-process per-call samples: infer-bench's extra_info, else pytest-benchmark's raw data
+    """Per-process per-call samples: infer-bench's extra_info (a compacted run: each process's
+    median, all the verdict statistics use of a process), else pytest-benchmark's raw data
     (--benchmark-save-data) as one process, else None."""
     samples = (bench.get("extra_info") or {}).get("samples") or {}
     if samples.get("per_process"):
         return [list(map(float, g)) for g in samples["per_process"] if g]
+    if samples.get("process_medians"):
+        return [[float(m)] for m in samples["process_medians"]]
     data = bench["stats"].get("data")
     return [list(map(float, data))] if data else None
 
