@@ -30,7 +30,10 @@ if pause == "pause":  # stop inside the save, the data written but not yet synce
         time.sleep(600)
     os.fsync = fsync_then_wait
 (folder.parent / f"ready-{writer}").touch()
+deadline = time.monotonic() + 120  # never outlive a test that failed before releasing it
 while not (folder.parent / "go").exists():
+    if time.monotonic() > deadline:
+        sys.exit("never released")
     time.sleep(0.001)
 for i in range(count):
     save_run(folder, writer, '{"writer": "%s", "i": %d, "pad": "%s"}' % (writer, i, "x" * size))
@@ -60,10 +63,14 @@ def test_runs_saving_at_once_get_distinct_numbers_and_complete_files(tmp_path):
     folder = tmp_path / "store" / "machine"
     folder.mkdir(parents=True)
     writers = {f"w{k}": _saver(folder, f"w{k}", 5, 200_000) for k in range(4)}
-    for name, writer in writers.items():
-        _wait_for(tmp_path / "store" / f"ready-{name}", writer)
-    (tmp_path / "store" / "go").touch()
-    assert [w.wait(60) for w in writers.values()] == [0, 0, 0, 0]
+    try:
+        for name, writer in writers.items():
+            _wait_for(tmp_path / "store" / f"ready-{name}", writer)
+        (tmp_path / "store" / "go").touch()
+        assert [w.wait(60) for w in writers.values()] == [0, 0, 0, 0]
+    finally:
+        for writer in writers.values():
+            writer.kill()
     runs = _runs(folder)
     assert sorted(int(name[:4]) for name in runs) == list(range(1, 21))
     saved = sorted((d["writer"], d["i"]) for d in (json.loads((folder / name).read_text()) for name in runs))
@@ -78,8 +85,10 @@ def test_a_run_killed_while_saving_leaves_the_previous_baseline_and_no_partial_f
     before = first.read_bytes()
     (tmp_path / "store" / "go").touch()
     writer = _saver(folder, "killed", 1, 5_000_000, pause=True)
-    _wait_for(tmp_path / "store" / "writing", writer)  # inside the save: its data written, not yet placed
-    writer.send_signal(signal.SIGKILL)
+    try:
+        _wait_for(tmp_path / "store" / "writing", writer)  # inside the save: its data written, not yet placed
+    finally:
+        writer.send_signal(signal.SIGKILL)
     assert writer.wait(10) == -signal.SIGKILL
     assert _runs(folder) == ["0001_smoke.json"] and first.read_bytes() == before
     [partial] = [p for p in folder.iterdir() if p.name.startswith(".")]  # the killed writer's temporary file
