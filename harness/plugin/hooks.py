@@ -72,6 +72,22 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize("cell", params)
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """--shard K/N: keep this shard's cells (harness.plan.shard), deselect the others."""
+    bench = _session(config)
+    if bench.options.shard is None:
+        return
+    measuring = [item.nodeid for item in items if _cell(item) is not None]
+    others = set(measuring) - bench.shard(measuring, storage_root(config))
+    if others:
+        config.hook.pytest_deselected(items=[item for item in items if item.nodeid in others])
+        items[:] = [item for item in items if item.nodeid not in others]
+
+
+def pytest_report_collectionfinish(config, start_path, items):
+    return _session(config).shard_note or []
+
+
 def _measures(item) -> bool:
     return "measure_cell" in getattr(item, "fixturenames", ())
 

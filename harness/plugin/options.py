@@ -16,6 +16,7 @@ from harness.machine.confine import Confinement, ConfinementError
 from harness.models import UnknownModelError, UserModelError
 from harness.models.user import user_model
 from harness.plan.matrix import AXES, MatrixError, parse_list
+from harness.plan.shard import Shard, ShardError
 from harness.plan.support import check_axis_overrides, onnx_importers
 from harness.plan.targets import UnknownTargetError
 from harness.run.launcher import DEFAULT_TIMEOUT_S
@@ -142,6 +143,13 @@ def add_options(parser) -> None:
         "reusing the compile cache (~/.cache/infer-bench/compiled or $INFER_BENCH_CACHE_DIR)",
     )
     group.addoption(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="run shard K of N of the selected cells: every cell in exactly one shard, balanced by the cells' "
+        "worker wall time in the latest saved run of this profile (for N runners or N sequential CI jobs)",
+    )
+    group.addoption(
         "--processes",
         type=int,
         default=None,
@@ -204,6 +212,7 @@ class RunOptions:
     parity: dict = field(default_factory=dict)  # ParityPolicy overrides
     confinement: Confinement = field(default_factory=Confinement)  # --cpu-quota, --cpuset, --pin
     compare: bool = False  # pytest-benchmark's --benchmark-compare was given
+    shard: Shard | None = None  # --shard K/N
 
     @property
     def interleaved(self) -> bool:
@@ -220,6 +229,7 @@ class RunOptions:
             where = f"--model-file {opt('model_file')}" if opt("model_file") else None  # as the user wrote it
             vetted = vet(model[1], onnx_importers(axes.get("backends") or registered()), where) if model else None
             confinement = Confinement.parse(opt("cpu_quota"), opt("cpuset"), opt("pin"), opt("memory_limit"))
+            shard = Shard.parse(opt("shard")) if opt("shard") else None
         except (
             MatrixError,
             UnknownBackendError,
@@ -227,6 +237,7 @@ class RunOptions:
             UnknownModelError,
             UserModelError,
             ConfinementError,
+            ShardError,
         ) as exc:
             raise pytest.UsageError(f"infer-bench: {exc}") from None
         borrowed = opt("tvm_tuning_db")
@@ -266,6 +277,7 @@ class RunOptions:
             {"multiplier": multiplier} if multiplier is not None else {},
             confinement,
             bool(opt("benchmark_compare", None)),
+            shard,
         )
 
 

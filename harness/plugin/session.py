@@ -28,6 +28,7 @@ from harness.machine.threads import resolve_threads
 from harness.models import UserModelError
 from harness.plan.cell import Cell
 from harness.plan.matrix import Matrix, MatrixCell
+from harness.plan.shard import assign, recorded_costs
 from harness.plan.support import onnx_importers, unsupported_reason
 from harness.plugin.options import RunOptions
 from harness.report import sparsity as sparsity_report
@@ -64,6 +65,7 @@ class BenchSession:
     broken: dict[str, str] = field(default_factory=dict)  # a suite's model file that failed its check -> why
     save_problems: list[str] = field(default_factory=list)  # results that could not be written where asked
     baseline_notes: list[str] = field(default_factory=list)  # e.g. unreadable runs skipped in the store
+    shard_note: str | None = None  # which cells --shard K/N kept, and their recorded cost
 
     # -- planning -------------------------------------------------------------------------
     def cells(self, matrix: Matrix) -> list[MatrixCell]:
@@ -112,6 +114,22 @@ class BenchSession:
     def broken_reason(self, cell: Cell) -> str | None:
         """Why the cell's model file failed its check (its cells fail, no worker starts), or None."""
         return self.broken.get(cell.model_options.get("model_file", ""))
+
+    def shard(self, nodeids: list[str], store_root: str | Path = "baselines") -> set[str]:
+        """The tests of this run's shard (--shard K/N) among ``nodeids``, balanced by the recorded
+        costs of the latest saved run of this profile; ``shard_note`` says what was kept."""
+        shard = self.options.shard
+        run = BaselineStore(store_root, self.profile_id).latest() if self.profile_id else None
+        recorded = recorded_costs(run)
+        plan = assign({n: recorded.get(n) for n in nodeids}, shard.count)
+        mine = [n for n in nodeids if plan[n] == shard.index]
+        known = [n for n in mine if n in recorded]
+        self.shard_note = (
+            f"infer-bench shard {shard}: {len(mine)} of {len(nodeids)} cells"
+            + (f", {sum(recorded[n] for n in known):.0f} s recorded for {len(known)}" if known else "")
+            + (f" (costs from {run.name})" if recorded else " (no recorded costs: balanced by count)")
+        )
+        return set(mine)
 
     # -- measuring ------------------------------------------------------------------------
     def measure_control(self, at: str, cells: list[Cell] | None = None) -> None:
