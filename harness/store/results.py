@@ -42,6 +42,11 @@ class ResultFileError(ValueError):
 
 
 # -- writing -------------------------------------------------------------------------------------
+def significant(value, digits: int = 4):
+    """A float rounded to ``digits`` significant digits (what stored timings keep); other values as they are."""
+    return float(f"{value:.{digits}g}") if isinstance(value, float) else value
+
+
 def compact(samples: list[float], keep: int = MAX_STORED_SAMPLES) -> list[float]:
     """At most ``keep`` evenly spaced order statistics (min, median and max included), 6
     significant digits: the distribution a baseline needs for statistics, without 40k floats
@@ -50,7 +55,7 @@ def compact(samples: list[float], keep: int = MAX_STORED_SAMPLES) -> list[float]
     if len(ordered) > keep:
         idx = [round(i * (len(ordered) - 1) / (keep - 1)) for i in range(keep)]
         ordered = [ordered[i] for i in idx]
-    return [float(f"{x:.6g}") for x in ordered]
+    return [significant(float(x), 6) for x in ordered]
 
 
 def extra_info(result: CellResult) -> dict:
@@ -124,10 +129,6 @@ COMPACT_STATS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "r
 COMPACT_PROFILE = ("profile_id", "cpu", "cpu_budget", "memory_gib", "os", "python", "packages", "confinement")
 
 
-def _sig(value, digits: int = 4):
-    return float(f"{value:.{digits}g}") if isinstance(value, float) else value
-
-
 def compact_result(data: dict) -> dict:
     """The run as the store keeps it once it is no longer among the newest of its profile."""
     if (data.get("infer_bench") or {}).get("compacted"):
@@ -136,15 +137,15 @@ def compact_result(data: dict) -> dict:
     for bench in data["benchmarks"]:
         info = bench.get("extra_info") or {}
         groups = process_samples(bench) or []
-        slim = {k: _sig(info[k]) for k in COMPACT_INFO if info.get(k) is not None}
+        slim = {k: significant(info[k]) for k in COMPACT_INFO if info.get(k) is not None}
         if info.get("machine_busy"):
             slim["machine_busy"] = True
         slim["samples"] = {
-            "process_medians": [_sig(statistics.median(g), 5) for g in groups],
+            "process_medians": [significant(statistics.median(g), 5) for g in groups],
             "rounds": (info.get("samples") or {}).get("rounds", sum(map(len, groups))),
         }
         entry = {"fullname": bench["fullname"]}  # pytest-benchmark's compare reads fullname and stats
-        entry["stats"] = {k: _sig(bench["stats"][k]) for k in COMPACT_STATS if k in bench["stats"]}
+        entry["stats"] = {k: significant(bench["stats"][k]) for k in COMPACT_STATS if k in bench["stats"]}
         entry["extra_info"] = slim
         benchmarks.append(entry)
     profile = profile_of(data) or {}

@@ -26,7 +26,8 @@ cuts it off before resuming. A damaged database is refused, never loaded or repa
 - ``--tvm-tuning-db DIR`` calls ``database_problem`` and a damaged DIR is a usage error before any
   worker starts;
 - ``python -m harness tune`` refuses to append to a damaged ``search/`` (or to resume from a
-  damaged published database): the worker prints the line and exits 2. ``publish`` checks the
+  damaged published database): the worker prints the line and exits REFUSED_EXIT (3), which the
+  command turns into its own exit 2. ``publish`` checks the
   search records it reads and the pruned files it writes, and replaces nothing when either fails."""
 
 from __future__ import annotations
