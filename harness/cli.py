@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness compare | baseline update | report``.
+"""Command line: ``python -m harness compare | history | baseline update|migrate|compact | report | tune``.
 
 Exit codes: 0 = fine (no regression), 1 = regression found, 2 = usage or input error (one line
 on stderr)."""
@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from harness.backends.tvm.tuning import DEFAULT_TRIALS
+from harness.compare.change_points import DEFAULT_MAX_PVALUE, DEFAULT_WINDOW
 from harness.compare.compare import compare_results, profile_mismatch
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from harness.store.baselines import KEEP_SAMPLES
@@ -130,6 +131,72 @@ def cmd_baseline_migrate(args) -> int:
     for line in left:
         print(f"warning: {line}", file=sys.stderr)
     print(f"{len(moved)} runs moved" + (f", {len(left)} left in place" if left else ""), file=sys.stderr)
+    return 0
+
+
+def history_runs(args) -> tuple[str, list[tuple[str, dict]]]:
+    """(profile id, its saved runs oldest first, then --current as the newest 'current' run); every
+    unreadable run is named on stderr and left out."""
+    from harness.store.baselines import BaselineStore, profile_id_of
+
+    current = load_result(args.current) if args.current else None
+    profile = args.profile or (profile_id_of(current) if current else None)
+    store = BaselineStore(args.store, profile)
+    runs, problems = store.history()
+    for line in problems:
+        print(f"warning: {line}", file=sys.stderr)
+    if current is not None:
+        runs.append(("current", current))
+    if not runs:
+        raise UsageProblem(
+            f"no saved runs of profile {store.profile_id} in {store.dir}; profiles with runs: {store.describe()} "
+            "(choose one with --profile)"
+        )
+    return store.profile_id, runs
+
+
+def cmd_history(args) -> int:
+    """Change points per cell over a profile's saved runs; exit 1 with --fail-on-new-regression
+    when the newest run brought a change point that is a regression beyond the threshold."""
+    from harness.compare.history import analyse, new_change_points
+    from harness.report.markdown import history_markdown
+    from harness.report.tables import history_lines
+
+    profile, runs = history_runs(args)
+    cells = [c for part in args.cell or [] for c in part.split(",") if c]
+    histories = analyse(runs, cells, args.max_pvalue, args.window)
+    if cells and not histories:
+        raise UsageProblem(f"--cell {','.join(cells)}: no cell of profile {profile} matches")
+    new = new_change_points(runs, cells, args.max_pvalue, args.window)
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    failing = [cp for cp in new if cp.is_regression(threshold)]
+    points = [cp for h in histories.values() for cp in h.change_points]
+    if args.format == "json":
+        print(
+            json.dumps(
+                {
+                    "profile": profile,
+                    "runs": [name for name, _ in runs],
+                    "max_pvalue": args.max_pvalue,
+                    "change_points": [cp.to_dict() | {"new": cp in new} for cp in points],
+                    "new_regressions": [cp.to_dict() for cp in failing],
+                },
+                indent=2,
+            )
+        )
+    elif args.format == "md":
+        print(f"### Change points, profile {profile}, {len(runs)} runs\n")
+        print(history_markdown(histories, new))
+    else:
+        print(
+            f"change points of profile {profile} over {len(runs)} runs ({runs[0][0]} .. {runs[-1][0]}): "
+            f"E-divisive means with Apache Otava's t-test, max p-value {args.max_pvalue:g}"
+        )
+        print("\n".join(history_lines(histories, new)))
+    if args.fail_on_new_regression and failing:
+        names = ", ".join(f"{cp.cell.split('::')[-1]} {cp.ratio - 1:+.1%} at {cp.night.run}" for cp in failing)
+        print(f"gate: {len(failing)} new change points slower by more than {threshold:.0%}: {names}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -268,6 +335,28 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--keep", type=int, default=KEEP_SAMPLES, help=f"runs per profile keeping samples ({KEEP_SAMPLES})")
     k.add_argument("--store", default="baselines", help="baseline directory (default baselines/)")
     k.set_defaults(func=cmd_baseline_compact)
+    h = sub.add_parser("history", help="change points per cell over a profile's saved runs (the nightly gate)")
+    h.add_argument("--store", default="baselines", help="baseline directory (default baselines/)")
+    h.add_argument("--profile", default=None, help="profile id (default: --current's, else this machine's)")
+    h.add_argument("--current", default=None, help="a result not yet saved, taken as the newest run")
+    h.add_argument("--cell", action="append", default=None, help="only cells whose name contains this (repeatable)")
+    h.add_argument(
+        "--max-pvalue",
+        type=_fraction,
+        default=DEFAULT_MAX_PVALUE,
+        help=f"significance of a change point (default {DEFAULT_MAX_PVALUE:g})",
+    )
+    h.add_argument("--window", type=int, default=DEFAULT_WINDOW, help=f"E-divisive window, nights ({DEFAULT_WINDOW})")
+    h.add_argument(
+        "--fail-on-new-regression",
+        action="store_true",
+        help="exit 1 when the newest run brought a change point slower by more than --threshold",
+    )
+    h.add_argument(
+        "--threshold", type=_threshold, default=None, help=f"the gate's practical effect (default {DEFAULT_THRESHOLD})"
+    )
+    h.add_argument("--format", choices=("text", "md", "json"), default="text")
+    h.set_defaults(func=cmd_history)
     r = sub.add_parser("report", help="Markdown + self-contained HTML report of a result")
     r.add_argument("result")
     r.add_argument("--baseline", default=None)

@@ -1,6 +1,7 @@
 """``python -m harness report``: a Markdown summary and a self-contained HTML page (plots are
 embedded PNGs, no external resources, no scripts beyond a render check) for one result, with
-verdicts against a baseline and a trend over the saved history.
+verdicts against a baseline and a trend over the saved history of the result's profile, its
+change points marked (harness.compare.history).
 
 The page is built from the data, not from the Markdown: every value from a result goes through
 ``html_text`` once, and matplotlib reads no ``$...$`` in a name as math (a name is drawn as written
@@ -10,15 +11,24 @@ from __future__ import annotations
 
 import base64
 import html
+import statistics
 from datetime import datetime
 from pathlib import Path
 
 from harness.compare.compare import Comparison
+from harness.compare.history import CellHistory, analyse
 from harness.report.figures import png_bytes, pyplot
 from harness.report.markdown import cell_rows, profile_headline, summary_markdown
-from harness.report.tables import fmt_or_dash, short_name
+from harness.report.tables import (
+    HISTORY_HEADER,
+    change_point_rows,
+    fmt_or_dash,
+    history_notes,
+    history_summary,
+    short_name,
+)
 from harness.store.io import write_atomic
-from harness.store.results import ResultFileError, by_name, load_result
+from harness.store.results import ResultFileError, load_result
 
 COLORS = {
     "regression": "#d62728",
@@ -89,45 +99,72 @@ def plot_latency(rows: list[dict]) -> str | None:
     return _png(fig)
 
 
-def history_points(history_dir: Path | None, current: dict) -> dict[str, list[tuple[str, float]]]:
+def history_runs(history_dir: Path | None, current: dict) -> list[tuple[str, dict]]:
+    """The readable saved runs in ``history_dir`` (oldest first), then ``current`` (unless it is the
+    newest of them, saved already)."""
+    from harness.store.baselines import run_files
+
     runs = []
-    if history_dir and Path(history_dir).is_dir():
-        for path in sorted(Path(history_dir).glob("[0-9][0-9][0-9][0-9]_*.json")):
-            try:
-                runs.append((path.stem, load_result(path)))
-            except ResultFileError:
-                continue
-    runs.append(("current", current))
-    series: dict[str, list[tuple[str, float]]] = {}
-    for label, run in runs:
-        for name, bench in by_name(run).items():
-            series.setdefault(name, []).append((label, bench["stats"]["median"] * 1e3))
-    return series
+    for path in run_files(Path(history_dir)) if history_dir else []:
+        try:
+            runs.append((path.stem, load_result(path)))
+        except ResultFileError:
+            continue
+    if not runs or runs[-1][1] != current:
+        runs.append(("current", current))
+    return runs
 
 
-def plot_trend(series: dict[str, list[tuple[str, float]]]) -> str | None:
-    if not any(len(points) > 1 for points in series.values()):
+def plot_trend(histories: dict[str, CellHistory]) -> str | None:
+    """Each cell's nightly value over the runs, relative to its median over them; busy nights hollow
+    (left out of the change points), each change point a red triangle (pointing up when slower) with
+    its step, a dotted line where a runtime package changed (the series is split there)."""
+    plotted = {cell: h for cell, h in histories.items() if len(h.nights) > 1}
+    if not plotted:
         return None
     plt = pyplot()
 
-    labels = list(dict.fromkeys(label for points in series.values() for label, _ in points))
+    labels = list(dict.fromkeys(n.run for h in plotted.values() for n in h.nights))
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for name, points in sorted(series.items()):
-        if len(points) > 1:
-            first = points[0][1]
-            ax.plot(
-                [labels.index(lbl) for lbl, _ in points],
-                [v / first for _, v in points],
-                marker="o",
-                linewidth=1,
-                label=short_name(name),
+    for cell, history in sorted(plotted.items()):
+        first = statistics.median(n.value for n in history.nights)
+        xs = [labels.index(n.run) for n in history.nights]
+        (line,) = ax.plot(
+            xs, [n.value / first for n in history.nights], marker="o", markersize=3, linewidth=1, label=short_name(cell)
+        )
+        busy = [n for n in history.nights if n.busy]
+        if busy:
+            ax.scatter(
+                [labels.index(n.run) for n in busy],
+                [n.value / first for n in busy],
+                facecolors="white",
+                edgecolors=line.get_color(),
+                zorder=3,
             )
-    ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7)
-    ax.set_ylabel("median / first saved median")
+        for cp in history.change_points:
+            x, y = labels.index(cp.night.run), cp.night.value / first
+            ax.scatter([x], [y], marker="^" if cp.ratio > 1 else "v", s=90, color="#d62728", zorder=4)
+            ax.annotate(f"{cp.ratio - 1:+.1%}", (x, y), textcoords="offset points", xytext=(4, 6), fontsize=7)
+    for run in {night.run for h in plotted.values() for night, _ in h.splits}:
+        ax.axvline(labels.index(run) - 0.5, color="grey", linestyle=":", linewidth=1)
+    step = max(1, len(labels) // 30)
+    ax.set_xticks(range(0, len(labels), step), labels[::step], rotation=30, fontsize=7)
+    ax.set_ylabel("nightly median / the cell's median")
     ax.axhline(1.0, color="grey", linewidth=0.8)
-    if len(series) <= 16:
+    if len(plotted) <= 16:
         ax.legend(fontsize=6, ncol=2)
     return _png(fig)
+
+
+def _change_points_html(histories: dict[str, CellHistory]) -> str:
+    points = [cp for h in histories.values() for cp in h.change_points]
+    notes = "".join(f"<li>{html_text(line)}</li>" for line in history_notes(histories))
+    head = "".join(f"<th>{html_text(h)}</th>" for h in HISTORY_HEADER)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in row) + "</tr>" for row in change_point_rows(points)
+    )
+    table = f"<table id='change-points'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>" if rows else ""
+    return f"{table}<p>{html_text(history_summary(histories))}</p>" + (f"<ul>{notes}</ul>" if notes else "")
 
 
 def _table_html(rows: list[dict], verdicts) -> str:
@@ -175,11 +212,12 @@ def write_reports(current: dict, comparison: Comparison | None, out_dir: Path, h
         from harness.store.baselines import BaselineStore, profile_id_of
 
         history_dir = BaselineStore(profile_id=profile_id_of(current)).dir
-    md = summary_markdown(current, rows, comparison)
+    histories = analyse(history_runs(Path(history_dir), current))
+    md = summary_markdown(current, rows, comparison, histories)
     plots = [
         ("Ratio to baseline, by verdict", plot_ratios(verdicts or [])),
         ("Latency per backend", plot_latency(rows)),
-        ("Trend over saved runs", plot_trend(history_points(Path(history_dir), current))),
+        ("Trend over saved runs", plot_trend(histories)),
     ]
     body = "\n".join(
         f"<h2>{html_text(title)}</h2><img class='plot' alt='{html_text(title)}' src='data:image/png;base64,{png}'>"
@@ -198,6 +236,8 @@ img.plot{{max-width:100%}}</style>
 <p>{headline}</p>
 {_table_html(rows, verdicts)}
 {body}
+<h2>Change points over the saved runs</h2>
+{_change_points_html(histories)}
 <script>
 window.addEventListener('load', function () {{
   var imgs = document.querySelectorAll('img.plot'), ok = 0;

@@ -8,7 +8,19 @@ import re
 from collections.abc import Callable
 
 from harness.compare.compare import Comparison
-from harness.report.tables import VERDICT_HEADER, drift_lines, fmt_or_dash, short_name, verdict_counts, verdict_rows
+from harness.compare.history import CellHistory, ChangePoint
+from harness.report.tables import (
+    HISTORY_HEADER,
+    VERDICT_HEADER,
+    change_point_rows,
+    drift_lines,
+    fmt_or_dash,
+    history_notes,
+    history_summary,
+    short_name,
+    verdict_counts,
+    verdict_rows,
+)
 from harness.store.results import bench_gflops, peak_of, profile_of
 
 # What GitHub-flavoured Markdown could read as markup in a value: line breaks; the characters of
@@ -85,7 +97,9 @@ def cell_rows(result: dict) -> list[dict]:
     return rows
 
 
-def summary_markdown(current: dict, rows: list[dict], comparison: Comparison | None) -> str:
+def summary_markdown(
+    current: dict, rows: list[dict], comparison: Comparison | None, histories: dict[str, CellHistory] | None = None
+) -> str:
     out = [
         "# infer-bench report",
         "",
@@ -104,4 +118,19 @@ def summary_markdown(current: dict, rows: list[dict], comparison: Comparison | N
         )
     if comparison is not None:
         out += ["", "## Verdicts against the baseline", "", verdict_markdown(comparison)]
+    if histories:
+        out += ["", "## Change points over the saved runs", "", history_markdown(histories)]
+    return "\n".join(out) + "\n"
+
+
+def history_markdown(histories: dict[str, CellHistory], new: list[ChangePoint] = ()) -> str:
+    """The change points of a history as a Markdown table (the report's and the step summary's)."""
+    points = [cp for h in histories.values() for cp in h.change_points]
+    out = []
+    if points:
+        out += ["| " + " | ".join(HISTORY_HEADER) + " |", "|" + "---|" * len(HISTORY_HEADER)]
+        out += ["| " + " | ".join(markdown_text(c) for c in r) + " |" for r in change_point_rows(points, new)]
+        out.append("")
+    out.append(markdown_text(history_summary(histories)))
+    out += [f"- {markdown_text(line)}" for line in history_notes(histories)]
     return "\n".join(out) + "\n"

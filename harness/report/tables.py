@@ -1,10 +1,13 @@
-"""Terminal tables: the cells of a run and the verdicts of a comparison (plain text, one line each)."""
+"""Terminal tables: the cells of a run, the verdicts of a comparison and the change points of a
+history (plain text, one line each)."""
 
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 
 from harness.compare.compare import Comparison
+from harness.compare.history import CellHistory, ChangePoint
 from harness.machine.drift import control_samples
 from harness.run.protocol import CellResult
 
@@ -113,3 +116,53 @@ def verdict_lines(comparison: Comparison) -> list[str]:
     lines.append(", ".join(f"{n} {k}" for k, n in verdict_counts(comparison).items()) or "no cells")
     lines += drift_lines(comparison)
     return lines
+
+
+HISTORY_HEADER = ["cell", "at run", "commit", "change", "before ms", "after ms", "p-value", "new"]
+
+
+def change_point_rows(points: list[ChangePoint], new: list[ChangePoint] = ()) -> list[list[str]]:
+    """One row per change point: where (the first run after it, and its commit), by how much, how sure."""
+    return [
+        [
+            short_name(cp.cell),
+            cp.night.run,
+            cp.night.commit or "-",
+            f"{cp.ratio - 1:+.1%}",
+            f"{cp.before * 1e3:.4g}",
+            f"{cp.after * 1e3:.4g}",
+            f"{cp.pvalue:.1e}",
+            "NEW" if cp in new else "",
+        ]
+        for cp in points
+    ]
+
+
+def history_notes(histories: dict[str, CellHistory]) -> list[str]:
+    """What the series left out or split, one line each (the same under the text and Markdown tables)."""
+    lines = []
+    busy = Counter(n.run for h in histories.values() for n in h.left_out)
+    if busy:
+        runs = [f"{run} ({n} cell{'s' if n > 1 else ''})" for run, n in sorted(busy.items())]
+        lines.append(f"left out (machine busy): {', '.join(runs[:8])}{' ...' if len(runs) > 8 else ''}")
+    splits = {(night.run, "; ".join(why)) for h in histories.values() for night, why in h.splits}
+    lines += [f"series split at {run}: {why}" for run, why in sorted(splits)]
+    return lines
+
+
+def history_lines(histories: dict[str, CellHistory], new: list[ChangePoint] = ()) -> list[str]:
+    """The change points of every cell as a table, then what was left out or split."""
+    points = [cp for h in histories.values() for cp in h.change_points]
+    rows = change_point_rows(points, new)
+    widths = [max(len(r[i]) for r in rows + [HISTORY_HEADER]) for i in range(len(HISTORY_HEADER))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [HISTORY_HEADER] + rows] if rows else []
+    return lines + [history_summary(histories)] + history_notes(histories)
+
+
+def history_summary(histories: dict[str, CellHistory]) -> str:
+    points = sum(len(h.change_points) for h in histories.values())
+    nights = max((len(h.nights) for h in histories.values()), default=0)
+    return (
+        f"{points} change points in {sum(bool(h.change_points) for h in histories.values())} of "
+        f"{len(histories)} cells (up to {nights} nights each)"
+    )

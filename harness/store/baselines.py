@@ -89,6 +89,17 @@ class BaselineStore:
                 found.append((path, str(exc)))
         return found
 
+    def history(self) -> tuple[list[tuple[str, dict]], list[str]]:
+        """This profile's readable runs as (name, result), oldest first, and one line per run that
+        cannot be read (left out of the history)."""
+        runs, problems = [], []
+        for path in self.runs():
+            try:
+                runs.append((path.stem, load_result(path)))
+            except ResultFileError as exc:
+                problems.append(f"{exc}; left out of the history")
+        return runs, problems
+
     def latest(self) -> Path | None:
         runs = self.runs()
         return runs[-1] if runs else None
