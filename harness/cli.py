@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness compare | history | baseline update|migrate|compact | report | tune``.
+"""Command line: ``python -m harness compare | history | merge | baseline update|migrate|compact | report | tune``.
 
 Exit codes: 0 = fine (no regression), 1 = regression found, 2 = usage or input error (one line
 on stderr)."""
@@ -200,6 +200,26 @@ def cmd_history(args) -> int:
     return 0
 
 
+def cmd_merge(args) -> int:
+    """Join shard results of one profile and commit into one run (harness.store.merge)."""
+    from harness.store.io import write_atomic
+    from harness.store.merge import merge_results
+
+    merged, notes = merge_results([(path, load_result(path)) for path in args.results])
+    for line in notes:
+        print(f"warning: {line}", file=sys.stderr)
+    try:
+        write_atomic(Path(args.output), json.dumps(merged, indent=2, allow_nan=True))
+    except OSError as exc:
+        raise UsageProblem(f"cannot write {args.output} ({exc.strerror or exc})") from None
+    shards = merged["infer_bench"]["merged"]["shards"]
+    print(
+        f"{args.output}: {len(merged['benchmarks'])} cells from {len(args.results)} results"
+        + (f" (shards {', '.join(shards)})" if shards else "")
+    )
+    return 0
+
+
 def cmd_report(args) -> int:
     from harness.report.html import write_reports
 
@@ -357,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     h.add_argument("--format", choices=("text", "md", "json"), default="text")
     h.set_defaults(func=cmd_history)
+    g = sub.add_parser("merge", help="join shard results (pytest --shard K/N --benchmark-json) into one run")
+    g.add_argument("results", nargs="+", help="the shards' result JSON files")
+    g.add_argument("-o", "--output", required=True, help="where to write the merged run")
+    g.set_defaults(func=cmd_merge)
     r = sub.add_parser("report", help="Markdown + self-contained HTML report of a result")
     r.add_argument("result")
     r.add_argument("--baseline", default=None)

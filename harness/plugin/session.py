@@ -245,6 +245,8 @@ class BenchSession:
     def saved_extra(self) -> dict:
         """infer-bench's part of the saved result JSON (beside pytest-benchmark's)."""
         extra: dict = {"control": self.control}
+        if self.options.shard is not None:  # python -m harness merge checks the shards it joins
+            extra["shard"] = str(self.options.shard)
         if self.results:
             extra.update(measured_peak())
         if self.comparison is not None:
