@@ -39,9 +39,26 @@ def _threshold(text: str) -> float:
     return value
 
 
+def latest_saved_run(store_root: str, current: dict) -> Path:
+    """The latest run of ``current``'s profile in a store folder (UsageProblem when it has none)."""
+    from harness.store.baselines import BaselineStore, profile_id_of
+
+    store = BaselineStore(store_root, profile_id_of(current))
+    latest = store.latest()
+    if latest is None:
+        raise UsageProblem(
+            f"no saved run of profile {store.profile_id} in {store.dir} to compare with; "
+            f"profiles with runs: {store.describe()}"
+        )
+    print(f"baseline: {latest}", file=sys.stderr)
+    return latest
+
+
 def _judged(args, baseline_path: str, current: dict):
     """The comparison of a loaded result with a baseline file, under the one rule every judging
     path applies: results from different machine profiles are refused unless asked for."""
+    if Path(baseline_path).is_dir():  # a store: the latest saved run of the current result's profile
+        baseline_path = latest_saved_run(baseline_path, current)
     comparison = compare_results(load_result(baseline_path), current, args.threshold, args.alpha)
     mismatch = profile_mismatch(comparison.baseline_profile, comparison.current_profile)
     if mismatch and not args.allow_profile_mismatch:
@@ -224,7 +241,14 @@ def cmd_report(args) -> int:
     from harness.report.html import write_reports
 
     current = load_result(args.result)
-    comparison = _judged(args, args.baseline, current) if args.baseline else None
+    comparison = None
+    if args.baseline:
+        try:
+            comparison = _judged(args, args.baseline, current)
+        except UsageProblem as exc:
+            if not Path(args.baseline).is_dir():
+                raise
+            print(f"warning: {exc}; the report has no verdicts", file=sys.stderr)  # a profile's first run
     try:
         written = write_reports(current, comparison, Path(args.output), history_dir=args.history)
     except OSError as exc:
@@ -329,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description="infer-bench: compare, baselines, reports")
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compare", help="verdicts for CURRENT against BASELINE (pytest-benchmark JSON files)")
-    c.add_argument("baseline")
+    c.add_argument("baseline", help="a saved result, or a store folder (its latest run of CURRENT's profile)")
     c.add_argument("current")
     _judging_options(c)
     c.add_argument(
@@ -383,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_merge)
     r = sub.add_parser("report", help="Markdown + self-contained HTML report of a result")
     r.add_argument("result")
-    r.add_argument("--baseline", default=None)
+    r.add_argument("--baseline", default=None, help="a saved result, or a store folder (its latest run of the profile)")
     r.add_argument("-o", "--output", default="reports")
     r.add_argument(
         "--history",
