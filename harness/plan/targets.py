@@ -12,6 +12,7 @@ class TargetInfo:
     device: str  # "cpu" (more devices belong to their own issue)
     host_isa: bool  # True: use the host CPU's full ISA (mcpu=<host>)
     description: str
+    remote: dict | None = None  # a TVM RPC device (harness.backends.tvm.remote.RemoteDevice.to_dict()): build for it
 
 
 TARGETS = {

@@ -35,7 +35,8 @@ def pytest_configure(config):
     for marker, text in MARKERS.items():
         config.addinivalue_line("markers", f"{marker}: {text}")
     options = RunOptions.from_config(config)
-    profile = current_profile(options.confinement)
+    # a TVM RPC run is the device's: stored and compared under its profile (harness.backends.tvm.remote)
+    profile = options.remote.profile() if options.remote else current_profile(options.confinement)
     config.stash[SESSION_KEY] = BenchSession(options, root=config.rootpath, current_profile=profile)
     file_runs_by_profile(profile["profile_id"])  # before pytest-benchmark (trylast) loads the compared run
 
@@ -95,7 +96,10 @@ def _measures(item) -> bool:
 def _request(item, config) -> dict:
     """What the worker needs besides the cell: timing options, parity policy, confinement."""
     options = _session(config).options
-    return {"timing": timing_options_for(item, config), "parity": options.parity, "confinement": options.confinement}
+    request = {"timing": timing_options_for(item, config), "parity": options.parity, "confinement": options.confinement}
+    if options.remote:
+        request["remote"] = options.remote.to_dict()
+    return request
 
 
 def _cell(item) -> Cell | None:

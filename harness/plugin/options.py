@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.backends import UnknownBackendError, registered
+from harness.backends.tvm.remote import RemoteDevice, RemoteError, describe, needs_cross_compiler
 from harness.compare.compare import pick_threshold
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from harness.machine.confine import Confinement, ConfinementError
@@ -150,6 +151,26 @@ def add_options(parser) -> None:
         "worker wall time in the latest saved run of this profile (for N runners or N sequential CI jobs)",
     )
     group.addoption(
+        "--rpc-tracker",
+        default=None,
+        metavar="HOST:PORT",
+        help="run the tvm and tvm-sparse cells on a TVM RPC device lent by this tracker (built here for the "
+        "device, timed there); results are the device's profile's; other cells are skipped",
+    )
+    group.addoption("--rpc-key", default=None, metavar="KEY", help="the device key of --rpc-tracker")
+    group.addoption(
+        "--rpc-target",
+        default=None,
+        metavar="TARGET",
+        help="the device's target, 'llvm -mtriple=... -mcpu=... -num-cores=N' (default: asked from the device)",
+    )
+    group.addoption(
+        "--rpc-cross-compiler",
+        default=None,
+        metavar="CC",
+        help="compiler linking the device's library when its triple is not this host's, e.g. aarch64-linux-gnu-g++",
+    )
+    group.addoption(
         "--processes",
         type=int,
         default=None,
@@ -213,6 +234,7 @@ class RunOptions:
     confinement: Confinement = field(default_factory=Confinement)  # --cpu-quota, --cpuset, --pin
     compare: bool = False  # pytest-benchmark's --benchmark-compare was given
     shard: Shard | None = None  # --shard K/N
+    remote: RemoteDevice | None = None  # --rpc-tracker/--rpc-key: the TVM RPC device, described
 
     @property
     def interleaved(self) -> bool:
@@ -230,7 +252,9 @@ class RunOptions:
             vetted = vet(model[1], onnx_importers(axes.get("backends") or registered()), where) if model else None
             confinement = Confinement.parse(opt("cpu_quota"), opt("cpuset"), opt("pin"), opt("memory_limit"))
             shard = Shard.parse(opt("shard")) if opt("shard") else None
+            remote = remote_device(opt("rpc_tracker"), opt("rpc_key"), opt("rpc_target"), opt("rpc_cross_compiler"))
         except (
+            RemoteError,
             MatrixError,
             UnknownBackendError,
             UnknownTargetError,
@@ -273,12 +297,26 @@ class RunOptions:
             opt("fail_on_minor"),
             opt("regression_threshold"),
             opt("regression_alpha"),
-            not opt("no_drift_control"),
+            not opt("no_drift_control") and remote is None,  # the control measures this host, not a device
             {"multiplier": multiplier} if multiplier is not None else {},
             confinement,
             bool(opt("benchmark_compare", None)),
             shard,
+            remote,
         )
+
+
+def remote_device(tracker: str | None, key: str | None, target: str | None, cross: str | None) -> RemoteDevice | None:
+    """The described TVM RPC device of --rpc-tracker/--rpc-key, or None; RemoteError on any problem."""
+    if not tracker and not key:
+        if target or cross:
+            raise RemoteError("--rpc-target and --rpc-cross-compiler need --rpc-tracker HOST:PORT --rpc-key KEY")
+        return None
+    device = describe(RemoteDevice.parse(tracker, key, target, cross))
+    problem = needs_cross_compiler(device)
+    if problem:
+        raise RemoteError(f"--rpc-key {key}: {problem}")
+    return device
 
 
 def processes_for(item, options: RunOptions) -> int:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.backends import get_backend
+from harness.backends.tvm.remote import REMOTE_BACKENDS
 from harness.compare.compare import Comparison, compare, profile_mismatch
 from harness.machine.drift import add_sample, measure_control
 from harness.machine.profile import measured_peak
@@ -92,6 +93,8 @@ class BenchSession:
             if not_here:  # never time a cell unconfined under a confined label
                 return f"{confinement.describe()} cannot be applied here: {not_here}"
             reason = unsupported_reason(cell)
+            if reason is None and self.options.remote and cell.backend not in REMOTE_BACKENDS:
+                reason = f"runs on this host; with --rpc-key {self.options.remote.key} only tvm cells run (on it)"
             importer = get_backend(cell.backend).onnx_importer
             if reason is None and not self.broken_reason(cell) and importer in refused.get(cell.model, {}):
                 reason = refused[cell.model][importer]

@@ -37,13 +37,19 @@ def build_request(
     measure: bool = True,
     budget: CpuBudget | None = None,
     confinement: Confinement | None = None,
+    remote: dict | None = None,
 ) -> Request:
     """``timing``: TimingOptions or their fields; ``parity``: ParityPolicy overrides; ``budget``
     the machine's CPU budget (measured when None), narrowed by ``confinement``. Under a CPU quota
     (the harness's or the machine's own) the timing window lasts at least QUOTA_WINDOW_S: a quota
     throttles in 100 ms periods, and a shorter window would catch a random share of throttled calls."""
     confinement = confinement or Confinement()
-    budget, cpus = confinement.placement(cell.threads, budget)
+    if remote:  # the cell's threads are the device's (harness.backends.tvm.remote)
+        from harness.backends.tvm.remote import RemoteDevice
+
+        budget, cpus, confinement = RemoteDevice.from_dict(remote).budget(), None, Confinement()
+    else:
+        budget, cpus = confinement.placement(cell.threads, budget)
     timing = timing if isinstance(timing, TimingOptions) else TimingOptions(**(timing or {}))
     if budget.quota_cpus is not None:
         timing = replace(timing, min_window_s=max(timing.min_window_s, QUOTA_WINDOW_S))
@@ -56,6 +62,7 @@ def build_request(
         measure,
         confinement=confinement.to_dict() if confinement.active else {},
         cpus=cpus,
+        remote=remote,
     )
 
 

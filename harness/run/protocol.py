@@ -50,6 +50,7 @@ class Request:
     check_parity: bool = True  # False for a cell's later worker processes: they only add samples
     confinement: dict = field(default_factory=dict)  # Confinement.to_dict() (quota, cpuset, pin)
     cpus: list[int] | None = None  # the CPUs the worker is bound to (cpuset or pinning), in order
+    remote: dict | None = None  # a TVM RPC device the cell runs on (harness.backends.tvm.remote)
 
     def settings(self) -> ThreadSettings:
         """What the backend applies through its own API for this cell's thread control."""
@@ -74,6 +75,7 @@ class Request:
             "check_parity": self.check_parity,
             "confinement": dict(self.confinement),
             "cpus": self.cpus,
+            "remote": self.remote,
         }
 
     @classmethod
@@ -90,6 +92,7 @@ class Request:
             bool(data.get("check_parity", True)),
             dict(data.get("confinement") or {}),
             data.get("cpus"),
+            data.get("remote"),
         )
 
 

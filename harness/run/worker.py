@@ -13,6 +13,7 @@ import resource
 import sys
 import time
 import traceback
+from dataclasses import replace
 
 from harness.machine.threads import NO_SPIN_ENV, PIN_ENV_VARS, THREAD_ENV_VARS, cpu_quota
 from harness.run.protocol import CellResult, ProtocolError, Request, ThreadReport
@@ -100,7 +101,10 @@ def run_request(request: Request) -> CellResult:
         timing_inputs = model.make_inputs(INPUT_SEED_TIMING)
         stage = "compile"
         t0 = time.perf_counter()
-        compiled = backend.compile(model, get_target(cell.target), request.settings(), timing_inputs)
+        target = get_target(cell.target)
+        if request.remote:  # built here, run and timed on a TVM RPC device
+            target = replace(target, remote=request.remote)
+        compiled = backend.compile(model, target, request.settings(), timing_inputs)
         result.compile_s = time.perf_counter() - t0
         result.label = compiled.label
         result.build = getattr(compiled, "build_info", dict)()
@@ -116,7 +120,10 @@ def run_request(request: Request) -> CellResult:
                 result.status, result.message = "parity_failed", report.message
         if result.ok and request.measure:
             stage = "timing"
-            result.samples = [measure(compiled.prepare(timing_inputs), request.timing)]  # one per worker process
+            if hasattr(compiled, "measure"):  # timed where it runs (a remote device's own evaluator)
+                result.samples = [compiled.measure(timing_inputs, request.timing)]
+            else:
+                result.samples = [measure(compiled.prepare(timing_inputs), request.timing)]  # one per worker process
         result.threads.runtime = compiled.thread_info()
     except Exception as exc:  # a broken cell reports, it does not crash the suite
         result.status, result.stage = "error", stage

@@ -19,6 +19,7 @@ import numpy as np
 from harness.backends.base import Backend
 from harness.backends.sparse_weights import describe
 from harness.backends.tvm.frontend import import_relax, remove_dropout, set_tvm_threads, tvm_target
+from harness.backends.tvm.remote import RemoteDevice, deploy, export_library
 from harness.machine.threads import ThreadSettings
 
 __all__ = [
@@ -106,7 +107,8 @@ class Tvm(Backend):
         set_tvm_threads(settings)
         count = settings.count or tvm.runtime.num_threads()
         tvm_tgt = tvm_target(target, count)
-        database = find_database(count, self.version()) if target.host_isa else None
+        # a remote device has no records of this profile's (tuning over RPC is not supported yet)
+        database = find_database(count, self.version()) if target.host_isa and not target.remote else None
         cache = CompileCache()
         key = cache_key(
             backend=self.name,
@@ -117,19 +119,24 @@ class Tvm(Backend):
             model=model.content_digest(),
             tuning_db=database.digest if database else None,
         )
+        remote = RemoteDevice.from_dict(target.remote) if target.remote else None
         found = cache.lookup(key)
-        if found.entry is not None:
-            module = tvm.runtime.load_module(str(found.entry / LIBRARY))
+        if found.entry is not None:  # a device's library is uploaded as it is, never loaded here
+            module = tvm.runtime.load_module(str(found.entry / LIBRARY)) if remote is None else found.entry / LIBRARY
             facts = found.meta
         else:
             module, facts = self._build(model, example, tvm_tgt, database)
-            cache.store(key, lambda d: module.export_library(str(d / LIBRARY)), facts)
+            cache.store(key, lambda d: export_library(module, d / LIBRARY, remote), facts)
         label, info = _describe(database, facts, count)
         if self.sparse:
             info.update(facts["sparse"])
             converted, candidates = facts["sparse"]["sparse_weights"], facts["sparse"]["sparse_candidates"]
             label = f"{label}; {describe(converted, candidates, 'BSR', 'matmul/1x1-conv weights')}"
         info["compile_cache"] = cache.status(found)
+        if remote is not None:
+            compiled = deploy(module, remote, settings, label, info)
+            compiled.run(example)
+            return compiled
         device = tvm.cpu()
         compiled = TvmCompiled(relax.VirtualMachine(module, device), device, label, info)
         compiled.run(example)

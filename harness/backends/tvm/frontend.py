@@ -24,6 +24,12 @@ def tvm_target(target_info, threads: int):
     import tvm
 
     attrs = {"kind": "llvm", "num-cores": threads}
+    remote = getattr(target_info, "remote", None)
+    if remote:  # a TVM RPC device: its triple, and its CPU for 'llvm' (harness.backends.tvm.remote)
+        attrs["mtriple"] = remote["triple"]
+        if target_info.host_isa:
+            attrs["mcpu"] = remote["mcpu"]
+        return tvm.target.Target(attrs)
     if target_info.host_isa:
         # "-mcpu=native" is ignored with the wheel's conda triple: name the triple and the CPU.
         attrs["mtriple"] = "x86_64-linux-gnu" if tvm.target.codegen.llvm_get_system_cpu() else None
