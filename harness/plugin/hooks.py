@@ -97,8 +97,8 @@ def _request(item, config) -> dict:
     """What the worker needs besides the cell: timing options, parity policy, confinement."""
     options = _session(config).options
     request = {"timing": timing_options_for(item, config), "parity": options.parity, "confinement": options.confinement}
-    if options.remote:
-        request["remote"] = options.remote.to_dict()
+    if options.remote:  # threads resolve against the device's CPUs
+        request.update(remote=options.remote.to_dict(), budget=options.remote.budget())
     return request
 
 

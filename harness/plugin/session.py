@@ -250,7 +250,7 @@ class BenchSession:
         extra: dict = {"control": self.control}
         if self.options.shard is not None:  # python -m harness merge checks the shards it joins
             extra["shard"] = str(self.options.shard)
-        if self.results:
+        if self.results and not self.options.remote:  # the practical peak is this host's, not a device's
             extra.update(measured_peak())
         if self.comparison is not None:
             extra["verdicts"] = [v.to_dict() for v in self.comparison.verdicts]

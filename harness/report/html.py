@@ -95,7 +95,8 @@ def plot_latency(rows: list[dict]) -> str | None:
     ax.set_xticks([i + width * (len(backends) - 1) / 2 for i in range(len(models))], models, rotation=20)
     ax.set_yscale("log")
     ax.set_ylabel("median latency (ms, log)")
-    ax.legend(fontsize=8)
+    if backends:
+        ax.legend(fontsize=8)
     return _png(fig)
 
 

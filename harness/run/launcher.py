@@ -44,10 +44,8 @@ def build_request(
     (the harness's or the machine's own) the timing window lasts at least QUOTA_WINDOW_S: a quota
     throttles in 100 ms periods, and a shorter window would catch a random share of throttled calls."""
     confinement = confinement or Confinement()
-    if remote:  # the cell's threads are the device's (harness.backends.tvm.remote)
-        from harness.backends.tvm.remote import RemoteDevice
-
-        budget, cpus, confinement = RemoteDevice.from_dict(remote).budget(), None, Confinement()
+    if remote:  # a TVM RPC device: ``budget`` is the device's, nothing of this host's confines it
+        cpus, confinement = None, Confinement()
     else:
         budget, cpus = confinement.placement(cell.threads, budget)
     timing = timing if isinstance(timing, TimingOptions) else TimingOptions(**(timing or {}))
