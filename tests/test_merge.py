@@ -57,6 +57,7 @@ def test_refusals_are_one_line_naming_the_files(tmp_path, capsys):
         "different commits": shard_file(tmp_path / "c.json", {"bert-ort": 1e-3}, "2/2", commit="beef" * 10),
         "different splits": shard_file(tmp_path / "s.json", {"bert-ort": 1e-3}, "2/3"),
         "given twice": shard_file(tmp_path / "t.json", {"bert-ort": 1e-3}, "1/2"),
+        "not a shard": shard_file(tmp_path / "n.json", {"bert-ort": 1e-3}, "3/2"),
     }
     expected = {
         "different profiles": "results of different machine profiles cannot be one run: "
@@ -67,6 +68,7 @@ def test_refusals_are_one_line_naming_the_files(tmp_path, capsys):
         "different splits": "results of different shard splits cannot be one run "
         f"({a}: 1/2, {tmp_path / 's.json'}: 2/3)",
         "given twice": "shard 1/2 is given twice",
+        "not a shard": f"{tmp_path / 'n.json'}: infer_bench.shard is '3/2', not K/N",
     }
     for case, other_file in cases.items():
         out = tmp_path / f"{case}.json"

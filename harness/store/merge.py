@@ -16,6 +16,7 @@ judged as a whole."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from harness.machine.drift import CONTROL_VERSION, control_samples
@@ -26,12 +27,14 @@ class MergeError(ResultFileError):
     pass
 
 
-def _shard_of(result: dict) -> tuple[int, int] | None:
+def _shard_of(name: str, result: dict) -> tuple[int, int] | None:
     text = (result.get("infer_bench") or {}).get("shard")
     if not text:
         return None
-    index, _, count = str(text).partition("/")
-    return int(index), int(count)
+    match = re.fullmatch(r"(\d+)/(\d+)", str(text))
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise MergeError(f"{name}: infer_bench.shard is {text!r}, not K/N")
+    return int(match[1]), int(match[2])
 
 
 def merge_results(results: Sequence[tuple[str, dict]]) -> tuple[dict, list[str]]:
@@ -52,7 +55,7 @@ def merge_results(results: Sequence[tuple[str, dict]]) -> tuple[dict, list[str]]
             other = seen.setdefault(bench["fullname"], name)
             if other != name:
                 raise MergeError(f"{bench['fullname']} is in both {other} and {name}: shards must not overlap")
-    shards = {name: _shard_of(r) for name, r in results}
+    shards = {name: _shard_of(name, r) for name, r in results}
     counts = {s[1] for s in shards.values() if s}
     if len(counts) > 1:
         listed = ", ".join(f"{name}: {s[0]}/{s[1]}" for name, s in shards.items() if s)
