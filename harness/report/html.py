@@ -28,7 +28,6 @@ from harness.report.tables import (
     short_name,
 )
 from harness.store.io import write_atomic
-from harness.store.results import ResultFileError, load_result
 
 COLORS = {
     "regression": "#d62728",
@@ -103,14 +102,10 @@ def plot_latency(rows: list[dict]) -> str | None:
 def history_runs(history_dir: Path | None, current: dict) -> list[tuple[str, dict]]:
     """The readable saved runs in ``history_dir`` (oldest first), then ``current`` (unless it is the
     newest of them, saved already)."""
-    from harness.store.baselines import run_files
+    from harness.store.baselines import BaselineStore
 
-    runs = []
-    for path in run_files(Path(history_dir)) if history_dir else []:
-        try:
-            runs.append((path.stem, load_result(path)))
-        except ResultFileError:
-            continue
+    folder = Path(history_dir) if history_dir else None
+    runs = BaselineStore(folder.parent, folder.name).history()[0] if folder else []
     if not runs or runs[-1][1] != current:
         runs.append(("current", current))
     return runs
