@@ -184,7 +184,7 @@ def cmd_history(args) -> int:
     histories = analyse(runs, cells, args.max_pvalue, args.window)
     if cells and not histories:
         raise UsageProblem(f"--cell {','.join(cells)}: no cell of profile {profile} matches")
-    new = new_change_points(runs, cells, args.max_pvalue, args.window)
+    new = new_change_points(runs, cells, args.max_pvalue, args.window, now=histories)
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     failing = [cp for cp in new if cp.is_regression(threshold)]
     points = [cp for h in histories.values() for cp in h.change_points]

@@ -174,12 +174,14 @@ def new_change_points(
     cells: Sequence[str] | None = None,
     max_pvalue: float = DEFAULT_MAX_PVALUE,
     window: int = DEFAULT_WINDOW,
+    now: dict[str, CellHistory] | None = None,
 ) -> list[ChangePoint]:
     """The change points the newest run brought: found with it and absent (same cell, same direction,
-    within NEW_TOLERANCE nights) from the history without it."""
+    within NEW_TOLERANCE nights) from the history without it. ``now``: ``analyse`` of the same runs,
+    when the caller has it already."""
     if not runs:
         return []
-    now = analyse(runs, cells, max_pvalue, window)
+    now = analyse(runs, cells, max_pvalue, window) if now is None else now
     before = analyse(runs[:-1], cells, max_pvalue, window)
     found = []
     for cell, history in now.items():

@@ -24,7 +24,7 @@ def tvm_target(target_info, threads: int):
     import tvm
 
     attrs = {"kind": "llvm", "num-cores": threads}
-    remote = getattr(target_info, "remote", None)
+    remote = target_info.remote
     if remote:  # a TVM RPC device: its triple, and its CPU for 'llvm' (harness.backends.tvm.remote)
         attrs["mtriple"] = remote["triple"]
         if target_info.host_isa:

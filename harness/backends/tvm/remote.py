@@ -188,9 +188,9 @@ def describe(device: RemoteDevice, timeout_s: float = DESCRIBE_TIMEOUT_S) -> Rem
 class RemoteCompiled:
     """A Relax executable loaded on the device: runs there, timed there."""
 
-    def __init__(self, session, vm, device, label: str, build_info: dict, threads: int | None):
+    def __init__(self, session, vm, device, label: str, build_info: dict):
         self.session, self.vm, self.device = session, vm, device
-        self.label, self._build_info, self._threads = label, build_info, threads
+        self.label, self._build_info = label, build_info
 
     def build_info(self) -> dict:
         return dict(self._build_info)
@@ -268,7 +268,7 @@ def deploy(module, device: RemoteDevice, settings, label: str, build_info: dict)
     vm = relax.VirtualMachine(session.load_module("model.so"), dev)
     info = dict(build_info, remote_key=device.key, remote_target=f"{device.triple} {device.mcpu}")
     label = f"{label}; on RPC device {device.key} ({device.mcpu})"
-    return RemoteCompiled(session, vm, dev, label, info, settings.count)
+    return RemoteCompiled(session, vm, dev, label, info)
 
 
 def needs_cross_compiler(device: RemoteDevice) -> str | None:
