@@ -9,10 +9,12 @@ versions changed."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from harness.compare.metrics import DEFAULT_FAIL_ON
 from harness.compare.stats import LogInterval, welch
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD, Verdict, judge
 from harness.machine.drift import control_samples
@@ -80,10 +82,16 @@ class Comparison:
     def regressions(self) -> list[Verdict]:
         return self.failing()
 
-    def failing(self, minor: bool = False) -> list[Verdict]:
-        """The verdicts that fail a gate: ``regression``, and ``minor regression`` when asked."""
+    def failing(self, minor: bool = False, metrics: Collection[str] = DEFAULT_FAIL_ON) -> list[Verdict]:
+        """The cells that fail a gate: a ``regression`` (and a ``minor regression`` when asked) of
+        their latency or of another of ``metrics`` (harness.compare.metrics.METRICS)."""
         kinds = ("regression", "minor regression") if minor else ("regression",)
-        return [v for v in self.verdicts if v.verdict in kinds]
+        return [
+            v
+            for v in self.verdicts
+            if ("latency" in metrics and v.verdict in kinds)
+            or any(m.verdict in kinds for name, m in v.metrics.items() if name in metrics)
+        ]
 
     def to_dict(self) -> dict:
         baseline, current = self.profile_ids

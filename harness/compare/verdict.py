@@ -29,7 +29,7 @@ uncertainties (``LogInterval.shifted``); the verdict says so and keeps the raw r
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -70,6 +70,9 @@ class Verdict:
     processes: tuple[int, int] | None = None
     steady: tuple[int, int] | None = None  # processes in the steady state (baseline, current)
     note: str = ""
+    spread: tuple[float, float] | None = None  # sd of the steady log process medians (baseline, current)
+    look: int | None = None  # with --until-decided: the look (1, 2, ...) this verdict was made at
+    metrics: dict = field(default_factory=dict)  # metric name -> harness.compare.metrics.MetricVerdict
 
     def to_dict(self) -> dict:
         return asdict(self)

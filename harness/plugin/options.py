@@ -12,6 +12,8 @@ import pytest
 from harness.backends import UnknownBackendError, registered
 from harness.backends.tvm.remote import RemoteDevice, RemoteError, describe, needs_cross_compiler
 from harness.compare.compare import pick_threshold
+from harness.compare.metrics import DEFAULT_FAIL_ON, METRICS, MetricNameError, parse_fail_on
+from harness.compare.sequential import DEFAULT_BUDGET_MINUTES
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from harness.machine.confine import Confinement, ConfinementError
 from harness.models import UnknownModelError, UserModelError
@@ -189,6 +191,27 @@ def add_options(parser) -> None:
         help="with --fail-on-regression: 'minor regression' (significant, but below the threshold) fails too",
     )
     group.addoption(
+        "--fail-on",
+        default=None,
+        metavar="LIST",
+        help=f"with --fail-on-regression: the metrics whose regression fails the run, a comma list of "
+        f"{', '.join(METRICS)} or all (default {','.join(DEFAULT_FAIL_ON)})",
+    )
+    group.addoption(
+        "--until-decided",
+        action="store_true",
+        help="after the first pass, give cells whose verdict is inconclusive more worker processes (a sequential "
+        "design: each look's verdict at its share of --regression-alpha) until decided or --budget-minutes is spent",
+    )
+    group.addoption(
+        "--budget-minutes",
+        type=float,
+        default=None,
+        metavar="M",
+        help=f"with --until-decided: wall time for the processes added after the first pass (default "
+        f"{DEFAULT_BUDGET_MINUTES:g})",
+    )
+    group.addoption(
         "--regression-threshold",
         type=float,
         default=None,
@@ -229,6 +252,9 @@ class RunOptions:
     fail_on_minor: bool = False
     regression_threshold: float | None = None
     regression_alpha: float = DEFAULT_ALPHA
+    fail_on: tuple[str, ...] = DEFAULT_FAIL_ON  # metrics whose regression fails the gate
+    until_decided: bool = False
+    budget_minutes: float | None = None  # with until_decided (None: DEFAULT_BUDGET_MINUTES)
     drift_control: bool = True
     parity: dict = field(default_factory=dict)  # ParityPolicy overrides
     confinement: Confinement = field(default_factory=Confinement)  # --cpu-quota, --cpuset, --pin
@@ -253,7 +279,9 @@ class RunOptions:
             confinement = Confinement.parse(opt("cpu_quota"), opt("cpuset"), opt("pin"), opt("memory_limit"))
             shard = Shard.parse(opt("shard")) if opt("shard") else None
             remote = remote_device(opt("rpc_tracker"), opt("rpc_key"), opt("rpc_target"), opt("rpc_cross_compiler"))
+            fail_on = parse_fail_on(opt("fail_on"))
         except (
+            MetricNameError,
             RemoteError,
             MatrixError,
             UnknownBackendError,
@@ -284,6 +312,12 @@ class RunOptions:
         if threshold is not None and threshold < 0:
             raise pytest.UsageError(f"infer-bench: --regression-threshold {threshold:g} is negative; use 0 or more")
         multiplier = opt("parity_multiplier")
+        budget = opt("budget_minutes")
+        if budget is not None and (budget <= 0 or not opt("until_decided")):
+            raise pytest.UsageError(
+                f"infer-bench: --budget-minutes {budget:g}: "
+                + ("give a positive number of minutes" if budget <= 0 else "it is the budget of --until-decided; add it")
+            )
         return cls(
             axes,
             model,
@@ -297,6 +331,9 @@ class RunOptions:
             opt("fail_on_minor"),
             opt("regression_threshold"),
             opt("regression_alpha"),
+            fail_on,
+            bool(opt("until_decided")),
+            budget,
             not opt("no_drift_control") and remote is None,  # the control measures this host, not a device
             {"multiplier": multiplier} if multiplier is not None else {},
             confinement,

@@ -242,7 +242,7 @@ class BenchSession:
     def failed_on_regression(self) -> bool:
         if not (self.options.fail_on_regression and self.comparison):
             return False
-        return bool(self.comparison.failing(self.options.fail_on_minor))
+        return bool(self.comparison.failing(self.options.fail_on_minor, self.options.fail_on))
 
     # -- reporting ------------------------------------------------------------------------
     def saved_extra(self) -> dict:
