@@ -331,12 +331,34 @@ def ratio_estimate(
     if min(mb.sum(), mc.sum()) >= 2:
         steady = welch_of(mb, mc)
         method = "Welch t on log process medians" + (" (steady state)" if states.split else "")
-        # the other reading: two or more processes faster than the steady state are the real steady
-        # state (and the rest of that side runs slow). Where it differs, the interval covers both.
+        # other readings of the machine states; where one differs, the interval covers it too:
+        # 1. two or more processes faster than the steady state are the real steady state (and the
+        #    rest of that side runs slow);
+        # 2. a side's processes at the other side's steady level are its steady state (nothing moved;
+        #    this side happened to run mostly slow or fast): with 5-7 processes, 4 of 5 in a 30% slow
+        #    state happen 3% of the time and would otherwise read as a steady-state change.
+        readings = []
         other = split_states(xb, xc, min_share=0.0, least=2)
         ob, oc = other.steady
         if states.split and not (np.array_equal(ob, mb) and np.array_equal(oc, mc)) and min(ob.sum(), oc.sum()) >= 2:
-            alt = welch_of(ob, oc)
+            readings.append(("a few fast processes, or a slow majority", welch_of(ob, oc)))
+        if states.split:
+            for moved, keep in ((0, mb), (1, mc)):
+                x, (other_x, other_keep) = (xb, xc)[moved], ((xc, mc), (xb, mb))[moved]
+                # within the other side's steady state, as the states are chained (by the gap)
+                at_level = (x >= other_x[other_keep].min() - states.gap) & (x <= other_x[other_keep].max() + states.gap)
+                if not (at_level & ~keep).any():
+                    continue  # no process of this side outside its steady state sits at the other's level
+                masks = (at_level, mc) if moved == 0 else (mb, at_level)
+                if at_level.sum() >= 2:
+                    alt = welch_of(*masks)
+                else:  # one process: its level, with the other side's spread for its variance
+                    ko = int(other_keep.sum())
+                    var = max(float(other_x[other_keep].var(ddof=1)), float(floors[1 - moved][other_keep].mean()))
+                    diff = float(xc[masks[1]].mean() - xb[masks[0]].mean())
+                    alt = welch_from(diff, math.sqrt(var / ko + var), ko - 1, confidence)
+                readings.append((f"the {('baseline', 'current')[moved]}'s processes at the other's level", alt))
+        for what, alt in readings:
             steady = LogInterval(
                 steady.diff,
                 min(steady.low, alt.low),
@@ -345,9 +367,7 @@ def ratio_estimate(
                 max(steady.se, alt.se),
                 min(steady.df, alt.df),
             )
-            method += (
-                "; the machine states read two ways (a few fast processes, or a slow majority): interval covers both"
-            )
+            method += f"; the machine states read two ways ({what}): interval covers both"
     else:
         steady = _bootstrap_interval(baseline, current, float(xc.mean() - xb.mean()), confidence, n_boot, seed)
         method = "bootstrap over rounds (one process: between-process noise unseen)"
