@@ -1,7 +1,7 @@
 """Command line: ``python -m harness compare | history | merge | baseline update|migrate|compact | report | tune``.
 
-Exit codes: 0 = fine (no regression), 1 = regression found, 2 = usage or input error (one line
-on stderr)."""
+Exit codes: 0 = fine (no regression), 1 = regression found (of latency, or of a metric ``compare
+--fail-on`` names), 2 = usage or input error (one line on stderr)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 from harness.backends.tvm.tuning import DEFAULT_TRIALS
 from harness.compare.change_points import DEFAULT_MAX_PVALUE, DEFAULT_WINDOW
 from harness.compare.compare import compare_results, profile_mismatch
+from harness.compare.metrics import DEFAULT_FAIL_ON, METRICS, MetricNameError, parse_fail_on
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from harness.store.baselines import KEEP_SAMPLES
 from harness.store.results import ResultFileError, load_result
@@ -75,14 +76,21 @@ def cmd_compare(args) -> int:
     from harness.report.markdown import verdict_markdown
     from harness.report.tables import verdict_lines
 
+    try:
+        fail_on = parse_fail_on(args.fail_on)
+    except MetricNameError as exc:
+        raise UsageProblem(str(exc)) from None
     comparison = _judged(args, args.baseline, load_result(args.current))
+    failing = comparison.failing(args.fail_on_minor, fail_on)
     if args.format == "json":
-        print(json.dumps(comparison.to_dict(), indent=2))
+        print(
+            json.dumps(dict(comparison.to_dict(), fail_on=list(fail_on), failing=[v.name for v in failing]), indent=2)
+        )
     elif args.format == "md":
         print(verdict_markdown(comparison))
     else:
         print("\n".join(verdict_lines(comparison)))
-    return 1 if comparison.failing(args.fail_on_minor) else 0
+    return 1 if failing else 0
 
 
 def cmd_baseline_update(args) -> int:
@@ -360,6 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--fail-on-minor",
         action="store_true",
         help="exit 1 on 'minor regression' too (significant, below the threshold)",
+    )
+    c.add_argument(
+        "--fail-on",
+        default=None,
+        metavar="LIST",
+        help=f"the metrics whose regression exits 1, a comma list of {', '.join(METRICS)} or all "
+        f"(default {','.join(DEFAULT_FAIL_ON)})",
     )
     c.add_argument("--format", choices=("text", "md", "json"), default="text")
     c.set_defaults(func=cmd_compare)

@@ -186,3 +186,68 @@ class Slowed(Backend):
         inner.prepare = slowed_prepare
         inner.label = f"{inner.label} + {fraction:.0%} busy-wait"
         return inner
+
+
+# -- one bad behaviour each, switched on by an environment variable: the same backend name (the same
+# cell id) is the baseline without it and the current run with it. They sleep in every timed call
+# like Sleeper (INFER_BENCH_SLEEP_MS), so that their latency and first inference barely move with
+# the machine's load.
+
+
+class Leaky(Sleeper):
+    """With INFER_BENCH_LEAK_MB set, holds that many MiB of touched memory from its first
+    ``prepare`` on (after compile, before the first inference is timed): the model's memory grows,
+    its compile time, first inference, latency and outputs do not."""
+
+    name = "leaky"
+
+    def compile(self, model, target, threads, example):
+        compiled = super().compile(model, target, threads, example)
+        leak_mb = float(os.environ.get("INFER_BENCH_LEAK_MB", "0"))
+        prepare = compiled.prepare
+
+        def leaking_prepare(inputs):
+            if leak_mb and not hasattr(compiled, "leaked"):
+                compiled.leaked = bytearray(b"\x01") * int(leak_mb * 2**20)  # written: every page resident
+            return prepare(inputs)
+
+        compiled.prepare = leaking_prepare
+        return compiled
+
+
+class SlowCompile(Sleeper):
+    """Compiles in 0.1 s (a sleep) plus INFER_BENCH_COMPILE_DELAY_S seconds (default 0)."""
+
+    name = "slowcompile"
+
+    def compile(self, model, target, threads, example):
+        time.sleep(0.1 + float(os.environ.get("INFER_BENCH_COMPILE_DELAY_S", "0")))
+        return super().compile(model, target, threads, example)
+
+
+class Drifting(Sleeper):
+    """With INFER_BENCH_DRIFT=1, every output of ``run`` (what parity checks) is moved by half the
+    parity budget's relative floor (ParityPolicy.rel_floor / 2 of the output's scale), alternately
+    up and down: eager torch's own error is the fp32 reference's, so parity still passes, while the
+    max relative error against float64 grows by far more than 10x (most on the small elements)."""
+
+    name = "drifting"
+
+    def compile(self, model, target, threads, example):
+        import numpy as np
+
+        from harness.run.parity import ParityPolicy
+
+        compiled = super().compile(model, target, threads, example)
+        if os.environ.get("INFER_BENCH_DRIFT", "0") not in ("", "0"):
+            inner, share = compiled.run, ParityPolicy().rel_floor / 2
+
+            def drifting_run(inputs):
+                outs = []
+                for o in inner(inputs):
+                    signs = np.where(np.arange(o.size).reshape(o.shape) % 2, 1.0, -1.0)
+                    outs.append((o + share * np.abs(o).max() * signs).astype(o.dtype))
+                return outs
+
+            compiled.run = drifting_run
+        return compiled

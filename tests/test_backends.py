@@ -29,6 +29,11 @@ def test_backend_matches_eager_and_float64(name, tiny):
     step = compiled.prepare(x)
     step()  # the timing callable runs
     assert compiled.label and compiled.thread_info()
+    info = compiled.build_info()  # the artifact on disk: a TVM library, ORT's graph; nothing for torch
+    if name in ("ort", "tvm", "tvm-untuned"):
+        assert info["artifact_bytes"] > 0 and info["artifact"], info
+    else:
+        assert info["artifact_bytes"] is None and info["artifact"].startswith("none: "), info
 
 
 @pytest.mark.parametrize("name", ["ort", "tvm"])

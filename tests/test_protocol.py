@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from harness.machine.peak import gflops
 from harness.machine.threads import CpuBudget
 from harness.plan.cell import Cell
-from harness.run.protocol import SCHEMA_VERSION, CellResult, ProtocolError, Request, ThreadReport
+from harness.run.protocol import SCHEMA_VERSION, CellResult, ProcessMetrics, ProtocolError, Request, ThreadReport
 from harness.run.timing import Samples, TimingOptions
-from harness.store.results import compact, extra_info
+from harness.store.results import compact, compact_result, extra_info, process_median
 
 # a worker's answer as the first harness wrote it (schema 1: an untyped dict)
 SCHEMA_1 = {
@@ -114,6 +114,29 @@ def test_merge_adds_samples_and_keeps_the_worst_load_and_memory():
     merged = first.merge(later, 2, 3)
     assert merged is first and len(merged.samples) == 4
     assert merged.foreign_load == 0.3 and merged.peak_rss_mb == 100.0 and merged.wall_s == 3.0
+
+
+def test_merge_keeps_each_process_metrics_and_the_store_keeps_them_per_process():
+    first = _result(process_metrics=[ProcessMetrics(2.0, "miss", 0.01, 50.0).to_dict()], compile_s=2.0)
+    later = _result(process_metrics=[ProcessMetrics(0.2, "hit", 0.004, 20.0).to_dict()], compile_s=0.2)
+    merged = first.merge(later, 2, 3).merge(_result(process_metrics=[ProcessMetrics(0.3, "hit").to_dict()]), 3, 3)
+    assert [m.compile_cache for m in merged.process_metrics] == ["miss", "hit", "hit"]
+    assert merged.compile_s == 2.0 and merged.process_median("compile_s") == 0.3
+    assert merged.process_median("first_inference_s") == (0.01 + 0.004) / 2  # the process without one left out
+    assert CellResult.from_dict(json.loads(json.dumps(merged.to_dict()))) == merged
+    info = extra_info(merged)
+    assert info["process_metrics"] == {
+        "compile_s": [2.0, 0.2, 0.3],
+        "compile_cache": ["miss", "hit", "hit"],
+        "first_inference_s": [0.01, 0.004, None],
+        "model_rss_mb": [50.0, 20.0, None],
+        "allocator_mb": [None, None, None],
+    }
+    assert info["compile_s"] == 2.0  # the first process's, for display
+    bench = {"fullname": "t", "stats": {"median": 0.002}, "extra_info": info}
+    slim = compact_result({"benchmarks": [bench]})["benchmarks"][0]["extra_info"]
+    assert slim["compile_s_median"] == 0.3 and slim["model_rss_mb_median"] == 35.0
+    assert process_median(slim, "model_rss_mb") == 35.0 and process_median(slim, "allocator_mb") is None
 
 
 def test_a_failing_later_process_fails_the_cell_and_says_which():

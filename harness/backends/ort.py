@@ -3,7 +3,12 @@
 Threads: ORT has its own pool and reads no thread environment variable; only the session options
 size it. Left at 0 it takes one thread per physical core of the process's affinity and pins them
 (an explicit count turns that pinning off: the harness pins through
-``session.intra_op_thread_affinities`` when the cell is pinned)."""
+``session.intra_op_thread_affinities`` when the cell is pinned).
+
+``compile`` creates the session and runs nothing: the first run (arena allocation) is the worker's
+``first_inference_s``. Artifact (``build_info``'s ``artifact_bytes``): the optimised graph file ORT
+wrote (ORT_ENABLE_ALL, the compile cache's ``OPTIMISED``), or, with the cache off, the serialized
+ONNX graph the session was made from (``artifact`` says which: sizes of the two are not compared)."""
 
 from __future__ import annotations
 
@@ -84,15 +89,14 @@ class OnnxRuntime(Backend):
             opts.inter_op_num_threads = settings.interop
             parallel = settings.interop > 1
             opts.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
-        session, status = self._session(model, opts)
+        session, info = self._session(model, opts)
         names = [i.name for i in session.get_inputs()]
-        compiled = OrtCompiled(session, names, settings.count, {"compile_cache": status})
-        compiled.run(example)  # first run allocates arenas: keep it out of the timings
-        return compiled
+        return OrtCompiled(session, names, settings.count, info)
 
     def _session(self, model, opts):
         """A session from the cached optimised graph (hardware-specific: keyed by the CPU; loaded
-        with optimisation off, as ORT's offline mode says), else a fresh one that saves it."""
+        with optimisation off, as ORT's offline mode says), else a fresh one that saves it; with
+        build facts: ``compile_cache``, ``artifact_bytes`` and ``artifact``."""
         import shutil
         import tempfile
         from pathlib import Path
@@ -111,10 +115,11 @@ class OnnxRuntime(Backend):
         found = cache.lookup(key)
         if found.entry is not None:
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            return ort.InferenceSession(str(found.entry / OPTIMISED), opts, providers=providers), found.status
+            session = ort.InferenceSession(str(found.entry / OPTIMISED), opts, providers=providers)
+            return session, _facts(found.status, (found.entry / OPTIMISED).stat().st_size, OPTIMISED_GRAPH)
         graph = model.onnx_model().SerializeToString()
         if not cache.enabled:
-            return ort.InferenceSession(graph, opts, providers=providers), found.status
+            return ort.InferenceSession(graph, opts, providers=providers), _facts(found.status, len(graph), ONNX_GRAPH)
         scratch = Path(tempfile.mkdtemp(prefix="infer-bench-ort-"))
         try:
             opts.optimized_model_filepath = str(scratch / OPTIMISED)
@@ -123,8 +128,18 @@ class OnnxRuntime(Backend):
             except Exception as exc:  # noqa: BLE001 - saving failed (e.g. > 2 GB): build without the file
                 opts.optimized_model_filepath = ""
                 session = ort.InferenceSession(graph, opts, providers=providers)
-                return session, f"{found.status}, not stored: {type(exc).__name__}"
+                status = f"{found.status}, not stored: {type(exc).__name__}"
+                return session, _facts(status, None, f"none: ORT could not save its optimised graph ({status})")
+            size = (scratch / OPTIMISED).stat().st_size
             cache.store(key, lambda d: shutil.copy(scratch / OPTIMISED, d / OPTIMISED))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        return session, cache.status(found)
+        return session, _facts(cache.status(found), size, OPTIMISED_GRAPH)
+
+
+OPTIMISED_GRAPH = "ORT optimised graph (ORT_ENABLE_ALL, saved by ORT)"
+ONNX_GRAPH = "serialized ONNX graph (compile cache off: ORT's optimised graph is not saved)"
+
+
+def _facts(status: str, size: int | None, artifact: str) -> dict:
+    return {"compile_cache": status, "artifact_bytes": size, "artifact": artifact}

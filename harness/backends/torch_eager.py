@@ -2,7 +2,10 @@
 
 Threads: PyTorch's intra-op pool (OpenMP here) takes OMP_NUM_THREADS at start-up, else one thread
 per physical core; ``torch.set_num_threads`` overrides it; inter-op threads only through
-``torch.set_num_interop_threads`` before any parallel work."""
+``torch.set_num_interop_threads`` before any parallel work.
+
+Nothing is built: ``compile`` applies the threads and returns the module (``compile_s`` near 0),
+and there is no artifact (``artifact_bytes`` None)."""
 
 from __future__ import annotations
 
@@ -77,4 +80,6 @@ class TorchEager(Backend):
 
     def compile(self, model, target, threads, example):
         set_torch_threads(threads)
-        return TorchModuleRunner(model.torch_module(), "eager fp32")
+        runner = TorchModuleRunner(model.torch_module(), "eager fp32")
+        runner.build = {"artifact_bytes": None, "artifact": "none: eager PyTorch runs the module as it is"}
+        return runner

@@ -64,5 +64,11 @@ class TorchSparse(TorchEager):
         set_torch_threads(threads)
         module, converted, linears = sparsify_linears(model.torch_module())
         runner = TorchModuleRunner(module, f"eager fp32, {describe(converted, linears, 'CSR', 'linear weights')}")
-        runner.build = {"sparse_weights": converted, "sparse_candidates": linears, "sparse_format": "csr"}
+        runner.build = {
+            "sparse_weights": converted,
+            "sparse_candidates": linears,
+            "sparse_format": "csr",
+            "artifact_bytes": None,
+            "artifact": "none: eager PyTorch runs the (sparsified) module as it is",
+        }
         return runner

@@ -2,8 +2,10 @@
 plugin's verdict table and the report.
 
 The baseline is always a saved result (pytest-benchmark JSON); the current side is either another
-saved result (``compare_results``) or the samples a pytest run just measured (``compare``). Besides
-the verdicts, a ``Comparison`` carries what the tables print above them: the profiles of both sides,
+saved result (``compare_results``) or the samples a pytest run just measured (``compare``). Each
+cell's verdict judges its latency and, where both sides' ``extra_info`` are at hand, carries the
+verdicts beyond latency (harness.compare.metrics) in ``Verdict.metrics``. Besides the verdicts, a
+``Comparison`` carries what the tables print above them: the profiles of both sides,
 the drift control of both runs (and the correction applied, if any) and the runtime packages whose
 versions changed."""
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.compare.metrics import DEFAULT_FAIL_ON
+from harness.compare.metrics import DEFAULT_FAIL_ON, judge_metrics
 from harness.compare.stats import LogInterval, welch
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD, Verdict, judge
 from harness.machine.drift import control_samples
@@ -117,13 +119,17 @@ def compare(
     current_profile: dict | None = None,
     names: list[str] | None = None,
     threads: dict[str, int | None] | None = None,
+    current_info: dict[str, dict] | None = None,
 ) -> Comparison:
     """Verdicts for ``current`` (name -> per-process samples, None when not measured) against the
     saved ``baseline``. ``threshold`` (the command line) beats a cell's own ``thresholds[name]``,
     which beats the default (``pick_threshold``). ``threads``: each cell's resolved thread count,
-    to match the drift control measured at it. ``names`` defaults to current's, then the baseline's."""
+    to match the drift control measured at it. ``names`` defaults to current's, then the baseline's.
+    ``current_info``: each current cell's extra_info; the cells in it and in the baseline get the
+    verdicts beyond latency (``Verdict.metrics``, harness.compare.metrics), their defaults'
+    thresholds (``threshold`` is latency's)."""
     base = by_name(baseline)
-    thresholds, threads = thresholds or {}, threads or {}
+    thresholds, threads, current_info = thresholds or {}, threads or {}, current_info or {}
     comparison = Comparison(
         [],
         profile_of(baseline),
@@ -143,16 +149,12 @@ def compare(
         cell_threads = threads.get(name)
         if cell_threads is None and name in base:
             cell_threads = (base[name].get("extra_info") or {}).get("threads_resolved")
-        comparison.verdicts.append(
-            judge(
-                name,
-                before,
-                now,
-                pick_threshold(threshold, thresholds.get(name)),
-                alpha,
-                comparison.drifted(cell_threads),
-            )
+        verdict = judge(
+            name, before, now, pick_threshold(threshold, thresholds.get(name)), alpha, comparison.drifted(cell_threads)
         )
+        if name in base and now and name in current_info:
+            verdict.metrics = judge_metrics(base[name].get("extra_info") or {}, current_info[name], alpha)
+        comparison.verdicts.append(verdict)
     return comparison
 
 
@@ -172,4 +174,5 @@ def compare_results(
         control_of(current),
         profile_of(current),
         threads={name: i.get("threads_resolved") for name, i in info.items()},
+        current_info=info,
     )

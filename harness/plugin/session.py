@@ -39,7 +39,7 @@ from harness.run.protocol import CellResult
 from harness.run.schedule import PlannedCell, Progress, run_cell, run_cells
 from harness.run.user_check import vet
 from harness.store.baselines import BaselineStore
-from harness.store.results import ResultFileError, migrate, profile_of
+from harness.store.results import ResultFileError, extra_info, migrate, profile_of
 
 
 @dataclass
@@ -231,6 +231,7 @@ class BenchSession:
             current_profile=self.current_profile,
             names=list(current),
             threads={r.nodeid: r.threads.resolved for r in self.results if r.threads},
+            current_info={r.nodeid: extra_info(r) for r in self.results if r.ok and r.nodeid},
         )
         for verdict in self.comparison.verdicts:
             result = results.get(verdict.name)

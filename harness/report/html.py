@@ -21,10 +21,12 @@ from harness.report.figures import png_bytes, pyplot
 from harness.report.markdown import cell_rows, profile_headline, summary_markdown
 from harness.report.tables import (
     HISTORY_HEADER,
+    METRIC_COLUMNS,
     change_point_rows,
     fmt_or_dash,
     history_notes,
     history_summary,
+    metric_mark,
     short_name,
 )
 from harness.store.io import write_atomic
@@ -38,6 +40,7 @@ COLORS = {
     "inconclusive": "#ff7f0e",
     "new": "#1f77b4",
     "missing": "#000000",
+    "not compared": "#7f7f7f",
 }
 
 
@@ -163,6 +166,14 @@ def _change_points_html(histories: dict[str, CellHistory]) -> str:
     return f"{table}<p>{html_text(history_summary(histories))}</p>" + (f"<ul>{notes}</ul>" if notes else "")
 
 
+def _metric_html(m) -> str:
+    """A metric verdict's cell: its mark in the verdict's colour, its note as the cell's title."""
+    if m is None:
+        return "<td>-</td>"
+    mark = f"<span style='color:{COLORS[m.verdict]}'>{html_text(metric_mark(m))}</span>"
+    return f"<td title='{html_text(m.note)}'>{mark}</td>"
+
+
 def _table_html(rows: list[dict], verdicts) -> str:
     by = {v.name: v for v in verdicts or []}
     head = [
@@ -173,9 +184,12 @@ def _table_html(rows: list[dict], verdicts) -> str:
         "GFLOP/s",
         "% of peak",
         "compile s",
+        "first inference ms",
+        "model MiB",
         "max rel err",
         "verdict",
         "ratio [CI]",
+        *METRIC_COLUMNS,
     ]
     out = ["<table id='cells'><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
     for r in rows:
@@ -190,10 +204,15 @@ def _table_html(rows: list[dict], verdicts) -> str:
             fmt_or_dash(r["gflops"], ".1f"),
             fmt_or_dash(r["pct_peak"], ".1f"),
             fmt_or_dash(r["compile_s"], ".2f"),
+            fmt_or_dash(r["first_inference_ms"], ".3f"),
+            fmt_or_dash(r["model_mb"], ".1f"),
             fmt_or_dash(r["max_rel_err"], ".1e"),
         ]
+        metrics = "".join(_metric_html(v.metrics.get(name) if v else None) for name in METRIC_COLUMNS)
         out.append(
-            "<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in cells) + f"<td>{verdict}</td><td>{ratio}</td></tr>"
+            "<tr>"
+            + "".join(f"<td>{html_text(c)}</td>" for c in cells)
+            + f"<td>{verdict}</td><td>{ratio}</td>{metrics}</tr>"
         )
     out.append("</tbody></table>")
     return "\n".join(out)

@@ -1,6 +1,7 @@
-"""Markdown: the verdict table of a comparison and the summary of one saved result (the report's
-``report.md``, also appended to $GITHUB_STEP_SUMMARY), and ``markdown_text``, through which every
-Markdown report here writes each value that comes from data."""
+"""Markdown: the verdict table of a comparison (latency and a column per metric beyond it) and the
+summary of one saved result (the report's ``report.md``, also appended to $GITHUB_STEP_SUMMARY),
+and ``markdown_text``, through which every Markdown report here writes each value that comes from
+data."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from harness.report.tables import (
     verdict_counts,
     verdict_rows,
 )
-from harness.store.results import bench_gflops, peak_of, profile_of
+from harness.store.results import bench_gflops, peak_of, process_median, profile_of
 
 # What GitHub-flavoured Markdown could read as markup in a value: line breaks; the characters of
 # HTML tags and entities (GitHub renders raw HTML in Markdown); backslash, code, emphasis,
@@ -70,6 +71,10 @@ def verdict_markdown(comparison: Comparison) -> str:
     return "\n".join(out) + "\n"
 
 
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1e3
+
+
 def cell_rows(result: dict) -> list[dict]:
     peak, _ = peak_of(result)
     rows = []
@@ -89,6 +94,8 @@ def cell_rows(result: dict) -> list[dict]:
                 "gflops": gflops,
                 "pct_peak": 100 * gflops / peak if gflops and peak else None,
                 "compile_s": info.get("compile_s"),
+                "first_inference_ms": _ms(process_median(info, "first_inference_s")),
+                "model_mb": process_median(info, "model_rss_mb"),
                 "max_rel_err": info.get("max_rel_err"),
                 "oversubscribed": info.get("oversubscribed"),
                 "processes": (info.get("samples") or {}).get("processes"),
@@ -105,15 +112,17 @@ def summary_markdown(
         "",
         profile_headline(current, markdown_text, lambda value: f"**{markdown_text(value)}**"),
         "",
-        "| cell | backend | threads | median ms | GFLOP/s | % of peak | compile s | max rel err | processes |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| cell | backend | threads | median ms | GFLOP/s | % of peak | compile s | first inference ms | model MiB "
+        "| max rel err | processes |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         flag = " (oversubscribed)" if r["oversubscribed"] else ""
         out.append(
             f"| {markdown_text(r['cell'])} | {markdown_text(r['backend'])} | {markdown_text(r['threads'])}{flag} | "
             f"{r['median_ms']:.3f} | {fmt_or_dash(r['gflops'], '.1f')} | {fmt_or_dash(r['pct_peak'], '.1f')} | "
-            f"{fmt_or_dash(r['compile_s'], '.2f')} | {fmt_or_dash(r['max_rel_err'], '.1e')} | "
+            f"{fmt_or_dash(r['compile_s'], '.2f')} | {fmt_or_dash(r['first_inference_ms'], '.3f')} | "
+            f"{fmt_or_dash(r['model_mb'], '.1f')} | {fmt_or_dash(r['max_rel_err'], '.1e')} | "
             f"{markdown_text(r['processes'] or '-')} |"
         )
     if comparison is not None:

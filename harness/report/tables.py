@@ -1,5 +1,6 @@
-"""Terminal tables: the cells of a run, the verdicts of a comparison and the change points of a
-history (plain text, one line each)."""
+"""Terminal tables: the cells of a run, the verdicts of a comparison (latency, then a column per
+metric beyond latency: harness.compare.metrics) and the change points of a history (plain text,
+one line each)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections import Counter
 
 from harness.compare.compare import Comparison
 from harness.compare.history import CellHistory, ChangePoint
+from harness.compare.metrics import METRICS, NOT_COMPARED, MetricVerdict
 from harness.machine.drift import control_samples
 from harness.run.protocol import CellResult
 
@@ -21,7 +23,20 @@ MARK = {
     "new": "new",
     "missing": "MISSING",
 }
-VERDICT_HEADER = ["cell", "verdict", "ratio", "CI", "resolves", "all processes", "p (Welch)", "threshold", "note"]
+METRIC_COLUMNS = tuple(m for m in METRICS if m != "latency")  # one column each, after latency's
+VERDICT_HEADER = [
+    "cell",
+    "verdict",
+    "ratio",
+    "CI",
+    "resolves",
+    "all processes",
+    "p (Welch)",
+    "threshold",
+    *METRIC_COLUMNS,
+    "note",
+]
+METRIC_FAILS = ("regression", "minor regression")  # whose notes join the row's note
 
 
 def short_name(fullname: str) -> str:
@@ -33,21 +48,42 @@ def fmt_or_dash(x, spec=".3f") -> str:
     return "-" if x is None else format(x, spec)
 
 
+def metric_mark(m: MetricVerdict | None) -> str:
+    """A metric verdict in a few characters: '=' unchanged, '-' not compared, else the change and
+    the verdict, e.g. '+31% REGRESSION' or '12x REGRESSION'."""
+    if m is None or m.verdict == NOT_COMPARED:
+        return "-"
+    if m.verdict == "unchanged":
+        return "="
+    if m.ratio is None:
+        return MARK[m.verdict]
+    change = f"{m.ratio:.0f}x" if m.ratio >= 10 else f"{m.ratio:.1f}x" if m.ratio >= 2 else f"{m.ratio - 1:+.0%}"
+    return f"{change} {MARK[m.verdict]}"
+
+
+def metric_notes(metrics: dict) -> list[str]:
+    """'metric: note' of each metric beyond latency that regressed, for the row's note."""
+    return [f"{name}: {m.note}" for name, m in metrics.items() if m.verdict in METRIC_FAILS and m.note]
+
+
 def cell_lines(results: list[CellResult]) -> list[str]:
-    """The run's cells: status, median, GFLOP/s, compile time, parity error, threads that ran and
-    what the runtime reports, flags."""
+    """The run's cells: status, median, GFLOP/s, compile time, first inference and model memory
+    (medians over the worker processes), parity error, threads that ran and what the runtime
+    reports, flags."""
     lines = [
-        f"{'cell':<44} {'status':<13} {'median ms':>10} {'GFLOP/s':>8} {'compile s':>9} {'max rel err':>11} "
-        f"{'ran':>3} {'threads (runtime)':<28}"
+        f"{'cell':<44} {'status':<13} {'median ms':>10} {'GFLOP/s':>8} {'compile s':>9} {'1st inf ms':>10} "
+        f"{'model MiB':>9} {'max rel err':>11} {'ran':>3} {'threads (runtime)':<28}"
     ]
     for r in sorted(results, key=lambda r: r.nodeid or r.cell.id):
         med = r.median_s()
         flag = (" oversubscribed" if r.oversubscribed else "") + (
             f" BUSY MACHINE ({r.foreign_load:.2f} CPUs used by other processes)" if r.busy else ""
         )
+        first, memory = r.process_median("first_inference_s"), r.process_median("model_rss_mb")
         lines.append(
             f"{r.cell.id:<44} {r.status:<13} {fmt_or_dash(med and med * 1e3, '.3f'):>10} "
             f"{fmt_or_dash(r.gflops(), '.2f'):>8} {fmt_or_dash(r.compile_s, '.2f'):>9} "
+            f"{fmt_or_dash(first and first * 1e3, '.3f'):>10} {fmt_or_dash(memory, '.1f'):>9} "
             f"{fmt_or_dash(r.max_rel_err, '.2e'):>11} {fmt_or_dash(r.threads_ran(), 'd'):>3} "
             f"{','.join(f'{k}={v}' for k, v in r.threads.runtime.items()):<28}{flag}"
         )
@@ -96,7 +132,8 @@ def verdict_rows(comparison: Comparison) -> list[list[str]]:
                 f"{v.mixture[0]:.3f} [{v.mixture[1]:.3f}, {v.mixture[2]:.3f}]" if v.mixture else "-",
                 fmt_or_dash(v.p_value, ".1e"),
                 f"{v.threshold:.0%}",
-                v.note,
+                *(metric_mark(v.metrics.get(name)) for name in METRIC_COLUMNS),
+                "; ".join(n for n in [v.note, *metric_notes(v.metrics)] if n),
             ]
         )
     return rows
@@ -104,6 +141,17 @@ def verdict_rows(comparison: Comparison) -> list[list[str]]:
 
 def verdict_counts(comparison: Comparison) -> dict[str, int]:
     return {k: n for k in MARK if (n := sum(v.verdict == k for v in comparison.verdicts))}
+
+
+def metric_counts(comparison: Comparison) -> list[str]:
+    """'compile: 1 regression' for each metric beyond latency with a regression or improvement."""
+    lines = []
+    for name in METRIC_COLUMNS:
+        seen = Counter(v.metrics[name].verdict for v in comparison.verdicts if name in v.metrics)
+        moved = [f"{seen[k]} {k}" for k in MARK if k in seen and k not in ("unchanged", "inconclusive")]
+        if moved:
+            lines.append(f"{name}: {', '.join(moved)}")
+    return lines
 
 
 def verdict_lines(comparison: Comparison) -> list[str]:
@@ -114,6 +162,7 @@ def verdict_lines(comparison: Comparison) -> list[str]:
     lines += ["  ".join(h.ljust(w) for h, w in zip(VERDICT_HEADER, widths)) + "  note"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
     lines.append(", ".join(f"{n} {k}" for k, n in verdict_counts(comparison).items()) or "no cells")
+    lines += metric_counts(comparison)
     lines += drift_lines(comparison)
     return lines
 

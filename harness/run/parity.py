@@ -22,6 +22,11 @@ or onnx's ReferenceEvaluator for ONNX graphs), evaluated on the same fresh input
   (root-sum-square) - it fails only when it exceeds both; with an unreliable reference only the
   10% holds. A constant cannot pass on a nearly flat output by hiding under the relative floor;
   an output without variation above ``abs_floor`` is not judged on it.
+
+Besides the pass/fail, each output reports its errors for the accuracy-drift verdict
+(harness.compare.metrics): ``max_rel_err`` (max |y - y64| / (|y64| + floor)) and
+``cosine_distance`` (1 - cosine of y with y64, computed as half the squared distance of the unit
+vectors: float32-sized errors give distances near 1e-14, which 1 - cos would round away).
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ class OutputParity:
     problem: str = ""
     correlation: float | None = None  # centred cosine with float64 (None: output constant or one element)
     reference_off: bool = False  # the fp32 reference's own error exceeded reference_cap of the scale
+    cosine_distance: float | None = None  # 1 - cosine with float64, exactly (None: not computed, e.g. non-finite)
 
     @classmethod
     def unusable(cls, name: str, problem: str) -> OutputParity:
@@ -107,6 +113,9 @@ class ParityReport:
             "max_abs_err": max((o.max_abs_err for o in self.outputs), default=0.0),
             "max_rel_err": max((o.max_rel_err for o in self.outputs), default=0.0),
             "cosine": min((o.cosine for o in self.outputs), default=1.0),
+            "cosine_distance": max(
+                (o.cosine_distance for o in self.outputs if o.cosine_distance is not None), default=None
+            ),
             "parity_budget": min((o.budget for o in self.outputs), default=0.0),
             "parity_reference_off": any(o.reference_off for o in self.outputs),
         }
@@ -126,6 +135,14 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     if na == 0 or nb == 0:
         return 0.0
     return float(np.dot(a, b) / (na * nb))
+
+
+def _cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """1 - cos(a, b) as |a/|a| - b/|b||^2 / 2: no cancellation for nearly parallel vectors."""
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 or nb == 0:
+        return 0.0 if na == nb else 1.0
+    return float(np.sum((a / na - b / nb) ** 2) / 2)
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -173,7 +190,7 @@ def check_output(
         )
     diff = np.abs(g - expected64)
     if g.size == 0:
-        return OutputParity(name, True, 0.0, 0.0, 1.0, budget, ref_err, floor, [], 0.0, 0.0, 0)
+        return OutputParity(name, True, 0.0, 0.0, 1.0, budget, ref_err, floor, [], 0.0, 0.0, 0, cosine_distance=0.0)
     flat = int(np.argmax(diff))
     idx = [int(i) for i in np.unravel_index(flat, g.shape)] if g.ndim else []
     max_abs = float(diff.ravel()[flat])
@@ -212,6 +229,7 @@ def check_output(
         problem,
         correlation,
         reference_off,
+        _cosine_distance(g.ravel(), expected64.ravel()),
     )
 
 

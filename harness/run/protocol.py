@@ -107,31 +107,71 @@ class ThreadReport:
 
 
 @dataclass
+class ProcessMetrics:
+    """What one worker process measured once (not per call), before parity and timing:
+
+    - ``compile_s``: seconds of the backend's ``compile`` call (perf_counter around it alone);
+    - ``compile_cache``: that call's compile-cache state by the backend's account (``hit``, ``miss``,
+      ``rebuilt (why)``, ``off (why)``; None for a backend without a cache);
+    - ``first_inference_s``: one complete inference right after compile (the prepared call the timing
+      loop makes, its first time: lazy initialisation, arena and thread-pool start-up); None on an RPC
+      device, whose first run happens when the library is deployed (inside ``compile_s``);
+    - ``model_rss_mb``: resident memory (``/proc/self/statm``, now, not the peak) after compile and
+      the first inference, minus the same just before the model was built (the backend's runtime
+      already imported): the model, its compiled form and what the first inference kept, plus
+      whatever building the model imported (an ORT or TVM cell of a torch model: torch's exporter).
+      None on an RPC device (this host's memory is not the device's);
+    - ``allocator_mb``: the runtime allocator's own figure, where the runtime exposes one on the CPU
+      (``Compiled.allocator_mb``). None for every built-in backend: ONNX Runtime's Python API has no
+      allocator statistics, torch reports allocator statistics for accelerators only (cuda, mps,
+      xpu), and TVM's CPU runtime exposes none (its global functions only clear the VM's memory
+      manager).
+    """
+
+    compile_s: float | None = None
+    compile_cache: str | None = None
+    first_inference_s: float | None = None
+    model_rss_mb: float | None = None
+    allocator_mb: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class CellResult:
     """One cell's measurement. Each field has one meaning:
 
-    - ``compile_s``: seconds from the backend's ``compile`` call to a runnable artifact, including
-      its first inference (torch.compile's lazy compile, ORT's arena allocation); never timed.
+    - ``compile_s``: seconds of the backend's ``compile`` call in the first worker process (what the
+      cells table shows); every process's own is in ``process_metrics``. The call builds a runnable
+      artifact and runs nothing, with two exceptions that say so: torch.compile, lazy, compiles in its
+      first call (made inside ``compile``: that call is its compile), and a TVM RPC device's first run
+      (made when the library is deployed).
+    - ``process_metrics``: one ``ProcessMetrics`` per worker process that compiled and ran once: its
+      ``compile_s``, ``compile_cache`` state, ``first_inference_s`` and the model's memory; measured
+      once per process, so compared across processes (harness.compare.metrics).
     - ``samples``: one ``Samples`` per worker process (rounds of ``iterations`` calls each; with
       ``iterations`` 1, as for any call above ~50 us, a round is one call), each with what ran
       during its rounds: ``threads_ran``, ``cpu_s``, ``window_s``.
     - ``confinement``: the quota, CPU set and pinning the workers ran under (``{}``: none).
     - ``flops``: FLOPs of one inference (2 per multiply-add), counted by the first worker.
-    - ``peak_rss_mb``: the largest peak RSS of the cell's worker processes.
+    - ``peak_rss_mb``: the largest peak RSS of the cell's worker processes (imports, compile,
+      float64 reference and timing included; ``ProcessMetrics.model_rss_mb`` is the model's share).
     - ``wall_s``: wall time of all the cell's worker processes, start-up and compile included.
     - ``foreign_load``: the largest CPU load of other processes seen during any of its workers (CPUs).
     - ``parity``: ``ParityReport.to_dict()`` from the first worker (None when not checked).
     - ``nodeid`` and ``threshold``: the pytest test that recorded it and its regression threshold.
-    - ``build``: facts of what the backend built, by its own account (``Compiled.build_info``), e.g.
-      TVM's ``tuning_db`` digest and ``tuning_coverage``, ``compile_cache`` (hit, miss, rebuilt (why),
-      off) of the first process and ``compile_cache_by_process``; stored in extra_info as they are.
+    - ``build``: facts of what the backend built, by its own account (``Compiled.build_info``) in the
+      first process, e.g. TVM's ``tuning_db`` digest and ``tuning_coverage``, ``compile_cache`` (hit,
+      miss, rebuilt (why), off), ``artifact_bytes`` with ``artifact`` (what was measured, or why
+      nothing was); stored in extra_info as they are.
     """
 
     cell: Cell
     threads: ThreadReport
     status: Status = "ok"
     message: str = ""
-    stage: str | None = None  # where an error happened: load backend, build model, compile, parity, timing
+    stage: str | None = None  # where it failed: load backend, build model, compile, first inference, parity, timing
     traceback: str | None = None
     backend_version: str | None = None
     label: str | None = None  # the backend's honest description of what it built
@@ -142,6 +182,7 @@ class CellResult:
     compile_s: float | None = None
     parity: dict | None = None
     samples: list[Samples] = field(default_factory=list)
+    process_metrics: list[ProcessMetrics] = field(default_factory=list)
     pid: int | None = None
     peak_rss_mb: float | None = None
     wall_s: float | None = None
@@ -215,6 +256,11 @@ class CellResult:
         """Other processes used more than BUSY_LOAD CPUs while a worker of this cell ran."""
         return (self.foreign_load or 0.0) > BUSY_LOAD
 
+    def process_median(self, metric: str) -> float | None:
+        """The median over worker processes of one ``ProcessMetrics`` field (None where none has it)."""
+        values = [v for m in self.process_metrics if (v := getattr(m, metric)) is not None]
+        return statistics.median(values) if values else None
+
     @property
     def max_rel_err(self) -> float | None:
         outputs = (self.parity or {}).get("outputs") or []
@@ -229,9 +275,7 @@ class CellResult:
             later.cpu_budget, later.launcher, later.confinement = self.cpu_budget, self.launcher, self.confinement
             return later
         self.samples.extend(later.samples)
-        if "compile_cache" in later.build:  # each process's own: the first misses, the later ones should hit
-            self.build.setdefault("compile_cache_by_process", [self.build.get("compile_cache")])
-            self.build["compile_cache_by_process"].append(later.build["compile_cache"])
+        self.process_metrics.extend(later.process_metrics)  # each process's own: the first misses, later ones hit
         if later.foreign_load is not None:
             self.foreign_load = max(self.foreign_load or 0.0, later.foreign_load)
         self.peak_rss_mb = max(self.peak_rss_mb or 0.0, later.peak_rss_mb or 0.0)
@@ -246,6 +290,7 @@ class CellResult:
             cell=self.cell.to_dict(),
             threads=asdict(self.threads),
             samples=[s.to_dict() for s in self.samples],
+            process_metrics=[m.to_dict() for m in self.process_metrics],
             cpu_budget=self.cpu_budget.to_dict() if self.cpu_budget else None,
         )
         return data
@@ -272,6 +317,7 @@ class CellResult:
             threads.get("seen") or {},
         )
         values["samples"] = [Samples(**s) for s in data.get("samples") or []]
+        values["process_metrics"] = [ProcessMetrics(**m) for m in data.get("process_metrics") or []]
         values["cpu_budget"] = CpuBudget(**data["cpu_budget"]) if data.get("cpu_budget") else None
         values["message"] = data.get("message") or ""
         values["confinement"] = data.get("confinement") or {}

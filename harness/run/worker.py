@@ -1,4 +1,9 @@
-"""The worker: builds one cell's model, compiles it, checks parity, times it.
+"""The worker: builds one cell's model, compiles it, runs it once, checks parity, times it.
+
+Once per process, before parity and timing, it measures what a cell costs besides its latency
+(``ProcessMetrics``): the backend's ``compile`` call alone, one complete inference right after it
+(the first call of the prepared step the timing loop then uses), and the resident memory this added
+to the process since just before the model was built.
 
 Runs either inside a fresh process (``python -m harness.run.worker REQUEST.json RESULT.json``, started
 by harness.run.launcher with the thread environment already set) or inline for debugging. Messages in
@@ -16,7 +21,7 @@ import traceback
 from dataclasses import replace
 
 from harness.machine.threads import NO_SPIN_ENV, PIN_ENV_VARS, THREAD_ENV_VARS, cpu_quota
-from harness.run.protocol import CellResult, ProtocolError, Request, ThreadReport
+from harness.run.protocol import CellResult, ProcessMetrics, ProtocolError, Request, ThreadReport
 from harness.store.io import read_json, write_json
 
 
@@ -27,6 +32,19 @@ def _first_line(exc: BaseException) -> str:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+def current_rss_mb() -> float | None:
+    """Resident memory of this process now (not its peak): /proc/self/statm's resident pages times
+    the page size, in MiB; None where there is no /proc."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * PAGE_BYTES / 2**20
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def os_thread_count() -> int | None:
@@ -91,24 +109,40 @@ def run_request(request: Request) -> CellResult:
             result.status, result.stage = "unavailable", stage
             result.message = f"{cell.backend} cannot be imported: {_first_line(exc)}"
             return _finish(result)
+        rss_before = current_rss_mb()  # the runtime is imported: what follows is the model's
         stage = "build model"
         model = build_model(cell.model, cell.model_options, cell.batch)
         result.model_kind = model.kind
         pruned = model.prune(cell.sparsity, cell.pruning)
         result.measured_sparsity, result.pruning = pruned.measured, pruned.to_dict()
-        if request.check_parity:  # later processes of a cell only add samples
-            result.flops = model.flops()
         timing_inputs = model.make_inputs(INPUT_SEED_TIMING)
-        stage = "compile"
-        t0 = time.perf_counter()
         target = get_target(cell.target)
         if request.remote:  # built here, run and timed on a TVM RPC device
             target = replace(target, remote=request.remote)
-        compiled = backend.compile(model, target, request.settings(), timing_inputs)
-        result.compile_s = time.perf_counter() - t0
+        settings = request.settings()
+        stage = "compile"
+        t0 = time.perf_counter()
+        compiled = backend.compile(model, target, settings, timing_inputs)
+        metrics = ProcessMetrics(compile_s=time.perf_counter() - t0)
+        result.compile_s = metrics.compile_s
         result.label = compiled.label
         result.build = getattr(compiled, "build_info", dict)()
-        if request.check_parity:
+        metrics.compile_cache = result.build.get("compile_cache")
+        step = None
+        if not hasattr(compiled, "measure"):  # a remote device ran once when deployed, inside compile
+            stage = "first inference"
+            step = compiled.prepare(timing_inputs)
+            t0 = time.perf_counter()
+            step()
+            metrics.first_inference_s = time.perf_counter() - t0
+            rss_after = current_rss_mb()
+            if rss_before is not None and rss_after is not None:
+                metrics.model_rss_mb = rss_after - rss_before
+            allocator = getattr(compiled, "allocator_mb", None)
+            metrics.allocator_mb = allocator() if allocator else None
+        result.process_metrics = [metrics]
+        if request.check_parity:  # later processes of a cell only add samples
+            result.flops = model.flops()  # counted after the memory figure: counting may trace the model
             stage = "parity"
             parity_inputs = model.make_inputs(INPUT_SEED_PARITY)
             expected64, ref32 = model.reference(parity_inputs)
@@ -120,10 +154,10 @@ def run_request(request: Request) -> CellResult:
                 result.status, result.message = "parity_failed", report.message
         if result.ok and request.measure:
             stage = "timing"
-            if hasattr(compiled, "measure"):  # timed where it runs (a remote device's own evaluator)
+            if step is None:  # timed where it runs (a remote device's own evaluator)
                 result.samples = [compiled.measure(timing_inputs, request.timing)]
             else:
-                result.samples = [measure(compiled.prepare(timing_inputs), request.timing)]  # one per worker process
+                result.samples = [measure(step, request.timing)]  # one per worker process
         result.threads.runtime = compiled.thread_info()
     except Exception as exc:  # a broken cell reports, it does not crash the suite
         result.status, result.stage = "error", stage

@@ -4,10 +4,18 @@ A saved result is what ``--benchmark-json`` / ``--benchmark-save`` write, plus:
 
 - per benchmark, ``extra_info`` (``extra_info(result)``): the cell, backend and version, threads
   (asked, resolved, thread control, inter-op, spin, what the runtime reports, the threads that ran
-  per process, CPU/wall), the confinement (quota, cpuset, pinning), compile_s, FLOPs, mean, p90,
-  p99, max and calls/s, parity, flags, and the samples
-  *per worker process* (``samples.per_process``: at most ``MAX_STORED_SAMPLES`` evenly spaced order
-  statistics of the per-call seconds per process, 6 significant digits) that verdicts need;
+  per process, CPU/wall), the confinement (quota, cpuset, pinning), compile_s (the first
+  process's, for display), FLOPs, mean, p90, p99, max and calls/s, parity (``max_rel_err`` and
+  ``cosine_distance`` against float64, from the first process), the backend's build facts as they
+  are (``compile_cache``, ``artifact_bytes`` and ``artifact``: the size on disk of what it built and
+  what that is, ...), flags, and the samples *per worker process* (``samples.per_process``: at most
+  ``MAX_STORED_SAMPLES`` evenly spaced order statistics of the per-call seconds per process, 6
+  significant digits) that verdicts need;
+- per benchmark, ``extra_info.process_metrics``: what each worker process measured once
+  (harness.run.protocol.ProcessMetrics), one entry per process in each list:
+  ``{"compile_s": [...], "compile_cache": [...], "first_inference_s": [...], "model_rss_mb": [...],
+  "allocator_mb": [...]}`` (null where a process has no value); the verdicts beyond latency
+  (harness.compare.metrics) read these, ``artifact_bytes`` and the parity errors;
 - ``machine_info.infer_bench``: the machine profile (harness.machine.profile);
 - top-level ``infer_bench``: ``format_version``, the drift control, the measured practical peak
   and the verdicts of that run.
@@ -15,7 +23,8 @@ A saved result is what ``--benchmark-json`` / ``--benchmark-save`` write, plus:
 A *compacted* run (``infer_bench.compacted``; ``compact_result``: what the store keeps of runs older
 than the newest few of a profile) holds, per benchmark, pytest-benchmark's stats, the per-process
 medians (``samples.process_medians``: what verdicts and history read) with the process and round
-counts, and the cell's metadata; per run, the machine profile without its hardware detail, the
+counts, and the cell's metadata (the medians of the ``process_metrics`` lists as ``compile_s_median`` etc.:
+too few values remain for a verdict across processes); per run, the machine profile without its hardware detail, the
 drift control and the commit. About 0.4 KB per cell instead of ~20 KB.
 
 ``FORMAT_VERSION`` is checked on load; older files are migrated in ``migrate`` (one place), files
@@ -27,14 +36,16 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import fields
 from pathlib import Path
 
 from harness.machine.peak import gflops
-from harness.run.protocol import CellResult
+from harness.run.protocol import CellResult, ProcessMetrics
 from harness.store.io import read_json
 
 FORMAT_VERSION = 2
 MAX_STORED_SAMPLES = 300  # per process, in extra_info (what baselines keep)
+PROCESS_METRICS = tuple(f.name for f in fields(ProcessMetrics))  # the lists of extra_info.process_metrics
 
 
 class ResultFileError(ValueError):
@@ -108,6 +119,10 @@ def extra_info(result: CellResult) -> dict:
             max_s=result.quantile_s(1.0),
             calls_per_s=result.throughput(),
         )
+    if result.process_metrics:
+        info["process_metrics"] = {
+            name: [significant(getattr(m, name), 6) for m in result.process_metrics] for name in PROCESS_METRICS
+        }
     if result.parity:
         info.update(ParityReport.from_dict(result.parity).summary())
     groups = result.per_process()
@@ -123,7 +138,16 @@ def extra_info(result: CellResult) -> dict:
 
 
 # what a compacted run keeps of each cell's extra_info (the axes are in its id; versions in the profile)
-COMPACT_INFO = ("backend_label", "threads_resolved", "compile_s", "flops", "peak_rss_mb", "max_rel_err")
+COMPACT_INFO = (
+    "backend_label",
+    "threads_resolved",
+    "compile_s",
+    "flops",
+    "peak_rss_mb",
+    "max_rel_err",
+    "cosine_distance",
+    "artifact_bytes",
+)
 # pytest-benchmark's stats a table of an old run shows (ops is refilled on load, from the mean)
 COMPACT_STATS = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "rounds", "iterations")
 COMPACT_PROFILE = ("profile_id", "cpu", "cpu_budget", "memory_gib", "os", "python", "packages", "confinement")
@@ -138,6 +162,10 @@ def compact_result(data: dict) -> dict:
         info = bench.get("extra_info") or {}
         groups = process_samples(bench) or []
         slim = {k: significant(info[k]) for k in COMPACT_INFO if info.get(k) is not None}
+        for name in PROCESS_METRICS:
+            median = process_median(info, name)
+            if median is not None:
+                slim[f"{name}_median"] = significant(median)
         if info.get("machine_busy"):
             slim["machine_busy"] = True
         slim["samples"] = {
@@ -260,6 +288,17 @@ def process_samples(bench: dict) -> list[list[float]] | None:
         return [[float(m)] for m in samples["process_medians"]]
     data = bench["stats"].get("data")
     return [list(map(float, data))] if data else None
+
+
+def process_median(info: dict, key: str) -> float | None:
+    """The median over worker processes of one ``process_metrics`` list of a saved cell's
+    extra_info (a compacted run's ``<key>_median``); None where no process has a number."""
+    values = (info.get("process_metrics") or {}).get(key)
+    if not isinstance(values, list):
+        kept = info.get(f"{key}_median")
+        return float(kept) if isinstance(kept, (int, float)) and not isinstance(kept, bool) else None
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    return float(statistics.median(numbers)) if numbers else None
 
 
 def bench_gflops(bench: dict) -> float | None:

@@ -10,7 +10,16 @@ as block-sparse kernels (sparse.py); its label and ``build_info`` say how many w
 floor a schedule is measured against.
 
 Threads: TVM's pool reads TVM_NUM_THREADS, then OMP_NUM_THREADS, else half the hardware threads
-on x86, and binds its workers itself (TVM_BIND_THREADS); its API is ``runtime.config_threadpool``."""
+on x86, and binds its workers itself (TVM_BIND_THREADS); its API is ``runtime.config_threadpool``.
+
+``compile`` builds (or loads from the compile cache) and runs nothing locally: the first run is the
+worker's ``first_inference_s``. On an RPC device the deployed library is run once inside
+``compile``: it is timed by the device's own evaluator, and the worker measures no first inference
+there.
+Artifact (``build_info``'s ``artifact_bytes``): the size of the exported library (``LIBRARY``):
+the compile cache's file, or, where nothing on disk has it (``tvm-untuned``, the cache off or not
+written), an export to a temporary directory made when ``build_info`` is first asked, outside
+``compile``."""
 
 from __future__ import annotations
 
@@ -35,16 +44,43 @@ __all__ = [
 
 
 LIBRARY = "model.so"  # a compiled Relax executable, export_library's shared object
+ARTIFACT = "TVM Relax library (export_library's shared object)"
+
+
+def library_facts(library) -> dict:
+    """``artifact_bytes`` and ``artifact`` of an exported library file (None: not on disk)."""
+    if library is None or not library.is_file():
+        return {"artifact_bytes": None, "artifact": "none: not exported (compile cache off or not written)"}
+    return {"artifact_bytes": library.stat().st_size, "artifact": ARTIFACT}
+
+
+def exported_facts(module) -> dict:
+    """``library_facts`` of ``module`` exported to a temporary directory (None with the reason when
+    it cannot be exported here, e.g. no C compiler)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="infer-bench-tvm-") as tmp:
+        try:
+            export_library(module, Path(tmp) / LIBRARY, None)
+        except Exception as exc:  # noqa: BLE001 - e.g. no compiler: the size is unknown, the build fine
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            return {"artifact_bytes": None, "artifact": f"none: export failed: {type(exc).__name__}: {first}"}
+        return library_facts(Path(tmp) / LIBRARY)
 
 
 class TvmCompiled:
-    def __init__(self, vm, device, label: str, build_info: dict | None = None):
+    def __init__(self, vm, device, label: str, build_info: dict | None = None, unexported=None):
         self.vm = vm
         self.device = device
         self.label = label
         self._build_info = build_info or {}
+        self._unexported = unexported  # a module whose library size build_info measures once
 
     def build_info(self) -> dict:
+        if self._unexported is not None:
+            self._build_info.update(exported_facts(self._unexported))
+            self._unexported = None
         return dict(self._build_info)
 
     def _to_device(self, inputs):
@@ -122,25 +158,27 @@ class Tvm(Backend):
         remote = RemoteDevice.from_dict(target.remote) if target.remote else None
         found = cache.lookup(key)
         if found.entry is not None:  # a device's library is uploaded as it is, never loaded here
-            module = tvm.runtime.load_module(str(found.entry / LIBRARY)) if remote is None else found.entry / LIBRARY
+            library = found.entry / LIBRARY
+            module = tvm.runtime.load_module(str(library)) if remote is None else library
             facts = found.meta
         else:
             module, facts = self._build(model, example, tvm_tgt, database)
-            cache.store(key, lambda d: export_library(module, d / LIBRARY, remote), facts)
+            entry = cache.store(key, lambda d: export_library(module, d / LIBRARY, remote), facts)
+            library = entry / LIBRARY if entry is not None else None
         label, info = _describe(database, facts, count)
         if self.sparse:
             info.update(facts["sparse"])
             converted, candidates = facts["sparse"]["sparse_weights"], facts["sparse"]["sparse_candidates"]
             label = f"{label}; {describe(converted, candidates, 'BSR', 'matmul/1x1-conv weights')}"
         info["compile_cache"] = cache.status(found)
+        info.update(library_facts(library))
         if remote is not None:
             compiled = deploy(module, remote, settings, label, info)
-            compiled.run(example)
+            compiled.run(example)  # no local first inference on a device: its first run stays in compile
             return compiled
         device = tvm.cpu()
-        compiled = TvmCompiled(relax.VirtualMachine(module, device), device, label, info)
-        compiled.run(example)
-        return compiled
+        unexported = module if library is None else None
+        return TvmCompiled(relax.VirtualMachine(module, device), device, label, info, unexported)
 
     def _build(self, model, example, tvm_tgt, database):
         """(executable, build facts: functions, functions scheduled from the database, convolution
@@ -220,6 +258,5 @@ class TvmUntuned(Tvm):
         mod = import_relax(model, example)
         executable = tvm.compile(mod, target=tvm_target(target, settings.count or tvm.runtime.num_threads()))
         device = tvm.cpu()
-        compiled = TvmCompiled(relax.VirtualMachine(executable, device), device, "untuned (default_build pipeline)")
-        compiled.run(example)
-        return compiled
+        vm = relax.VirtualMachine(executable, device)
+        return TvmCompiled(vm, device, "untuned (default_build pipeline)", unexported=executable)
