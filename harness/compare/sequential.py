@@ -1,5 +1,151 @@
-"""The sequential design behind ``--until-decided``: pure functions, no I/O."""
+"""The sequential design behind ``--until-decided``: when to look again, at which level, and which
+cells get the budget. Pure functions, no I/O; harness.plugin.session runs the processes.
+
+**Looks.** A cell's first look is after the first pass (``first`` worker processes on the current
+side: the suite's count); look k+1 comes after ``ceil(GROWTH * n_k)`` processes, at most ``MAX_LOOKS``
+looks (3, 5, 8, 12, 18, 27 from 3). The schedule is fixed before any sample is seen: the data decide
+only whether a cell goes on (it stops once decided) and in which order cells get the budget. Only
+the current side grows: the baseline is a saved run.
+
+**Error rate.** The verdict at look k is made at level ``alpha_k = alpha * SPENDING[k] / sum(SPENDING)``
+(harness.compare.verdict.judge with that alpha). A wrong claim at look k needs that look's interval
+to miss the true ratio, which happens with probability at most alpha_k whatever happened at the
+looks before (each look's interval is valid for its own number of processes, and that number does
+not depend on this cell's samples: the schedule, or the budget running out, which other cells'
+decisions drive). Over all looks the probability of any wrong claim is therefore at most
+sum(alpha_k) = alpha: Bonferroni's union bound, which needs no model of the correlation between looks
+and holds whenever the run stops. Its price against an exact group-sequential boundary (Pocock's
+for 6 equal looks at alpha = 0.01 is about 3.0 standard errors, against 3.1-3.3 here) is a few percent of
+interval width. ``SPENDING`` gives later looks, which have more processes, a larger share. The error
+rates and the power are simulated in tests/test_sequential.py (and the README's table).
+
+**Priority.** An undecided cell's *projected look* is the first later look whose interval,
+projected from the spread seen (Welch's half-width at the look's level; the baseline's processes fixed),
+would be narrow enough to decide: clear 1, or fit inside the no-change band, whichever is nearer.
+Cells are served in order of the seconds of worker time that projection costs (closest to a decision
+per second first; cells not projected to decide last), one look at a time. A cell whose baseline is
+too noisy to ever decide (the projection fails even with unlimited current processes, and the
+baseline has too few processes for machine states to be told apart later) gets nothing, and says so.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.compare.stats import MIN_PROCESSES_FOR_STATES, welch_half_width
+from harness.compare.verdict import Verdict
+
 DEFAULT_BUDGET_MINUTES = 10.0
+MAX_LOOKS = 6
+GROWTH = 1.5
+SPENDING = (1, 1, 2, 2, 3, 3)  # relative share of alpha at looks 1..MAX_LOOKS
+MIN_SPREAD = 0.005  # the least between-process sd (log) a projection assumes
+
+
+def look_processes(first: int, looks: int = MAX_LOOKS) -> list[int]:
+    """Current-side processes at each look: ``first``, then x GROWTH (rounded up, at least +1)."""
+    counts = [max(1, int(first))]
+    while len(counts) < looks:
+        counts.append(max(counts[-1] + 1, math.ceil(GROWTH * counts[-1])))
+    return counts
+
+
+def look_alpha(alpha: float, look: int) -> float:
+    """The significance level of look ``look`` (1-based): its share of ``alpha``."""
+    if not 1 <= look <= MAX_LOOKS:
+        raise ValueError(f"look {look} is outside 1..{MAX_LOOKS}")
+    return alpha * SPENDING[look - 1] / sum(SPENDING)
+
+
+DECIDED = frozenset({"regression", "minor regression", "improvement", "minor improvement", "unchanged"})
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One cell after a look."""
+
+    key: object
+    verdict: Verdict  # judged at this look's level
+    look: int
+    first: int  # processes of the first look (the schedule's start)
+    processes: int  # current-side processes so far
+    cost_s: float  # wall seconds per worker process (measured)
+
+    @property
+    def decided(self) -> bool:
+        return self.verdict.verdict in DECIDED
+
+
+def _margin(v: Verdict) -> float | None:
+    """How narrow the interval's half-width (log) must get to decide: to clear 1, or to fit in the
+    no-change band around the estimate, whichever is nearer (as the verdict's own advice)."""
+    if v.ratio is None:
+        return None
+    up, d = math.log1p(v.threshold), abs(math.log(v.ratio))
+    return max(up - d, d) if d < up else d
+
+
+def projection(s: Standing, alpha: float) -> tuple[int | None, str]:
+    """(the first later look projected to decide, or None; why not). From the spread each side showed,
+    the steady share kept on the current side, and the baseline's steady processes fixed."""
+    v = s.verdict
+    margin = _margin(v)
+    if margin is None or v.spread is None or v.steady is None or min(v.steady) < 2:
+        return None, "too few steady processes to project from"
+    if margin < 1e-3:
+        return None, "the estimate sits on a decision boundary"
+    kb, kc = v.steady
+    share = kc / max(1, s.processes)
+    spread = tuple(max(x, MIN_SPREAD) for x in v.spread)  # two equal medians are not a noiseless side
+    counts = look_processes(s.first)
+    for look in range(s.look + 1, MAX_LOOKS + 1):
+        kept_c = max(2, int(counts[look - 1] * share))
+        half = float(welch_half_width(spread, (np.array([kb]), np.array([kept_c])), 1 - look_alpha(alpha, look))[0])
+        if half < margin:
+            return look, ""
+    limit = float(welch_half_width(spread, (np.array([kb]), np.array([10**6])), 1 - look_alpha(alpha, MAX_LOOKS))[0])
+    # with fewer baseline processes than machine states need, the spread seen is the one every later
+    # look will use; with more, later looks may split states and see a smaller one
+    if limit >= margin and (v.processes or (kb,))[0] < MIN_PROCESSES_FOR_STATES:
+        return None, (
+            f"the baseline's {kb} steady processes alone leave ±{math.expm1(limit):.0%}: no number of current "
+            f"processes decides it; record the baseline with more processes (--processes or --until-decided)"
+        )
+    return None, f"not projected to decide by the last look ({counts[-1]} processes)"
+
+
+def plan_round(standings: list[Standing], alpha: float, budget_s: float) -> tuple[list[tuple[object, int]], dict]:
+    """The next round: (key, processes to add) for the undecided cells whose next look fits in
+    ``budget_s``, closest to a decision per second first; and key -> why a cell gets nothing."""
+    ranked, why = [], {}
+    for s in standings:
+        if s.decided:
+            continue
+        if s.look >= MAX_LOOKS:
+            why[s.key] = f"undecided at the last look ({s.processes} processes)"
+            continue
+        target, reason = projection(s, alpha)
+        if target is None and "baseline" in reason:
+            why[s.key] = reason
+            continue
+        counts = look_processes(s.first)
+        add = counts[s.look] - s.processes
+        to_decision = (counts[(target or MAX_LOOKS) - 1] - s.processes) * s.cost_s
+        # projected-to-decide cells first, each group by the seconds to its projected decision
+        ranked.append(((target is None, to_decision), s.key, add, s.cost_s, reason))
+    if any(not unprojected for (unprojected, _), *_ in ranked):  # the budget goes where a decision is projected
+        for (unprojected, _), key, *_ in ranked:
+            if unprojected:
+                why[key] = "waiting: cells projected to decide go first"
+        ranked = [r for r in ranked if not r[0][0]]
+    plan, spent = [], 0.0
+    for _, key, add, cost, reason in sorted(ranked, key=lambda r: r[0]):
+        if spent + add * cost > budget_s:
+            why[key] = "budget spent" + (f" ({reason})" if reason else "")
+            continue
+        plan.append((key, add))
+        spent += add * cost
+    return plan, why

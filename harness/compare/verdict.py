@@ -212,4 +212,5 @@ def judge(
         est.processes,
         est.kept,
         "; ".join(n for n in notes if n),
+        est.spread,
     )
