@@ -31,7 +31,7 @@ baseline has too few processes for machine states to be told apart later) gets n
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -149,3 +149,46 @@ def plan_round(standings: list[Standing], alpha: float, budget_s: float) -> tupl
         plan.append((key, add))
         spent += add * cost
     return plan, why
+
+
+@dataclass
+class AdaptationLog:
+    """What ``--until-decided`` did: per cell (by key), the verdict at the first look and at its
+    last, the looks, processes and worker seconds it was given, and why it stayed undecided."""
+
+    budget_s: float
+    spent_s: float = 0.0
+    rounds: int = 0
+    note: str = ""  # why nothing was adapted, when nothing could be
+    first: dict = field(default_factory=dict)  # key -> verdict at look 1
+    final: dict = field(default_factory=dict)  # key -> verdict at its last look
+    looks: dict = field(default_factory=dict)  # key -> its last look
+    processes: dict = field(default_factory=dict)  # key -> current-side processes at the end
+    added: dict = field(default_factory=dict)  # key -> processes added after the first pass
+    seconds: dict = field(default_factory=dict)  # key -> wall seconds of those processes
+    why: dict = field(default_factory=dict)  # key -> why it is still undecided
+
+    def decided(self, which: dict) -> int:
+        return sum(v in DECIDED for v in which.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "budget_s": self.budget_s,
+            "spent_s": self.spent_s,
+            "rounds": self.rounds,
+            "note": self.note,
+            "decided_at_first_look": self.decided(self.first),
+            "decided_at_end": self.decided(self.final),
+            "cells": {
+                str(key): {
+                    "first": self.first.get(key),
+                    "final": self.final.get(key),
+                    "look": self.looks.get(key),
+                    "processes": self.processes.get(key),
+                    "added": self.added.get(key, 0),
+                    "seconds": self.seconds.get(key, 0.0),
+                    "undecided_because": self.why.get(key),
+                }
+                for key in self.first
+            },
+        }

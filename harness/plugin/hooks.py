@@ -115,7 +115,10 @@ def _planned(item, config) -> PlannedCell | None:
     cell = _cell(item)
     if cell is None:
         return None
-    return PlannedCell(item.nodeid, cell, processes_for(item, _session(config).options), _request(item, config))
+    options = _session(config).options
+    return PlannedCell(
+        item.nodeid, cell, processes_for(item, options), _request(item, config), regression_threshold(item, options)
+    )
 
 
 def _measure_planned(session, bench: BenchSession) -> None:
@@ -131,8 +134,9 @@ def _measure_planned(session, bench: BenchSession) -> None:
         done[0] += 1
         if reporter is not None and config.option.verbose >= 0:
             med = result.median_s()
+            where = f"{done[0]}/{total}" if done[0] <= total else f"until-decided +{done[0] - total}"
             reporter.write_line(
-                f"[infer-bench {done[0]}/{total}] {cell.id} process {index}/{processes}: {result.status}"
+                f"[infer-bench {where}] {cell.id} process {index}/{processes}: {result.status}"
                 + (f", median {med * 1e3:.3f} ms so far" if med else "")
             )
 

@@ -312,11 +312,20 @@ class RunOptions:
         if threshold is not None and threshold < 0:
             raise pytest.UsageError(f"infer-bench: --regression-threshold {threshold:g} is negative; use 0 or more")
         multiplier = opt("parity_multiplier")
+        if opt("until_decided") and (opt("schedule") != "interleaved" or opt("launcher") != "process"):
+            raise pytest.UsageError(
+                "infer-bench: --until-decided adds worker processes to the interleaved schedule; drop "
+                "--schedule sequential / --launcher inline"
+            )
         budget = opt("budget_minutes")
         if budget is not None and (budget <= 0 or not opt("until_decided")):
             raise pytest.UsageError(
                 f"infer-bench: --budget-minutes {budget:g}: "
-                + ("give a positive number of minutes" if budget <= 0 else "it is the budget of --until-decided; add it")
+                + (
+                    "give a positive number of minutes"
+                    if budget <= 0
+                    else "it is the budget of --until-decided; add it"
+                )
             )
         return cls(
             axes,

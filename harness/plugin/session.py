@@ -17,12 +17,15 @@ In the order of a run:
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.backends import get_backend
 from harness.backends.tvm.remote import REMOTE_BACKENDS
 from harness.compare.compare import Comparison, compare, profile_mismatch
+from harness.compare.sequential import DEFAULT_BUDGET_MINUTES, AdaptationLog, Standing, look_alpha, plan_round
 from harness.machine.drift import add_sample, measure_control
 from harness.machine.profile import measured_peak
 from harness.machine.threads import resolve_threads
@@ -33,10 +36,12 @@ from harness.plan.shard import assign, recorded_costs
 from harness.plan.support import onnx_importers, unsupported_reason
 from harness.plugin.options import RunOptions
 from harness.report import sparsity as sparsity_report
+from harness.report.adaptation import adaptation_lines
 from harness.report.tables import cell_lines, verdict_lines
 from harness.report.threads import scaling_table, terminal_lines, write_report
-from harness.run.protocol import CellResult
-from harness.run.schedule import PlannedCell, Progress, run_cell, run_cells
+from harness.run.launcher import run_in_process
+from harness.run.protocol import CellResult, Request
+from harness.run.schedule import PlannedCell, Progress, build_requests, run_cell, run_rounds
 from harness.run.user_check import vet
 from harness.store.baselines import BaselineStore
 from harness.store.results import ResultFileError, extra_info, migrate, profile_of
@@ -67,6 +72,9 @@ class BenchSession:
     save_problems: list[str] = field(default_factory=list)  # results that could not be written where asked
     baseline_notes: list[str] = field(default_factory=list)  # e.g. unreadable runs skipped in the store
     shard_note: str | None = None  # which cells --shard K/N kept, and their recorded cost
+    looks: dict = field(default_factory=dict)  # --until-decided: node id -> the look its verdict is made at
+    adaptation: AdaptationLog | None = None  # --until-decided: what was spent where
+    start: Callable[[Request, float], CellResult] = run_in_process  # runs one worker process (tests replace it)
 
     # -- planning -------------------------------------------------------------------------
     def cells(self, matrix: Matrix) -> list[MatrixCell]:
@@ -148,15 +156,80 @@ class BenchSession:
             self.control = add_sample(self.control, measure_control(threads), threads, at)
 
     def measure(self, plan: list[PlannedCell], progress: Progress | None = None) -> None:
-        """Measure the plan's cells now, interleaved, the drift control between rounds; tests then
+        """Measure the plan's cells now, interleaved, the drift control between rounds; with
+        --until-decided, then give the undecided cells more processes (``adapt``); tests then
         ``take`` their results."""
-        self.scheduled = (
-            run_cells(
-                plan, self.options.cell_timeout, progress, after_round=lambda i: self.measure_control(f"round {i}")
-            )
-            if plan
-            else {}
+        if not plan:
+            self.scheduled = {}
+            return
+        requests, done = build_requests(plan), {}
+        self.scheduled = {}
+        run_rounds(
+            requests,
+            self.scheduled,
+            done,
+            {p.key: p.processes for p in plan},
+            self.options.cell_timeout,
+            progress,
+            self.start,
+            after_round=lambda i: self.measure_control(f"round {i}"),
         )
+        if self.options.until_decided:
+            self.adapt(plan, requests, done, progress)
+
+    def adapt(self, plan: list[PlannedCell], requests: dict, done: dict, progress: Progress | None = None) -> None:
+        """--until-decided: judge every cell at its look, give the undecided ones their next look
+        (harness.compare.sequential.plan_round: closest to a decision per second first) within the
+        budget, and judge again, until all are decided or nothing more fits; ``adaptation`` records it."""
+        results, alpha = self.scheduled, self.options.regression_alpha
+        log = self.adaptation = AdaptationLog(60.0 * (self.options.budget_minutes or DEFAULT_BUDGET_MINUTES))
+        self.looks = {p.key: 1 for p in plan}
+        if self.baseline is None or self.no_verdicts:
+            log.note = (
+                "nothing to decide: "
+                + (self.no_verdicts or "no compared baseline (--benchmark-compare)")
+                + "; only the first pass ran"
+            )
+            return
+        first = {p.key: p.processes for p in plan if results.get(p.key) is not None and results[p.key].ok}
+        thresholds = {p.key: p.threshold for p in plan}
+        start = time.perf_counter()
+
+        def spent() -> float:
+            return time.perf_counter() - start
+
+        while True:
+            verdicts = {v.name: v for v in self._compare({k: results[k] for k in first}, thresholds).verdicts}
+            if not log.first:
+                log.first = {k: verdicts[k].verdict for k in first if k in verdicts}
+            standings = [
+                Standing(k, verdicts[k], self.looks[k], n, done[k], (results[k].wall_s or 0.0) / max(1, done[k]))
+                for k, n in first.items()
+                if k in verdicts and results[k].ok
+            ]
+            chosen, log.why = plan_round(standings, alpha, log.budget_s - spent())
+            if not chosen:
+                break
+            log.rounds += 1
+            before = {k: (done[k], results[k].wall_s or 0.0) for k, _ in chosen}
+            run_rounds(
+                requests,
+                results,
+                done,
+                {k: done[k] + add for k, add in chosen},
+                self.options.cell_timeout,
+                progress,
+                self.start,
+                keep_going=lambda: spent() < log.budget_s,
+            )
+            for k, (had, wall) in before.items():
+                if done[k] > had:  # a look cut short by the budget is still this cell's next look
+                    self.looks[k] += 1
+                    log.added[k] = log.added.get(k, 0) + done[k] - had
+                    log.seconds[k] = log.seconds.get(k, 0.0) + (results[k].wall_s or 0.0) - wall
+            self.measure_control(f"look {log.rounds + 1}")
+        log.final = {k: v.verdict for k, v in verdicts.items()}
+        log.looks, log.processes, log.spent_s = dict(self.looks), {k: done[k] for k in first}, spent()
 
     def take(self, nodeid: str, cell: Cell, processes: int, request: dict, threshold: float) -> CellResult:
         """The cell's measured result (from the interleaved schedule, or measured now); a cell
@@ -218,26 +291,44 @@ class BenchSession:
         if self.baseline is None or self.no_verdicts:
             return None
         results = {r.nodeid: r for r in self.results}
-        current = {
-            m.nodeid: results[m.nodeid].per_process() if m.nodeid in results and results[m.nodeid].ok else None
-            for m in measured
-        }
-        self.comparison = compare(
-            self.baseline,
-            current,
-            {m.nodeid: m.threshold for m in measured},
-            alpha=self.options.regression_alpha,
-            current_control=self.control,
-            current_profile=self.current_profile,
-            names=list(current),
-            threads={r.nodeid: r.threads.resolved for r in self.results if r.threads},
-            current_info={r.nodeid: extra_info(r) for r in self.results if r.ok and r.nodeid},
+        self.comparison = self._compare(
+            {m.nodeid: results.get(m.nodeid) for m in measured}, {m.nodeid: m.threshold for m in measured}
         )
         for verdict in self.comparison.verdicts:
             result = results.get(verdict.name)
             if verdict.verdict == "missing" and result is not None:
                 verdict.note = f"not measured now: {result.status} ({result.message})"
         return self.comparison
+
+    def _compare(self, current: dict[str, CellResult | None], thresholds: dict[str, float | None]) -> Comparison:
+        """The verdicts of ``current`` (name -> its result, None when not measured) against the
+        baseline; with --until-decided each cell at its look's level (its share of alpha)."""
+        alpha, looks = self.options.regression_alpha, self.looks if self.options.until_decided else {}
+        groups: dict[int | None, list[str]] = {}
+        for name in current:
+            groups.setdefault(looks.get(name, 1) if self.options.until_decided else None, []).append(name)
+        merged: Comparison | None = None
+        for look, names in groups.items():
+            part = compare(
+                self.baseline,
+                {n: current[n].per_process() if current[n] is not None and current[n].ok else None for n in names},
+                thresholds,
+                alpha=look_alpha(alpha, look) if look else alpha,
+                current_control=self.control,
+                current_profile=self.current_profile,
+                names=names,
+                threads={n: r.threads.resolved for n, r in current.items() if r is not None and r.threads},
+                current_info={n: extra_info(r) for n, r in current.items() if r is not None and r.ok},
+            )
+            for verdict in part.verdicts:
+                verdict.look = look
+            if merged is None:
+                merged = part
+            else:
+                merged.verdicts += part.verdicts
+        order = {name: i for i, name in enumerate(current)}
+        merged.verdicts.sort(key=lambda v: order.get(v.name, len(order)))
+        return merged
 
     @property
     def failed_on_regression(self) -> bool:
@@ -255,6 +346,8 @@ class BenchSession:
             extra.update(measured_peak())
         if self.comparison is not None:
             extra["verdicts"] = [v.to_dict() for v in self.comparison.verdicts]
+        if self.adaptation is not None:
+            extra["adaptation"] = self.adaptation.to_dict()
         return extra
 
     def summary(self) -> list[tuple[str, list[str], bool]]:
@@ -278,6 +371,10 @@ class BenchSession:
             sections.append(("infer-bench verdicts", self.baseline_notes + [self.no_verdicts], True))
         elif self.comparison is not None:
             sections.append(("infer-bench verdicts", self.baseline_notes + verdict_lines(self.comparison), False))
+        if self.adaptation is not None:
+            sections.append(
+                ("infer-bench until-decided", adaptation_lines(self.adaptation), bool(self.adaptation.note))
+            )
         return sections + saving
 
 
