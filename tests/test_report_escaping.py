@@ -59,13 +59,15 @@ def assert_columns_kept(markdown: str) -> list[list[list[str]]]:
 
 def hostile_result(path, seed, profile):
     """A result from test_cli's ``crafted`` with one cell per hostile string, which is its test
-    parameter, model, backend, backend label and backend version; the peak's method is hostile too."""
+    parameter, model, backend, backend label, backend version and artifact (its size doubling from
+    seed to seed: a size regression, whose note is that text); the peak's method is hostile too."""
     crafted(path, {f"cell{i}-ort": 1e-3 for i in range(len(HOSTILE))}, seed=seed, profile=profile)
     data = json.loads(path.read_text())
     for bench, text in zip(data["benchmarks"], HOSTILE):
         bench["fullname"] = f"suites/test_latency.py::test_latency[{text}]"
         bench["name"] = f"test_latency[{text}]"
         bench["extra_info"].update(model=text, backend=text, backend_label=text, backend_version=text)
+        bench["extra_info"].update(artifact=text, artifact_bytes=1000 * 2**seed)
     data["infer_bench"]["peak_method"] = PIPE
     path.write_text(json.dumps(data))
     return path
@@ -121,6 +123,8 @@ def test_markdown_report_shows_hostile_names_as_text_in_their_own_columns(report
     assert sorted(commonmark_text(row[1]) for row in summary[2:]) == sorted(HOSTILE)
     assert sorted(commonmark_text(row[0]) for row in verdicts[2:]) == names
     text = commonmark_text(md)
+    # each cell's size regression notes its (hostile) artifact, as text, last in the note column
+    assert sorted(commonmark_text(row[-1]).split("size: ")[-1] for row in verdicts[2:]) == sorted(HOSTILE)
     assert f"Profile **{SCRIPT}** - {IMG}, 2 effective CPUs; practical fp32 peak 100 GFLOP/s ({PIPE})." in text
     assert f"- **compared across machine profiles** {LINK} -> {SCRIPT}: timings may not be comparable" in text
     assert f"- **runtime changed**: onnxruntime {PIPE} in the baseline, {BOLD} now" in text
@@ -156,6 +160,7 @@ def test_html_report_escapes_every_hostile_name_once(report_dir):
     assert f"Profile <b>{html.escape(SCRIPT)}</b> - {html.escape(IMG)}, 2 effective CPUs" in page
     for text in HOSTILE:
         assert f"<td>{html.escape(f'test_latency[{text}]')}</td><td>{html.escape(text)}</td>" in page
+        assert f"<td title='{html.escape(text)}'><span style='color:#d62728'>2.0x REGRESSION</span></td>" in page
     assert "&amp;lt;" not in page and r"\*" not in page and r"\_" not in page  # no double escaping, no Markdown
 
 
