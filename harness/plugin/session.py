@@ -205,9 +205,12 @@ class BenchSession:
             standings = [
                 Standing(k, verdicts[k], self.looks[k], n, done[k], (results[k].wall_s or 0.0) / max(1, done[k]))
                 for k, n in first.items()
-                if k in verdicts and results[k].ok
+                if k in verdicts and results[k].ok and verdicts[k].verdict not in ("new", "missing")
             ]
             chosen, log.why = plan_round(standings, alpha, log.budget_s - spent())
+            log.why.update(
+                {k: f"{v.verdict}: {v.note}" for k, v in verdicts.items() if v.verdict in ("new", "missing")}
+            )
             if not chosen:
                 break
             log.rounds += 1
