@@ -291,6 +291,26 @@ def test_compare_fail_on_chooses_what_fails(tmp_path, capsys):
     )
 
 
+@pytest.mark.parametrize(
+    "lists, message",
+    [
+        ([1.0, 2.0], "extra_info.process_metrics is not an object of per-process lists"),
+        ({"compile_s": 1.0}, "extra_info.process_metrics.compile_s is not a list"),
+        ({"compile_s": [1.0, "fast"]}, "extra_info.process_metrics.compile_s[1] is 'fast', not a number or null"),
+        ({"model_rss_mb": [float("nan")]}, "extra_info.process_metrics.model_rss_mb[0] is nan, not a number or null"),
+        ({"compile_cache": ["hit", 1]}, "extra_info.process_metrics.compile_cache[1] is 1, not a state or null"),
+    ],
+)
+def test_a_malformed_process_metric_is_exit_2_with_one_line(tmp_path, capsys, lists, message):
+    good = crafted(tmp_path / "good.json", {"mlp-ort": 1e-3})
+    data = json.loads(good.read_text())
+    data["benchmarks"][0]["extra_info"]["process_metrics"] = lists
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    assert main(["compare", str(good), str(bad)]) == 2
+    assert capsys.readouterr().err == f"error: {bad}: suites/test_latency.py::test_latency[mlp-ort]: {message}\n"
+
+
 def test_report_shows_the_metric_verdicts(tmp_path):
     cells = {"mlp-tvm": 1e-3}
     base = with_metrics(

@@ -1,6 +1,8 @@
 """The backend protocol. A backend is a small class with static facts (what it can run, checked
 in the pytest process without importing its runtime) and three calls made inside the worker:
-``version()``, ``compile()`` and, on the compiled artifact, ``run()``/``prepare()``."""
+``version()``, ``compile()`` and, on the compiled artifact, ``run()``/``prepare()``. ``compile``
+builds and runs nothing (where a runtime compiles lazily, on its first call, that call belongs in
+``compile`` and says so): the worker times the first inference itself."""
 
 from __future__ import annotations
 
@@ -27,7 +29,11 @@ class Compiled(Protocol):
     def thread_info(self) -> dict:
         """Thread settings as the runtime reports them (not as requested)."""
 
-    # optional: ``build_info() -> dict``, facts of the build (tuning database, coverage) for extra_info
+    # optional: ``build_info() -> dict``, facts of the build for extra_info: the tuning database and
+    # coverage, ``compile_cache`` (hit, miss, rebuilt (why), off), ``artifact_bytes`` (the size on disk
+    # of what was built, None where nothing was) with ``artifact`` (what that is, or why there is none)
+    # optional: ``allocator_mb() -> float | None``, the runtime allocator's own figure of the memory it
+    # holds, where the runtime exposes one (no built-in backend's does on the CPU)
 
 
 class Backend:

@@ -208,10 +208,35 @@ def _times(values, where: str) -> None:
             raise ResultFileError(f"{where}[{i}] is {x!r}, not a positive number of seconds")
 
 
+def _check_process_metrics(lists, where: str) -> None:
+    """``extra_info.process_metrics``: an object of per-process lists, each entry null or (the
+    compile-cache states) a string or (the rest) a finite number; anything else is one line naming where."""
+    if lists is None:
+        return
+    if not isinstance(lists, dict):
+        raise ResultFileError(f"{where} is not an object of per-process lists")
+    for key, values in lists.items():
+        if not isinstance(values, list):
+            raise ResultFileError(f"{where}.{key} is not a list")
+        for i, x in enumerate(values):
+            if key == "compile_cache":
+                ok = x is None or isinstance(x, str)
+            else:
+                ok = x is None or (isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x))
+            if not ok:
+                raise ResultFileError(
+                    f"{where}.{key}[{i}] is {x!r}, not {'a state' if key == 'compile_cache' else 'a number'} or null"
+                )
+
+
 def check_samples(data: dict, source: str | Path) -> None:
-    """Every stored sample and control measurement a verdict would read is a positive finite number."""
+    """Every stored sample and control measurement a verdict would read is a positive finite number,
+    every per-process metric a number (or null)."""
     for bench in data.get("benchmarks") or []:
         name = bench.get("fullname", "?")
+        _check_process_metrics(
+            (bench.get("extra_info") or {}).get("process_metrics"), f"{source}: {name}: extra_info.process_metrics"
+        )
         samples = (bench.get("extra_info") or {}).get("samples") or {}
         if samples.get("process_medians") is not None:
             _times(samples["process_medians"], f"{source}: {name}: samples.process_medians")
