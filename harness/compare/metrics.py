@@ -181,14 +181,14 @@ def _processes(n: int) -> str:
 
 def _per_process(info: dict, spec: ProcessMetric) -> list[tuple[str, float]] | None:
     """(cache state, value) of each process with a finite value; None when the side has no list."""
-    lists = info.get("process_metrics") or {}
-    values = lists.get(spec.key)
+    lists = info.get("process_metrics")
+    values = lists.get(spec.key) if isinstance(lists, dict) else None
     if not isinstance(values, list):
         return None
     states = lists.get("compile_cache")
     states = states if isinstance(states, list) and len(states) == len(values) else [None] * len(values)
     return [
-        (cache_state(s), float(v))
+        (cache_state(s if isinstance(s, str) else None), float(v))
         for s, v in zip(states, values)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     ]
@@ -220,10 +220,13 @@ def judge_process_metric(
     """One per-process metric of two cells, across processes (see the module docstring)."""
     verdict = MetricVerdict(spec.metric, NOT_COMPARED, unit=spec.unit, threshold=threshold)
     base, cur = _per_process(baseline_info, spec), _per_process(current_info, spec)
-    missing = [name for name, side in (("baseline", base), ("current result", cur)) if not side]
-    if missing:
-        verdict.note = f"no per-process {spec.key} in the {' or the '.join(missing)} (saved before they were recorded?)"
-        return verdict
+    for name, side in (("baseline", base), ("current result", cur)):
+        if side is None:
+            verdict.note = f"no per-process {spec.key} in the {name} (saved before they were recorded)"
+            return verdict
+        if not side:
+            verdict.note = f"no process of the {name} measured {spec.key} (none is measured on an RPC device)"
+            return verdict
     state, note = _like_with_like(base, cur)
     if state is None:
         verdict.note = note

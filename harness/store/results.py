@@ -318,7 +318,8 @@ def process_samples(bench: dict) -> list[list[float]] | None:
 def process_median(info: dict, key: str) -> float | None:
     """The median over worker processes of one ``process_metrics`` list of a saved cell's
     extra_info (a compacted run's ``<key>_median``); None where no process has a number."""
-    values = (info.get("process_metrics") or {}).get(key)
+    lists = info.get("process_metrics")
+    values = lists.get(key) if isinstance(lists, dict) else None
     if not isinstance(values, list):
         kept = info.get(f"{key}_median")
         return float(kept) if isinstance(kept, (int, float)) and not isinstance(kept, bool) else None
