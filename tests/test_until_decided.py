@@ -104,3 +104,27 @@ def test_without_a_baseline_only_the_first_pass_runs():
     bench.measure(plan)
     assert started == {key: 3 for key in CELLS}
     assert bench.adaptation.note.startswith("nothing to decide: no compared baseline")
+
+
+def test_compare_judges_a_saved_cell_at_its_look_and_refuses_a_malformed_look(tmp_path):
+    import json
+
+    from harness.compare.compare import compare_results
+    from harness.compare.sequential import LOOK_KEY
+    from harness.store.results import ResultFileError, load_result
+
+    rng = np.random.default_rng(2)
+    base, current = baseline(rng), baseline(rng)
+    for bench in current["benchmarks"]:
+        bench["extra_info"][LOOK_KEY] = 3
+    current["benchmarks"][0]["extra_info"].pop(LOOK_KEY)  # measured without --until-decided
+    verdicts = compare_results(base, current).verdicts
+    assert [v.look for v in verdicts] == [None, 3, 3]
+    assert [v.alpha for v in verdicts] == pytest.approx([0.01, look_alpha(0.01, 3), look_alpha(0.01, 3)])
+    current["benchmarks"][1]["extra_info"][LOOK_KEY] = 9
+    path = tmp_path / "cur.json"
+    path.write_text(json.dumps(current))
+    with pytest.raises(
+        ResultFileError, match=rf"suite::subtle\[b\]: extra_info.{LOOK_KEY} is 9, not a look between 1 and 6"
+    ):
+        load_result(path)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.compare.metrics import DEFAULT_FAIL_ON, judge_metrics
+from harness.compare.sequential import LOOK_KEY, look_alpha
 from harness.compare.stats import LogInterval, welch
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD, Verdict, judge
 from harness.machine.drift import control_samples
@@ -120,6 +121,7 @@ def compare(
     names: list[str] | None = None,
     threads: dict[str, int | None] | None = None,
     current_info: dict[str, dict] | None = None,
+    looks: dict[str, int] | None = None,
 ) -> Comparison:
     """Verdicts for ``current`` (name -> per-process samples, None when not measured) against the
     saved ``baseline``. ``threshold`` (the command line) beats a cell's own ``thresholds[name]``,
@@ -127,9 +129,10 @@ def compare(
     to match the drift control measured at it. ``names`` defaults to current's, then the baseline's.
     ``current_info``: each current cell's extra_info; the cells in it and in the baseline get the
     verdicts beyond latency (``Verdict.metrics``, harness.compare.metrics), their defaults'
-    thresholds (``threshold`` is latency's)."""
+    thresholds (``threshold`` is latency's). ``looks``: the --until-decided look of each cell that
+    had one; its verdicts are made at that look's share of ``alpha`` (harness.compare.sequential)."""
     base = by_name(baseline)
-    thresholds, threads, current_info = thresholds or {}, threads or {}, current_info or {}
+    thresholds, threads, current_info, looks = thresholds or {}, threads or {}, current_info or {}, looks or {}
     comparison = Comparison(
         [],
         profile_of(baseline),
@@ -149,11 +152,14 @@ def compare(
         cell_threads = threads.get(name)
         if cell_threads is None and name in base:
             cell_threads = (base[name].get("extra_info") or {}).get("threads_resolved")
+        look = looks.get(name)
+        level = look_alpha(alpha, look) if look else alpha
         verdict = judge(
-            name, before, now, pick_threshold(threshold, thresholds.get(name)), alpha, comparison.drifted(cell_threads)
+            name, before, now, pick_threshold(threshold, thresholds.get(name)), level, comparison.drifted(cell_threads)
         )
+        verdict.look = look
         if name in base and now and name in current_info:
-            verdict.metrics = judge_metrics(base[name].get("extra_info") or {}, current_info[name], alpha)
+            verdict.metrics = judge_metrics(base[name].get("extra_info") or {}, current_info[name], level)
         comparison.verdicts.append(verdict)
     return comparison
 
@@ -162,7 +168,8 @@ def compare_results(
     baseline: dict, current: dict, threshold: float | None = None, alpha: float = DEFAULT_ALPHA
 ) -> Comparison:
     """Two saved results. ``threshold`` (the command line) beats each benchmark's saved
-    ``regression_threshold`` (its marker or suite when it ran), which beats the default."""
+    ``regression_threshold`` (its marker or suite when it ran), which beats the default; a cell
+    measured with --until-decided is judged at its saved look's level."""
     benches = by_name(current)
     info = {name: b.get("extra_info") or {} for name, b in benches.items()}
     return compare(
@@ -175,4 +182,5 @@ def compare_results(
         profile_of(current),
         threads={name: i.get("threads_resolved") for name, i in info.items()},
         current_info=info,
+        looks={name: i[LOOK_KEY] for name, i in info.items() if i.get(LOOK_KEY) is not None},
     )

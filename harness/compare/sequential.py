@@ -39,6 +39,7 @@ from harness.compare.stats import MIN_PROCESSES_FOR_STATES, welch_half_width
 from harness.compare.verdict import Verdict
 
 DEFAULT_BUDGET_MINUTES = 10.0
+LOOK_KEY = "until_decided_look"  # a saved cell's extra_info: the look its verdict is made at
 MAX_LOOKS = 6
 GROWTH = 1.5
 SPENDING = (1, 1, 2, 2, 3, 3)  # relative share of alpha at looks 1..MAX_LOOKS

@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 
 from harness.backends import UnknownBackendError
+from harness.compare.sequential import LOOK_KEY
 from harness.machine.profile import current_profile
 from harness.models import UnknownModelError
 from harness.plan.cell import Cell
@@ -186,7 +187,7 @@ def measure_cell(request, benchmark):
         )
         record(benchmark, result)
         if bench.options.until_decided:  # python -m harness compare judges it at this look's level too
-            benchmark.extra_info["until_decided_look"] = bench.looks.get(item.nodeid, 1)
+            benchmark.extra_info[LOOK_KEY] = bench.looks.get(item.nodeid, 1)
         if result.status == "unavailable":
             pytest.skip(result.message)
         if not result.ok:

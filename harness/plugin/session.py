@@ -25,7 +25,7 @@ from pathlib import Path
 from harness.backends import get_backend
 from harness.backends.tvm.remote import REMOTE_BACKENDS
 from harness.compare.compare import Comparison, compare, profile_mismatch
-from harness.compare.sequential import DEFAULT_BUDGET_MINUTES, AdaptationLog, Standing, look_alpha, plan_round
+from harness.compare.sequential import DEFAULT_BUDGET_MINUTES, AdaptationLog, Standing, plan_round
 from harness.machine.drift import add_sample, measure_control
 from harness.machine.profile import measured_peak
 from harness.machine.threads import resolve_threads
@@ -306,32 +306,18 @@ class BenchSession:
     def _compare(self, current: dict[str, CellResult | None], thresholds: dict[str, float | None]) -> Comparison:
         """The verdicts of ``current`` (name -> its result, None when not measured) against the
         baseline; with --until-decided each cell at its look's level (its share of alpha)."""
-        alpha, looks = self.options.regression_alpha, self.looks if self.options.until_decided else {}
-        groups: dict[int | None, list[str]] = {}
-        for name in current:
-            groups.setdefault(looks.get(name, 1) if self.options.until_decided else None, []).append(name)
-        merged: Comparison | None = None
-        for look, names in groups.items():
-            part = compare(
-                self.baseline,
-                {n: current[n].per_process() if current[n] is not None and current[n].ok else None for n in names},
-                thresholds,
-                alpha=look_alpha(alpha, look) if look else alpha,
-                current_control=self.control,
-                current_profile=self.current_profile,
-                names=names,
-                threads={n: r.threads.resolved for n, r in current.items() if r is not None and r.threads},
-                current_info={n: extra_info(r) for n, r in current.items() if r is not None and r.ok},
-            )
-            for verdict in part.verdicts:
-                verdict.look = look
-            if merged is None:
-                merged = part
-            else:
-                merged.verdicts += part.verdicts
-        order = {name: i for i, name in enumerate(current)}
-        merged.verdicts.sort(key=lambda v: order.get(v.name, len(order)))
-        return merged
+        return compare(
+            self.baseline,
+            {n: r.per_process() if r is not None and r.ok else None for n, r in current.items()},
+            thresholds,
+            alpha=self.options.regression_alpha,
+            current_control=self.control,
+            current_profile=self.current_profile,
+            names=list(current),
+            threads={n: r.threads.resolved for n, r in current.items() if r is not None and r.threads},
+            current_info={n: extra_info(r) for n, r in current.items() if r is not None and r.ok},
+            looks={n: self.looks.get(n, 1) for n in current} if self.options.until_decided else None,
+        )
 
     @property
     def failed_on_regression(self) -> bool:

@@ -39,6 +39,7 @@ import statistics
 from dataclasses import fields
 from pathlib import Path
 
+from harness.compare.sequential import LOOK_KEY, MAX_LOOKS
 from harness.machine.peak import gflops
 from harness.run.protocol import CellResult, ProcessMetrics
 from harness.store.io import read_json
@@ -237,6 +238,11 @@ def check_samples(data: dict, source: str | Path) -> None:
         _check_process_metrics(
             (bench.get("extra_info") or {}).get("process_metrics"), f"{source}: {name}: extra_info.process_metrics"
         )
+        look = (bench.get("extra_info") or {}).get(LOOK_KEY)
+        if look is not None and (isinstance(look, bool) or not isinstance(look, int) or not 1 <= look <= MAX_LOOKS):
+            raise ResultFileError(
+                f"{source}: {name}: extra_info.{LOOK_KEY} is {look!r}, not a look between 1 and {MAX_LOOKS}"
+            )
         samples = (bench.get("extra_info") or {}).get("samples") or {}
         if samples.get("process_medians") is not None:
             _times(samples["process_medians"], f"{source}: {name}: samples.process_medians")
