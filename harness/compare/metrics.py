@@ -78,20 +78,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from harness.compare.stats import welch
+from harness.compare.verdict import VERDICTS
 from harness.store.results import process_median
 
 METRICS = ("latency", "compile", "first-inference", "memory", "size", "accuracy")
 DEFAULT_FAIL_ON = ("latency",)
 NOT_COMPARED = "not compared"
-METRIC_VERDICTS = (
-    "regression",
-    "minor regression",
-    "improvement",
-    "minor improvement",
-    "unchanged",
-    "inconclusive",
-    NOT_COMPARED,
-)
+METRIC_VERDICTS = tuple(v for v in VERDICTS if v not in ("new", "missing")) + (NOT_COMPARED,)
 
 ACCURACY_FACTOR = 10.0  # the error moving past this factor of the baseline's is accuracy drift
 ERROR_FLOOR = float(np.finfo(np.float32).eps)  # 1.19e-7: relative errors below are float32 rounding

@@ -186,7 +186,7 @@ def measure_cell(request, benchmark):
             regression_threshold(item, bench.options),
         )
         record(benchmark, result)
-        if bench.options.until_decided:  # python -m harness compare judges it at this look's level too
+        if bench.adaptation is not None and not bench.adaptation.note:  # compare judges it at this look's level too
             benchmark.extra_info[LOOK_KEY] = bench.looks.get(item.nodeid, 1)
         if result.status == "unavailable":
             pytest.skip(result.message)
