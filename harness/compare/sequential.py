@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.compare.stats import MIN_PROCESSES_FOR_STATES, welch_half_width
-from harness.compare.verdict import Verdict
+from harness.compare.verdict import Verdict, decision_margin
 
 DEFAULT_BUDGET_MINUTES = 10.0
 LOOK_KEY = "until_decided_look"  # a saved cell's extra_info: the look its verdict is made at
@@ -80,20 +80,11 @@ class Standing:
         return self.verdict.verdict in DECIDED
 
 
-def _margin(v: Verdict) -> float | None:
-    """How narrow the interval's half-width (log) must get to decide: to clear 1, or to fit in the
-    no-change band around the estimate, whichever is nearer (as the verdict's own advice)."""
-    if v.ratio is None:
-        return None
-    up, d = math.log1p(v.threshold), abs(math.log(v.ratio))
-    return max(up - d, d) if d < up else d
-
-
 def projection(s: Standing, alpha: float) -> tuple[int | None, str]:
     """(the first later look projected to decide, or None; why not). From the spread each side showed,
     the steady share kept on the current side, and the baseline's steady processes fixed."""
     v = s.verdict
-    margin = _margin(v)
+    margin = decision_margin(math.log(v.ratio), v.threshold) if v.ratio is not None else None
     if margin is None or v.spread is None or v.steady is None or min(v.steady) < 2:
         return None, "too few steady processes to project from"
     if margin < 1e-3:

@@ -82,13 +82,18 @@ def _in_band(interval: LogInterval, up: float) -> bool:
     return -up < interval.low and interval.high < up
 
 
+def decision_margin(diff: float, threshold: float) -> float:
+    """How narrow an interval around the log ratio ``diff`` must get (its half-width) to decide:
+    inside the no-change band, fit in it or clear 1, whichever is nearer; outside it, clear 1."""
+    up, d = math.log1p(threshold), abs(diff)
+    return max(up - d, d) if d < up else d
+
+
 def _advice(est: RatioEstimate, interval: LogInterval, mixture: bool, t: float) -> str:
     """How many processes per side would let ``interval`` decide: fit inside the no-change band
     when its estimate is inside it, clear 1 otherwise. Projects Welch's half-width (t quantile at
     the projected degrees of freedom) from the spread seen, keeping the share of steady processes."""
-    up = math.log1p(t)
-    d = abs(interval.diff)
-    margin = max(up - d, d) if d < up else d  # inside the band: fit in it, or clear 1, whichever is nearer
+    margin = decision_margin(interval.diff, t)
     n = max(est.processes)
     if mixture:
         share, spread = (1.0, 1.0), est.mixture_spread
