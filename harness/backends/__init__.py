@@ -21,6 +21,7 @@ BUILTIN = {
     "torch-compile": "harness.backends.torch_compile:TorchCompile",
     "torch-sparse": "harness.backends.torch_sparse:TorchSparse",
     "ort": "harness.backends.ort:OnnxRuntime",
+    "ort-opt": "harness.backends.ort_opt:OnnxRuntimeOptimized",
     "tvm": "harness.backends.tvm:Tvm",
     "tvm-untuned": "harness.backends.tvm:TvmUntuned",
     "tvm-sparse": "harness.backends.tvm:TvmSparse",

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from harness.models.base import Model
+from harness.models.base import Model, TransformerFacts
 from harness.models.cnn import build_mobilenet_v2, build_resnet
-from harness.models.encoder import SIZES, build_encoder
+from harness.models.encoder import SIZES, build_encoder, encoder_facts
 from harness.models.mlp import build_mlp
 from harness.models.onnx_light import LIGHT_GRAPHS, build_light
 from harness.models.user import UserModelError, build_from_factory, build_from_file, model_name_for
@@ -23,6 +23,7 @@ class ModelEntry:
     builder: Callable[..., Model]
     description: str
     batchable: bool = True  # False: the batch size is fixed by the graph
+    transformer: TransformerFacts | None = None  # an encoder's facts, known before it is built
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -42,6 +43,7 @@ for _name, (_l, _h, _a, _s, _v) in SIZES.items():
         "torch",
         partial(build_encoder, _name, layers=_l, hidden=_h, heads=_a, seq=_s, vocab=_v),
         f"BERT-style encoder: {_l} layers, hidden {_h}, {_a} heads, seq {_s}",
+        transformer=encoder_facts(_h, _a),
     )
 for _name in LIGHT_GRAPHS:
     MODELS[_name] = ModelEntry(
@@ -74,6 +76,16 @@ def is_batchable(name: str, options: dict | None = None) -> bool:
     return MODELS[name].batchable
 
 
+def transformer_facts(name: str, options: dict | None = None) -> TransformerFacts | None:
+    """A built-in encoder's transformer facts, without building it; None for any other model and
+    for a user's model (its heads and hidden size are not known to the harness)."""
+    options = options or {}
+    if options.get("model_file") or options.get("model_factory"):
+        return None
+    model_kind(name)  # raises for unknown names
+    return MODELS[name].transformer
+
+
 def build_model(name: str, options: dict | None = None, batch: int | None = None) -> Model:
     options = options or {}
     if options.get("model_file"):
@@ -95,4 +107,5 @@ __all__ = [
     "is_batchable",
     "model_kind",
     "model_name_for",
+    "transformer_facts",
 ]

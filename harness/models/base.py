@@ -29,6 +29,16 @@ class InputSpec:
         return rng.standard_normal(self.shape).astype(self.dtype)
 
 
+@dataclass(frozen=True)
+class TransformerFacts:
+    """What onnxruntime.transformers' optimizer is told about a transformer encoder: its
+    architecture by the optimizer's name (``model_type``, e.g. "bert"), attention heads and hidden size."""
+
+    model_type: str
+    heads: int
+    hidden: int
+
+
 class Model:
     """Base class: a name, a kind ("torch" or "onnx"), input specs, and the forms and facts each
     subclass owns (``TorchModel``, ``OnnxModel``): FLOPs, float64 reference, pruning."""
@@ -36,6 +46,7 @@ class Model:
     name: str
     kind: str
     inputs: list[InputSpec]
+    transformer: TransformerFacts | None = None  # an encoder's facts (the built-in encoders); None: not known
 
     def make_inputs(self, seed: int) -> list[np.ndarray]:
         rng = np.random.default_rng(seed)
@@ -91,9 +102,12 @@ class TorchModel(Model):
 
     kind = "torch"
 
-    def __init__(self, name: str, factory, inputs: list[InputSpec], seed: int = 0):
+    def __init__(
+        self, name: str, factory, inputs: list[InputSpec], seed: int = 0, transformer: TransformerFacts | None = None
+    ):
         self.name = name
         self.inputs = inputs
+        self.transformer = transformer
         self._factory = factory
         self._seed = seed
         self._module = None

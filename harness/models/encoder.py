@@ -3,7 +3,7 @@ multi-head self-attention and a GELU feed-forward network, and a pooled classifi
 
 from __future__ import annotations
 
-from harness.models.base import InputSpec, TorchModel
+from harness.models.base import InputSpec, TorchModel, TransformerFacts
 
 SIZES = {
     #            layers hidden heads  seq  vocab
@@ -11,6 +11,11 @@ SIZES = {
     "bert_mini": (4, 256, 4, 128, 1000),
     "bert_base": (12, 768, 12, 128, 30522),
 }
+
+
+def encoder_facts(hidden: int, heads: int) -> TransformerFacts:
+    """The encoder as onnxruntime.transformers' optimizer knows it: BERT's architecture ("bert")."""
+    return TransformerFacts("bert", heads, hidden)
 
 
 def build_encoder(
@@ -65,4 +70,5 @@ def build_encoder(
 
         return Encoder()
 
-    return TorchModel(name, factory, [InputSpec("input_ids", (batch, seq), "int64", high=vocab)])
+    inputs = [InputSpec("input_ids", (batch, seq), "int64", high=vocab)]
+    return TorchModel(name, factory, inputs, transformer=encoder_facts(hidden, heads))

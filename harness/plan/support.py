@@ -21,6 +21,9 @@ def unsupported_reason(cell: Cell) -> str | None:
     if cell.target not in TARGETS:
         return f"unknown target {cell.target!r} (known: {', '.join(TARGETS)})"
     reason = backend.unsupported_reason(model_kind(cell.model, cell.model_options), cell.target)
+    model_reason = getattr(backend, "unsupported_model_reason", None)  # optional: a backend for some models only
+    if reason is None and model_reason is not None:
+        reason = model_reason(cell.model, cell.model_options)
     if reason:
         return reason
     if cell.batch is not None and not is_batchable(cell.model, cell.model_options):
