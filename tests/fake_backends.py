@@ -251,3 +251,36 @@ class Drifting(Sleeper):
 
             compiled.run = drifting_run
         return compiled
+
+
+class OpSlowed(TorchEager):
+    """Eager torch whose one operator type gets slower on purpose: with INFER_BENCH_SLOW_OP set to a
+    torch.nn module class name (e.g. ``GELU``), every such module of (a copy of) the model runs its
+    forward INFER_BENCH_SLOW_OP_REPEAT (default 10) more times per call and returns its last result.
+    The outputs do not change; torch.profiler puts the extra time in that module's op (``aten::gelu``
+    for GELU), and nothing else moves: the op a per-op diff must name."""
+
+    name = "opslowed"
+
+    def compile(self, model, target, threads, example):
+        import copy
+
+        compiled = super().compile(model, target, threads, example)
+        kind = os.environ.get("INFER_BENCH_SLOW_OP", "")
+        if not kind:
+            return compiled
+        repeat = int(os.environ.get("INFER_BENCH_SLOW_OP_REPEAT", "10"))
+        compiled.module = copy.deepcopy(compiled.module)  # the model's own module stays as it is
+        slowed = [m for m in compiled.module.modules() if type(m).__name__ == kind]
+        if not slowed:
+            raise ValueError(f"opslowed: {model.name} has no {kind} module (INFER_BENCH_SLOW_OP): name one it has")
+        for module in slowed:
+
+            def repeated(*args, _forward=module.forward, **kwargs):
+                for _ in range(repeat):
+                    _forward(*args, **kwargs)
+                return _forward(*args, **kwargs)
+
+            module.forward = repeated
+        compiled.label = f"{compiled.label} + {kind} run {repeat + 1}x"
+        return compiled

@@ -8,7 +8,12 @@ size it. Left at 0 it takes one thread per physical core of the process's affini
 ``compile`` creates the session and runs nothing: the first run (arena allocation) is the worker's
 ``first_inference_s``. Artifact (``build_info``'s ``artifact_bytes``): the optimised graph file ORT
 wrote (ORT_ENABLE_ALL, the compile cache's ``OPTIMISED``), or, with the cache off, the serialized
-ONNX graph the session was made from (``artifact`` says which: sizes of the two are not compared)."""
+ONNX graph the session was made from (``artifact`` says which: sizes of the two are not compared).
+
+``profile_ops`` (a per-operator profile, harness.compare.op_profile): ORT profiles a session only
+when its options asked at creation, so a second session is made from what the timed one was made
+from (the graph as ORT keeps it, the same options, profiling on), run once (its events dropped: arena
+allocation) and ``runs`` times; ``end_profiling``'s JSON gives each node's kernel time and op type."""
 
 from __future__ import annotations
 
@@ -54,6 +59,39 @@ class OrtCompiled:
         session = self.session
         return lambda: session.run(None, feeds)
 
+    def profile_ops(self, inputs, runs):
+        """Per-operator profile of ``runs`` inferences (after one warm-up run) in a second,
+        profiling session: kernel time per node, by op type."""
+        import json
+        import tempfile
+        from pathlib import Path
+
+        import onnxruntime as ort
+
+        from harness.compare.op_profile import aggregate
+
+        session = self.session
+        source = session._model_path or session._model_bytes  # what ORT made this session from
+        providers = session.get_providers()
+        provider_options = [session.get_provider_options().get(p, {}) for p in providers]
+        opts = session.get_session_options()  # the timed session's: borrowed, and put back as they were
+        kept = {key: getattr(opts, key) for key in PROFILING_OPTIONS}
+        feeds = dict(zip(self.input_names, [np.ascontiguousarray(x) for x in inputs]))
+        with tempfile.TemporaryDirectory(prefix="infer-bench-ort-profile-") as scratch:
+            try:
+                opts.optimized_model_filepath = ""  # the graph is saved (or was loaded) already
+                opts.enable_profiling = True
+                opts.profile_file_prefix = str(Path(scratch) / "ort")
+                profiling = ort.InferenceSession(source, opts, providers=providers, provider_options=provider_options)
+            finally:
+                for key, value in kept.items():
+                    setattr(opts, key, value)
+            for _ in range(runs + 1):
+                profiling.run(None, feeds)
+            events = json.loads(Path(profiling.end_profiling()).read_text())
+        times = node_times(events)
+        return aggregate(times, source=ORT_PROFILER, runtime=f"onnxruntime {ort.__version__}", runs=runs)
+
     def thread_info(self):
         opts = self.session.get_session_options()  # 0 = ORT's default (physical cores)
         return {
@@ -61,6 +99,28 @@ class OrtCompiled:
             "ort_inter_op_num_threads": opts.inter_op_num_threads,
             "ort_execution_mode": opts.execution_mode.name,
         }
+
+
+ORT_PROFILER = "onnxruntime session profiler"
+PROFILING_OPTIONS = ("optimized_model_filepath", "enable_profiling", "profile_file_prefix")  # set for profiling
+KERNEL_TIME = "_kernel_time"  # the suffix of a node event's name that times the node's kernel
+
+
+def node_times(events: list) -> list:
+    """``NodeTime`` of each node kernel event in an ORT profile (chrome trace events: ``cat`` Node,
+    ``name`` the node's name + KERNEL_TIME, ``dur`` microseconds, ``args.op_name``) after the first
+    ``model_run`` (the warm-up run: its events are dropped)."""
+    from harness.compare.op_profile import NodeTime
+
+    runs = sorted(
+        (e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"
+    )
+    after = runs[0][1] if runs else float("-inf")
+    return [
+        NodeTime(e["args"]["op_name"], e["name"][: -len(KERNEL_TIME)], float(e["dur"]))
+        for e in events
+        if e.get("cat") == "Node" and e.get("name", "").endswith(KERNEL_TIME) and e["ts"] >= after
+    ]
 
 
 class OnnxRuntime(Backend):

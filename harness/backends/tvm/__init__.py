@@ -19,7 +19,9 @@ there.
 Artifact (``build_info``'s ``artifact_bytes``): the size of the exported library (``LIBRARY``):
 the compile cache's file, or, where nothing on disk has it (``tvm-untuned``, the cache off or not
 written), an export to a temporary directory made when ``build_info`` is first asked, outside
-``compile``."""
+``compile``.
+Per-operator profile (``TvmCompiled.profile_ops``): the VM's instrument times every call of a
+compiled function (op_profile.py); none on an RPC device."""
 
 from __future__ import annotations
 
@@ -101,6 +103,13 @@ class TvmCompiled:
         import tvm
 
         return {"tvm_num_threads": tvm.runtime.num_threads()}
+
+    def profile_ops(self, inputs, runs):
+        """Per-operator profile of ``runs`` calls (after one warm-up call), timed by the VM's
+        instrument (harness.backends.tvm.op_profile); the instrument is removed afterwards."""
+        from harness.backends.tvm.op_profile import profile_vm
+
+        return profile_vm(self.vm, self._to_device(inputs), runs)
 
 
 def _flatten(out):
