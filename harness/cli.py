@@ -17,6 +17,7 @@ from harness.backends.tvm.tuning import DEFAULT_TRIALS
 from harness.compare.change_points import DEFAULT_MAX_PVALUE, DEFAULT_WINDOW
 from harness.compare.compare import compare_results, profile_mismatch
 from harness.compare.metrics import DEFAULT_FAIL_ON, METRICS, MetricNameError, parse_fail_on
+from harness.compare.percentiles import DEFAULT_STATISTIC, VERDICT_STATISTICS
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from harness.store.baselines import KEEP_SAMPLES
 from harness.store.results import ResultFileError, load_result
@@ -60,7 +61,9 @@ def _judged(args, baseline_path: str, current: dict):
     path applies: results from different machine profiles are refused unless asked for."""
     if Path(baseline_path).is_dir():  # a store: the latest saved run of the current result's profile
         baseline_path = latest_saved_run(baseline_path, current)
-    comparison = compare_results(load_result(baseline_path), current, args.threshold, args.alpha)
+    comparison = compare_results(
+        load_result(baseline_path), current, args.threshold, args.alpha, args.verdict_statistic
+    )
     mismatch = profile_mismatch(comparison.baseline_profile, comparison.current_profile)
     if mismatch and not args.allow_profile_mismatch:
         raise UsageProblem(
@@ -282,6 +285,13 @@ def _judging_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--alpha", type=_fraction, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA})"
+    )
+    parser.add_argument(
+        "--verdict-statistic",
+        choices=VERDICT_STATISTICS,
+        default=None,
+        help="what every verdict judges of each worker process's calls, beating each result's own (its suite's, "
+        f"marker's or scenario's when it ran); default: those, else {DEFAULT_STATISTIC}",
     )
     parser.add_argument(
         "--allow-profile-mismatch",

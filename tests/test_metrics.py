@@ -158,6 +158,7 @@ def test_too_few_processes_or_no_values():
 
 def test_thresholds_are_per_metric_and_overridable():
     assert DEFAULT_THRESHOLDS == {
+        "throughput": 0.05,
         "compile": 0.25,
         "first-inference": 0.25,
         "memory": 0.1,
@@ -264,9 +265,10 @@ def test_compare_fail_on_chooses_what_fails(tmp_path, capsys):
     assert main(["compare", str(base), str(cur), "--format", "json"]) == 0  # latency unchanged: the default passes
     out = json.loads(capsys.readouterr().out)
     (verdict,) = out["verdicts"]
-    assert verdict["verdict"] == "unchanged" and out["fail_on"] == ["latency"] and out["failing"] == []
+    assert verdict["verdict"] == "unchanged" and out["fail_on"] == ["latency", "throughput"] and out["failing"] == []
     metrics = verdict["metrics"]
     assert {name: m["verdict"] for name, m in metrics.items()} == {
+        "throughput": NOT_COMPARED,  # a latency cell
         "compile": "unchanged",
         "first-inference": "unchanged",
         "memory": "regression",

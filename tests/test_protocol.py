@@ -131,6 +131,7 @@ def test_merge_keeps_each_process_metrics_and_the_store_keeps_them_per_process()
         "first_inference_s": [0.01, 0.004, None],
         "model_rss_mb": [50.0, 20.0, None],
         "allocator_mb": [None, None, None],
+        "samples_per_s": [None, None, None],  # a latency cell
     }
     assert info["compile_s"] == 2.0  # the first process's, for display
     bench = {"fullname": "t", "stats": {"median": 0.002}, "extra_info": info}

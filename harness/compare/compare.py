@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.compare.metrics import DEFAULT_FAIL_ON, judge_metrics
+from harness.compare.op_profile import OpProfile, op_diff
+from harness.compare.percentiles import DEFAULT_STATISTIC, STATISTIC_KEY, check_statistic
 from harness.compare.sequential import LOOK_KEY, look_alpha
 from harness.compare.stats import LogInterval, welch
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD, Verdict, judge
 from harness.machine.drift import control_samples
 from harness.machine.profile import version_changes
-from harness.store.results import by_name, control_of, process_samples, profile_of
+from harness.store.results import by_name, control_of, process_rounds, process_samples, profile_of
 
 CONTROL_RESOLUTION = 0.002  # the least relative spread assumed between control measurements
 
@@ -122,6 +124,8 @@ def compare(
     threads: dict[str, int | None] | None = None,
     current_info: dict[str, dict] | None = None,
     looks: dict[str, int] | None = None,
+    statistics: dict[str, str | None] | None = None,
+    statistic: str | None = None,
 ) -> Comparison:
     """Verdicts for ``current`` (name -> per-process samples, None when not measured) against the
     saved ``baseline``. ``threshold`` (the command line) beats a cell's own ``thresholds[name]``,
@@ -130,9 +134,12 @@ def compare(
     ``current_info``: each current cell's extra_info; the cells in it and in the baseline get the
     verdicts beyond latency (``Verdict.metrics``, harness.compare.metrics), their defaults'
     thresholds (``threshold`` is latency's). ``looks``: the --until-decided look of each cell that
-    had one; its verdicts are made at that look's share of ``alpha`` (harness.compare.sequential)."""
+    had one; its verdicts are made at that look's share of ``alpha`` (harness.compare.sequential).
+    ``statistic`` (the command line) beats each cell's own ``statistics[name]`` (its suite's or
+    marker's choice), which beats the median (harness.compare.percentiles)."""
     base = by_name(baseline)
     thresholds, threads, current_info, looks = thresholds or {}, threads or {}, current_info or {}, looks or {}
+    statistics = statistics or {}
     comparison = Comparison(
         [],
         profile_of(baseline),
@@ -154,22 +161,42 @@ def compare(
             cell_threads = (base[name].get("extra_info") or {}).get("threads_resolved")
         look = looks.get(name)
         level = look_alpha(alpha, look) if look else alpha
+        info = current_info.get(name) or {}
         verdict = judge(
-            name, before, now, pick_threshold(threshold, thresholds.get(name)), level, comparison.drifted(cell_threads)
+            name,
+            before,
+            now,
+            pick_threshold(threshold, thresholds.get(name)),
+            level,
+            comparison.drifted(cell_threads),
+            statistic=check_statistic(statistic or statistics.get(name) or DEFAULT_STATISTIC),
+            calls=(
+                process_rounds(base[name]) if name in base else None,
+                process_rounds({"extra_info": info}) if info else None,
+            ),
         )
         verdict.look = look
         if name in base and now and name in current_info:
             verdict.metrics = judge_metrics(base[name].get("extra_info") or {}, current_info[name], level)
+        before_info = (base[name].get("extra_info") or {}) if name in base else {}
+        profiles = (before_info.get("op_profile"), info.get("op_profile"))
+        if verdict.verdict == "regression" and None not in profiles:
+            verdict.op_diff = op_diff(*(OpProfile.from_dict(p) for p in profiles))
         comparison.verdicts.append(verdict)
     return comparison
 
 
 def compare_results(
-    baseline: dict, current: dict, threshold: float | None = None, alpha: float = DEFAULT_ALPHA
+    baseline: dict,
+    current: dict,
+    threshold: float | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    statistic: str | None = None,
 ) -> Comparison:
     """Two saved results. ``threshold`` (the command line) beats each benchmark's saved
     ``regression_threshold`` (its marker or suite when it ran), which beats the default; a cell
-    measured with --until-decided is judged at its saved look's level."""
+    measured with --until-decided is judged at its saved look's level, and each cell by its saved
+    ``verdict_statistic`` unless ``statistic`` (the command line) says otherwise."""
     benches = by_name(current)
     info = {name: b.get("extra_info") or {} for name, b in benches.items()}
     return compare(
@@ -183,4 +210,6 @@ def compare_results(
         threads={name: i.get("threads_resolved") for name, i in info.items()},
         current_info=info,
         looks={name: i[LOOK_KEY] for name, i in info.items() if i.get(LOOK_KEY) is not None},
+        statistics={name: i.get(STATISTIC_KEY) for name, i in info.items()},
+        statistic=statistic,
     )

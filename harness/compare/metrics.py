@@ -8,11 +8,14 @@ a ``regression`` of a metric named there fails a gate, a ``minor regression`` to
 constants it is built from.
 
 **Measured once per worker process** (``extra_info.process_metrics``, one value per process):
-``compile`` (seconds of the backend's ``compile`` call), ``first-inference`` (seconds of one
-inference right after it) and ``memory`` (the model's resident memory, MiB). These are judged
-*across processes*, like latency: Welch's t on the log per-process values (harness.compare.stats
-``welch``), the interval at 1 - alpha, and with t the metric's threshold and (lo, hi) the interval
-of the ratio current/baseline:
+``throughput`` (a throughput or server scenario's samples/s in that process, harness.run.load;
+judged as its inverse, the cost of a sample, so that a fall is the regression, and shown as the
+ratio of samples/s; threshold 5% like latency's, no floor, least spread 0.2%; a latency-scenario
+cell has none: its latency verdict is its throughput's), ``compile`` (seconds of the backend's
+``compile`` call), ``first-inference`` (seconds of one inference right after it) and ``memory``
+(the model's resident memory, MiB). These are judged *across processes*, like latency: Welch's t on
+the log per-process values (harness.compare.stats ``welch``), the interval at 1 - alpha, and with t
+the metric's threshold and (lo, hi) the interval of the ratio current/baseline:
 
 - inconclusive      : fewer than 2 processes with a value on a side (between-process noise unseen)
 - regression        : lo > 1 and the ratio >= 1 + t
@@ -78,11 +81,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from harness.compare.stats import welch
-from harness.compare.verdict import VERDICTS
+from harness.compare.verdict import DEFAULT_THRESHOLD, VERDICTS
 from harness.store.results import process_median
 
-METRICS = ("latency", "compile", "first-inference", "memory", "size", "accuracy")
-DEFAULT_FAIL_ON = ("latency",)
+METRICS = ("latency", "throughput", "compile", "first-inference", "memory", "size", "accuracy")
+DEFAULT_FAIL_ON = ("latency", "throughput")
 NOT_COMPARED = "not compared"
 METRIC_VERDICTS = tuple(v for v in VERDICTS if v not in ("new", "missing")) + (NOT_COMPARED,)
 
@@ -90,6 +93,7 @@ ACCURACY_FACTOR = 10.0  # the error moving past this factor of the baseline's is
 ERROR_FLOOR = float(np.finfo(np.float32).eps)  # 1.19e-7: relative errors below are float32 rounding
 COSINE_FLOOR = ERROR_FLOOR**2 / 2  # the cosine distance of an error of ERROR_FLOOR
 DEFAULT_THRESHOLDS = {
+    "throughput": DEFAULT_THRESHOLD,  # as latency's
     "compile": 0.25,
     "first-inference": 0.25,
     "memory": 0.10,
@@ -110,9 +114,11 @@ class ProcessMetric:
     floor: float
     relative_sd: float = 0.0
     absolute_sd: float = 0.0
+    higher_is_better: bool = False  # throughput: a fall is the regression; ratios stay current/baseline
 
 
 PROCESS_METRICS = (
+    ProcessMetric("throughput", "samples_per_s", "samples/s", floor=0.0, relative_sd=0.002, higher_is_better=True),
     ProcessMetric("compile", "compile_s", "s", floor=0.05, relative_sd=0.01),
     ProcessMetric("first-inference", "first_inference_s", "s", floor=0.001, relative_sd=0.01),
     ProcessMetric("memory", "model_rss_mb", "MiB", floor=16.0, absolute_sd=0.25),
@@ -241,6 +247,8 @@ def judge_process_metric(
     def least_variance(x: np.ndarray) -> float:
         return max(spec.relative_sd, spec.absolute_sd / float(np.median(x))) ** 2
 
+    if spec.higher_is_better:  # judged as the cost per sample (1 / throughput): its rise is the regression
+        fb, fc = 1.0 / fb, 1.0 / fc
     interval = welch(np.log(fb), np.log(fc), 1 - alpha, (least_variance(fb), least_variance(fc)))
     up = math.log1p(threshold)
     if interval.low > 0:
@@ -252,6 +260,8 @@ def judge_process_metric(
     else:
         verdict.verdict = "inconclusive"
     verdict.ratio, verdict.low, verdict.high = interval.ratio
+    if spec.higher_is_better:
+        verdict.ratio, verdict.low, verdict.high = 1 / verdict.ratio, 1 / verdict.high, 1 / verdict.low
     verdict.p_value = interval.p_value
     allocator = [process_median(info, "allocator_mb") for info in (baseline_info, current_info)]
     if spec.metric == "memory" and None not in allocator:
@@ -327,7 +337,18 @@ def judge_metrics(
     verdicts = {
         spec.metric: judge_process_metric(spec, baseline_info, current_info, alpha, limits[spec.metric])
         for spec in PROCESS_METRICS
+        if spec.metric != "throughput" or process_median(current_info, spec.key) is not None
     }
+    verdicts.setdefault(
+        "throughput",
+        MetricVerdict(
+            "throughput",
+            NOT_COMPARED,
+            unit="samples/s",
+            threshold=limits["throughput"],
+            note="latency scenario (one stream): its latency verdict is its throughput's",
+        ),
+    )
     verdicts["size"] = judge_size(baseline_info, current_info, limits["size"])
     verdicts["accuracy"] = judge_accuracy(baseline_info, current_info, limits["accuracy"])
     return {name: verdicts[name] for name in METRICS if name in verdicts}

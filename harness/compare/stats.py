@@ -52,6 +52,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from harness.compare.percentiles import DEFAULT_STATISTIC, quantile, statistic_quantile
+
 MODE_GAP = 0.12  # the window (ratio) a state's anchor is looked for in
 MODE_SPREAD = 4.5  # the neighbourhood of the centre the spread is estimated in, in robust sds, if wider
 STATE_GAP = 0.05  # another state lies across an empty stretch of at least this (ratio) ...
@@ -80,22 +82,43 @@ def median_log_variance(samples: np.ndarray, quartiles: np.ndarray) -> float:
     return float((1.2533 * sigma) ** 2 / np.asarray(samples).size)
 
 
-STATISTICS = ("median", "mean")
 BATCHES = 10  # batch means for the sampling variance of a process's mean
 
 
-def log_process_levels(groups: list, statistic: str = "median") -> tuple[np.ndarray, np.ndarray]:
-    """Each process's log statistic of its per-call times (``median``, or ``mean``: what
-    throughput sees, throttled calls included) and that statistic's within-process sampling
-    variance (the least variance a process can have). For the mean it comes from batch means
-    (``BATCHES`` consecutive batches of calls in the order they ran): throttling under a CPU quota
-    is periodic, not independent from call to call, and batches follow that."""
+def quantile_log_variance(log_sorted: np.ndarray, q: float) -> float:
+    """Sampling variance of the log q-quantile of one process's calls (sorted logs), from the
+    order statistics one binomial standard deviation either side of it (distribution-free:
+    the count of calls below the true quantile is Binomial(n, q)), or from the resolution of the
+    values when they are equal there."""
+    n = log_sorted.size
+    k, d = q * n, math.sqrt(n * q * (1 - q))
+    lo, hi = max(0, math.floor(k - d) - 1), min(n - 1, math.ceil(k + d) - 1)
+    half = float(log_sorted[hi] - log_sorted[lo]) / 2
+    if half == 0:
+        steps = np.diff(np.unique(log_sorted))
+        half = (steps.min() if steps.size else 1e-9) / math.sqrt(12)
+    return half**2
+
+
+def log_process_levels(groups: list, statistic: str = DEFAULT_STATISTIC) -> tuple[np.ndarray, np.ndarray]:
+    """Each process's log statistic of its per-call times (harness.compare.percentiles:
+    ``median``; a tail percentile ``p90``/``p95``/``p99``, the inverted-CDF order statistic; or
+    ``mean``: what throughput sees, throttled calls included) and that statistic's
+    within-process sampling variance (the least variance a process can have). For the mean it
+    comes from batch means (``BATCHES`` consecutive batches of calls in the order they ran):
+    throttling under a CPU quota is periodic, not independent from call to call, and batches
+    follow that."""
     groups = [np.asarray(g, dtype=np.float64) for g in groups]
-    if statistic == "median":
+    q = statistic_quantile(statistic)
+    if statistic == DEFAULT_STATISTIC:
         quartiles = _log_quartiles(groups)
-        return quartiles[:, 1], np.array([median_log_variance(g, q) for g, q in zip(groups, quartiles)])
-    if statistic != "mean":
-        raise ValueError(f"statistic {statistic!r}: use one of {', '.join(STATISTICS)}")
+        return quartiles[:, 1], np.array([median_log_variance(g, qs) for g, qs in zip(groups, quartiles)])
+    if q is not None:
+        logs = [np.sort(np.log(g)) for g in groups]
+        return (
+            np.array([quantile(x, q) for x in logs]),
+            np.array([quantile_log_variance(x, q) for x in logs]),
+        )
     means = np.array([g.mean() for g in groups])
     floors = np.zeros(len(groups))
     for i, g in enumerate(groups):
@@ -261,16 +284,31 @@ def slow_share_p(slow: tuple[int, int], n: tuple[int, int]) -> tuple[float, floa
 
 
 def _bootstrap_interval(
-    base: list[np.ndarray], cur: list[np.ndarray], diff: float, confidence: float, n_boot: int, seed: int
+    base: list[np.ndarray],
+    cur: list[np.ndarray],
+    diff: float,
+    confidence: float,
+    n_boot: int,
+    seed: int,
+    statistic: str = DEFAULT_STATISTIC,
 ) -> LogInterval:
-    """Two-level bootstrap (processes, then rounds) of ``diff``, the difference of mean log medians:
-    for a side with a single process, where no between-process noise can be seen."""
+    """Two-level bootstrap (processes, then rounds) of ``diff``, the difference of mean log
+    process statistics: for a side with a single process, where no between-process noise can be
+    seen."""
     rng = np.random.default_rng(seed)
+    q = statistic_quantile(statistic)
+
+    def level(resampled: np.ndarray) -> np.ndarray:
+        if q is None:
+            return resampled.mean(axis=1)
+        if statistic == DEFAULT_STATISTIC:
+            return np.median(resampled, axis=1)
+        return np.quantile(resampled, q, axis=1, method="inverted_cdf")
 
     def centres(groups):
         meds = np.empty((len(groups), n_boot))
         for i, g in enumerate(groups):
-            meds[i] = np.median(g[rng.integers(0, g.size, size=(n_boot, g.size))], axis=1)
+            meds[i] = level(g[rng.integers(0, g.size, size=(n_boot, g.size))])
         pick = rng.integers(0, len(groups), size=(n_boot, len(groups)))
         return np.log(meds[pick, np.arange(n_boot)[:, None]]).mean(axis=1)
 
@@ -352,20 +390,23 @@ class RatioEstimate:
 
 
 def ratio_estimate(
-    baseline: list[np.ndarray], current: list[np.ndarray], confidence: float = 0.99, n_boot: int = 2000, seed: int = 0
+    baseline: list[np.ndarray],
+    current: list[np.ndarray],
+    confidence: float = 0.99,
+    n_boot: int = 2000,
+    seed: int = 0,
+    statistic: str = DEFAULT_STATISTIC,
 ) -> RatioEstimate:
+    """current/baseline of each process's ``statistic`` (harness.compare.percentiles), read as the
+    module docstring says."""
     baseline = [np.asarray(g, dtype=np.float64) for g in baseline]
     current = [np.asarray(g, dtype=np.float64) for g in current]
     if not baseline or not current or any(g.size == 0 for g in baseline + current):
         raise ValueError("both sides need at least one process with at least one sample")
     if any(not np.all(np.isfinite(g) & (g > 0)) for g in baseline + current):
         raise ValueError("samples must be finite positive seconds")
-    quartiles = [_log_quartiles(side) for side in (baseline, current)]
-    xb, xc = quartiles[0][:, 1], quartiles[1][:, 1]  # log process medians
-    floors = [
-        np.array([median_log_variance(g, q) for g, q in zip(side, qs)])
-        for side, qs in zip((baseline, current), quartiles)
-    ]
+    (xb, floor_b), (xc, floor_c) = (log_process_levels(side, statistic) for side in (baseline, current))
+    floors = [floor_b, floor_c]  # xb, xc: log process medians (or the judged statistic)
     states = split_states(xb, xc)
     mb, mc = states.steady
 
@@ -379,7 +420,7 @@ def ratio_estimate(
 
     if min(mb.sum(), mc.sum()) >= 2:
         steady = welch_of(mb, mc)
-        method = "Welch t on log process medians" + (" (steady state)" if states.split else "")
+        method = f"Welch t on log process {statistic}s" + (" (steady state)" if states.split else "")
         # other readings of the machine states; where one differs, the interval covers it too:
         # 1. two or more processes faster than the steady state are the real steady state (and the
         #    rest of that side runs slow);
@@ -421,7 +462,9 @@ def ratio_estimate(
             )
             method += f"; the machine states read two ways ({what}): interval covers both"
     else:
-        steady = _bootstrap_interval(baseline, current, float(xc.mean() - xb.mean()), confidence, n_boot, seed)
+        steady = _bootstrap_interval(
+            baseline, current, float(xc.mean() - xb.mean()), confidence, n_boot, seed, statistic
+        )
         method = "bootstrap over rounds (one process: between-process noise unseen)"
     every = (np.ones(xb.size, bool), np.ones(xc.size, bool))
     mixture = welch_of(*every) if min(xb.size, xc.size) >= 2 else None

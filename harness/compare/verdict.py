@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from harness.compare.op_profile import OpDiff
+from harness.compare.percentiles import DEFAULT_STATISTIC, unsupported_reason
 from harness.compare.stats import LogInterval, RatioEstimate, ratio_estimate, welch_half_width
 
 VERDICTS = (
@@ -72,7 +74,9 @@ class Verdict:
     note: str = ""
     spread: tuple[float, float] | None = None  # sd of the steady log process medians (baseline, current)
     look: int | None = None  # with --until-decided: the look (1, 2, ...) this verdict was made at
+    statistic: str = DEFAULT_STATISTIC  # what each process contributes (harness.compare.percentiles)
     metrics: dict = field(default_factory=dict)  # metric name -> harness.compare.metrics.MetricVerdict
+    op_diff: OpDiff | None = None  # a regression whose sides both have a per-operator profile: what got slower
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,9 +147,14 @@ def judge(
     drift: LogInterval | None = None,
     n_boot: int = 2000,
     seed: int = 0,
+    statistic: str = DEFAULT_STATISTIC,
+    calls: tuple[list[int] | None, list[int] | None] = (None, None),
 ) -> Verdict:
     """``baseline``/``current``: per-process arrays of per-call seconds (None = absent).
-    ``drift``: the control's log ratio now/baseline, when the verdict must correct for it."""
+    ``drift``: the control's log ratio now/baseline, when the verdict must correct for it.
+    ``statistic``: what each process contributes (median, p90, p95, p99, mean); a percentile the
+    calls of a side do not support (``calls``: per-process call counts, where the arrays hold
+    fewer stored values than calls were timed) leaves the verdict inconclusive, saying so."""
     if not baseline:
         return Verdict(
             name,
@@ -153,12 +162,26 @@ def judge(
             threshold=threshold,
             alpha=alpha,
             note="no baseline for this cell" if current else "no samples on either side",
+            statistic=statistic,
         )
     if not current:
-        return Verdict(name, "missing", threshold=threshold, alpha=alpha, note="in the baseline but not measured now")
+        return Verdict(
+            name,
+            "missing",
+            threshold=threshold,
+            alpha=alpha,
+            note="in the baseline but not measured now",
+            statistic=statistic,
+        )
     base = [np.asarray(g, dtype=np.float64) for g in baseline]
     cur = [np.asarray(g, dtype=np.float64) for g in current]
-    est = ratio_estimate(base, cur, confidence=1 - alpha, n_boot=n_boot, seed=seed)
+    for side, groups, counts in (("baseline", base, calls[0]), ("current", cur, calls[1])):
+        why = unsupported_reason(statistic, counts or [g.size for g in groups])
+        if why:
+            return Verdict(
+                name, "inconclusive", threshold=threshold, alpha=alpha, note=f"{side}: {why}", statistic=statistic
+            )
+    est = ratio_estimate(base, cur, confidence=1 - alpha, n_boot=n_boot, seed=seed, statistic=statistic)
     steady, mixture = est.steady, est.mixture
     if drift is not None:  # a slower machine is not a slower model: divide by the control, keep its noise
         steady = steady.shifted(drift, 1 - alpha)
@@ -218,4 +241,5 @@ def judge(
         est.kept,
         "; ".join(n for n in notes if n),
         est.spread,
+        statistic=statistic,
     )

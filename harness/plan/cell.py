@@ -1,8 +1,9 @@
 """One point of a benchmark matrix: (model, backend, target, sparsity, threads, batch), how its
-threads are applied (thread_control, interop, spin) and how its weights are pruned (pruning).
+threads are applied (thread_control, interop, spin), how its weights are pruned (pruning) and how
+it is driven while timed (scenario).
 
 A cell's id is its history key: the axes at their defaults (thread control both, interop 1, spin
-default, unstructured pruning) add nothing to it, so ids stay what they were before those axes
+default, unstructured pruning, the latency scenario) add nothing to it, so ids stay what they were before those axes
 existed. Pruning shows after the sparsity: ``sp90-b16x1``, ``sp90-rand``."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from harness.models.pruning import DEFAULT_PRUNING, parse_pruning
+from harness.plan.scenario import DEFAULT_SCENARIO, parse_scenario
 
 
 def sparsity_label(sparsity: float) -> str:
@@ -30,6 +32,7 @@ class Cell:
     interop: int = 1  # inter-op threads, applied through the runtime's API (both, api)
     spin: str = "default"  # default, off: idle pool threads sleep instead of spinning
     pruning: str = DEFAULT_PRUNING  # harness.models.pruning: unstructured, block:RxC, random[:RxC]
+    scenario: str = DEFAULT_SCENARIO  # harness.plan.scenario: latency, throughput[:...], server[:...]
     # model options that travel to the worker (user files, factories, shape overrides)
     model_options: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -47,6 +50,9 @@ class Cell:
             parts.append(f"i{self.interop}")
         if self.spin != "default":
             parts.append(f"spin{self.spin}")
+        scenario = parse_scenario(self.scenario).id_part
+        if scenario:
+            parts.append(scenario)
         return "-".join(parts)
 
     def to_dict(self) -> dict:

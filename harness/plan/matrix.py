@@ -5,7 +5,8 @@ each with its pytest id, its marks and, where the backend cannot run it, the rea
 (skipped cells are kept so that they show up as skips, never silently dropped).
 
 Command-line options (``--models``, ``--backends``, ``--targets``, ``--sparsity``, ``--threads``,
-``--batch``, ``--pruning`` ...) replace an axis for one run; ``Matrix.smoke`` names the subset marked ``smoke``.
+``--batch``, ``--pruning``, ``--scenario`` ...) replace an axis for one run; ``Matrix.smoke`` names
+the subset marked ``smoke``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,21 @@ from harness.models import MODELS
 from harness.models.pruning import DEFAULT_PRUNING, PruningError, parse_pruning
 from harness.models.user import ModelFile
 from harness.plan.cell import Cell
+from harness.plan.scenario import DEFAULT_SCENARIO, ScenarioError, parse_scenario
 
-AXES = ("models", "backends", "targets", "sparsity", "threads", "batch", "thread_control", "interop", "spin", "pruning")
+AXES = (
+    "models",
+    "backends",
+    "targets",
+    "sparsity",
+    "threads",
+    "batch",
+    "thread_control",
+    "interop",
+    "spin",
+    "pruning",
+    "scenario",
+)
 
 
 class MatrixError(ValueError):
@@ -66,6 +80,13 @@ def _parse_pruning(value) -> str:
         raise MatrixError(str(exc)) from None
 
 
+def _parse_scenario(value) -> str:
+    try:
+        return parse_scenario(value).text
+    except ScenarioError as exc:
+        raise MatrixError(str(exc)) from None
+
+
 NORMALIZE = {
     "models": lambda v: str(v).strip(),
     "backends": lambda v: str(v).strip(),
@@ -77,6 +98,7 @@ NORMALIZE = {
     "interop": lambda v: positive_int(v, "inter-op thread count"),
     "spin": _one_of(SPIN_MODES, "spin mode"),
     "pruning": _parse_pruning,
+    "scenario": _parse_scenario,
 }
 
 
@@ -121,6 +143,7 @@ class Matrix:
     interop: tuple = (1,)
     spin: tuple = ("default",)
     pruning: tuple = (DEFAULT_PRUNING,)
+    scenario: tuple = (DEFAULT_SCENARIO,)
     smoke: dict = field(default_factory=dict)  # axis -> subset; cells inside all subsets are smoke
     model_files: dict = field(default_factory=dict)  # name -> ModelFile, from ModelFile entries on the models axis
 
@@ -176,6 +199,7 @@ class Matrix:
                 values["interop"] if via_api(control) else 1,
                 values["spin"],
                 values["pruning"] if values["sparsity"] else DEFAULT_PRUNING,
+                values["scenario"],
                 dict((model_options or {}).get(values["models"], {})),
             )
             if cell.id in seen:

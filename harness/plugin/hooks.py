@@ -20,7 +20,14 @@ from harness.models import UnknownModelError
 from harness.plan.cell import Cell
 from harness.plan.matrix import Matrix, MatrixError
 from harness.plugin.bridge import file_runs_by_profile, record, save_safely, storage_root, timing_options_for
-from harness.plugin.options import MARKERS, RunOptions, add_options, processes_for, regression_threshold
+from harness.plugin.options import (
+    MARKERS,
+    RunOptions,
+    add_options,
+    processes_for,
+    regression_threshold,
+    verdict_statistic,
+)
 from harness.plugin.session import BenchSession, Measured
 from harness.run.schedule import PlannedCell
 from harness.store.results import stamp
@@ -103,6 +110,12 @@ def _request(item, config) -> dict:
     return request
 
 
+def _matrix_cell(item) -> Cell | None:
+    """The cell a test is parametrised with (None: it has none)."""
+    cell = getattr(item, "callspec", None) and item.callspec.params.get("cell")
+    return cell if isinstance(cell, Cell) else None
+
+
 def _cell(item) -> Cell | None:
     """The cell a selected test will measure (None: it measures nothing, is skipped, or its model
     failed its check)."""
@@ -118,7 +131,12 @@ def _planned(item, config) -> PlannedCell | None:
         return None
     options = _session(config).options
     return PlannedCell(
-        item.nodeid, cell, processes_for(item, options), _request(item, config), regression_threshold(item, options)
+        item.nodeid,
+        cell,
+        processes_for(item, options),
+        _request(item, config),
+        regression_threshold(item, options),
+        verdict_statistic(item, options, cell),
     )
 
 
@@ -160,7 +178,11 @@ def pytest_runtestloop(session):
         bench.measure_control("after")
         bench.judge(
             [
-                Measured(item.nodeid, regression_threshold(item, bench.options))
+                Measured(
+                    item.nodeid,
+                    regression_threshold(item, bench.options),
+                    verdict_statistic(item, bench.options, _matrix_cell(item)),
+                )
                 for item in session.items
                 if _measures(item)
             ],
@@ -184,6 +206,7 @@ def measure_cell(request, benchmark):
             processes_for(item, bench.options),
             _request(item, config),
             regression_threshold(item, bench.options),
+            verdict_statistic(item, bench.options, cell),
         )
         record(benchmark, result)
         if bench.adaptation is not None and not bench.adaptation.note:  # compare judges it at this look's level too

@@ -13,12 +13,16 @@ from harness.backends import UnknownBackendError, registered
 from harness.backends.tvm.remote import RemoteDevice, RemoteError, describe, needs_cross_compiler
 from harness.compare.compare import pick_threshold
 from harness.compare.metrics import DEFAULT_FAIL_ON, METRICS, MetricNameError, parse_fail_on
+from harness.compare.op_profile import DEFAULT_RUNS
+from harness.compare.percentiles import DEFAULT_STATISTIC, VERDICT_STATISTICS, StatisticError, check_statistic
 from harness.compare.sequential import DEFAULT_BUDGET_MINUTES
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from harness.machine.confine import Confinement, ConfinementError
 from harness.models import UnknownModelError, UserModelError
 from harness.models.user import user_model
+from harness.plan.cell import Cell
 from harness.plan.matrix import AXES, MatrixError, parse_list
+from harness.plan.scenario import parse_scenario
 from harness.plan.shard import Shard, ShardError
 from harness.plan.support import check_axis_overrides, onnx_importers
 from harness.plan.targets import UnknownTargetError
@@ -39,11 +43,13 @@ AXIS_EXAMPLES = {
     "interop": "1,2",
     "spin": "default,off",
     "pruning": "unstructured,block:16x1,random",
+    "scenario": "latency,throughput,server:qps=200,server:p99=10ms",
 }
 MARKERS = {
     "smoke": "the small default benchmark matrix (minutes on 2 cores)",
     "full": "cells outside the smoke matrix (the nightly matrix)",
     "regression_threshold(fraction)": "minimum practical effect for this test's verdicts",
+    "verdict_statistic(name)": f"what this test's verdicts judge of each process: {', '.join(VERDICT_STATISTICS)}",
 }
 
 
@@ -198,6 +204,12 @@ def add_options(parser) -> None:
         f"{', '.join(METRICS)} or all (default {','.join(DEFAULT_FAIL_ON)})",
     )
     group.addoption(
+        "--profile-ops",
+        action="store_true",
+        help=f"after timing, profile each measured cell per operator in a worker process of its own ({DEFAULT_RUNS} "
+        "inferences; profiling never touches the timed samples); a regression then shows which operators got slower",
+    )
+    group.addoption(
         "--until-decided",
         action="store_true",
         help="after the first pass, give cells whose verdict is inconclusive more worker processes (a sequential "
@@ -218,6 +230,14 @@ def add_options(parser) -> None:
         metavar="FRACTION",
         help=f"minimum practical effect for every verdict, beating per-test @pytest.mark.regression_threshold(0.10), "
         f"then the suite's REGRESSION_THRESHOLD, then the default {DEFAULT_THRESHOLD}; 0 counts any significant change",
+    )
+    group.addoption(
+        "--verdict-statistic",
+        default=None,
+        choices=VERDICT_STATISTICS,
+        help="what every verdict judges of each worker process's calls, beating per-test "
+        "@pytest.mark.verdict_statistic('p99'), then the suite's VERDICT_STATISTIC, then the cell's scenario "
+        f"(throughput: mean, server: p99), then {DEFAULT_STATISTIC}",
     )
     group.addoption(
         "--regression-alpha",
@@ -261,6 +281,8 @@ class RunOptions:
     compare: bool = False  # pytest-benchmark's --benchmark-compare was given
     shard: Shard | None = None  # --shard K/N
     remote: RemoteDevice | None = None  # --rpc-tracker/--rpc-key: the TVM RPC device, described
+    verdict_statistic: str | None = None  # --verdict-statistic: what every verdict judges (None: per test)
+    profile_ops: bool = False  # --profile-ops: a per-operator profile of each measured cell
 
     @property
     def interleaved(self) -> bool:
@@ -349,6 +371,8 @@ class RunOptions:
             bool(opt("benchmark_compare", None)),
             shard,
             remote,
+            opt("verdict_statistic"),
+            bool(opt("profile_ops")),
         )
 
 
@@ -380,3 +404,23 @@ def regression_threshold(item, options: RunOptions) -> float:
     if marker is not None:
         per_test = marker.args[0] if marker.args else marker.kwargs["fraction"]
     return pick_threshold(options.regression_threshold, per_test, getattr(item.module, "REGRESSION_THRESHOLD", None))
+
+
+def verdict_statistic(item, options: RunOptions, cell: Cell | None = None) -> str:
+    """Command line > per test (marker) > per suite (module VERDICT_STATISTIC) > the cell's scenario
+    (harness.plan.scenario) > the median; a name no verdict knows is a usage error naming the test."""
+    marker = item.get_closest_marker("verdict_statistic")
+    per_test = None
+    if marker is not None:
+        per_test = marker.args[0] if marker.args else marker.kwargs["name"]
+    chosen = (
+        options.verdict_statistic
+        or per_test
+        or getattr(item.module, "VERDICT_STATISTIC", None)
+        or (parse_scenario(cell.scenario).statistic if cell is not None else None)
+        or DEFAULT_STATISTIC
+    )
+    try:
+        return check_statistic(chosen)
+    except StatisticError as exc:
+        raise pytest.UsageError(f"infer-bench: {item.nodeid}: {exc}") from None

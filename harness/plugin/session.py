@@ -19,12 +19,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.backends import get_backend
 from harness.backends.tvm.remote import REMOTE_BACKENDS
 from harness.compare.compare import Comparison, compare, profile_mismatch
+from harness.compare.op_profile import DEFAULT_RUNS
+from harness.compare.percentiles import DEFAULT_STATISTIC
 from harness.compare.sequential import DEFAULT_BUDGET_MINUTES, AdaptationLog, Standing, plan_round
 from harness.machine.drift import add_sample, measure_control
 from harness.machine.profile import measured_peak
@@ -39,7 +41,7 @@ from harness.report import sparsity as sparsity_report
 from harness.report.adaptation import adaptation_lines
 from harness.report.tables import cell_lines, verdict_lines
 from harness.report.threads import scaling_table, terminal_lines, write_report
-from harness.run.launcher import run_in_process
+from harness.run.launcher import build_request, run_in_process, run_inline
 from harness.run.protocol import CellResult, Request
 from harness.run.schedule import PlannedCell, Progress, build_requests, run_cell, run_rounds
 from harness.run.user_check import vet
@@ -49,10 +51,11 @@ from harness.store.results import ResultFileError, extra_info, migrate, profile_
 
 @dataclass
 class Measured:
-    """A test that measured a cell: its node id and regression threshold."""
+    """A test that measured a cell: its node id, regression threshold and verdict statistic."""
 
     nodeid: str
     threshold: float
+    statistic: str = DEFAULT_STATISTIC
 
 
 @dataclass
@@ -176,6 +179,24 @@ class BenchSession:
         )
         if self.options.until_decided:
             self.adapt(plan, requests, done, progress)
+        if self.options.profile_ops:
+            for key, result in self.scheduled.items():
+                self.profile_ops(requests[key], result)
+
+    def profile_ops(self, request: Request, result: CellResult) -> None:
+        """--profile-ops: a measured cell's per-operator profile, from a worker process of its own
+        that times nothing (``result.op_profile``, or ``op_profile_error`` saying why there is none)."""
+        if not result.ok:
+            return
+        profiling = replace(request, measure=False, check_parity=False, profile_ops=DEFAULT_RUNS)
+        if self.options.launcher == "inline":
+            profiled = run_inline(profiling)
+        else:
+            profiled = self.start(profiling, self.options.cell_timeout)
+        if profiled.ok:
+            result.op_profile, result.op_profile_error = profiled.op_profile, profiled.op_profile_error
+        else:
+            result.op_profile_error = f"the profiling process: {profiled.status}: {profiled.message}"
 
     def adapt(self, plan: list[PlannedCell], requests: dict, done: dict, progress: Progress | None = None) -> None:
         """--until-decided: judge every cell at its look, give the undecided ones their next look
@@ -192,14 +213,15 @@ class BenchSession:
             )
             return
         first = {p.key: p.processes for p in plan if results.get(p.key) is not None and results[p.key].ok}
-        thresholds = {p.key: p.threshold for p in plan}
+        thresholds, statistics = {p.key: p.threshold for p in plan}, {p.key: p.statistic for p in plan}
         start = time.perf_counter()
 
         def spent() -> float:
             return time.perf_counter() - start
 
         while True:
-            verdicts = {v.name: v for v in self._compare({k: results[k] for k in first}, thresholds).verdicts}
+            comparison = self._compare({k: results[k] for k in first}, thresholds, statistics)
+            verdicts = {v.name: v for v in comparison.verdicts}
             if not log.first:
                 log.first = {k: verdicts[k].verdict for k in first if k in verdicts}
             standings = [
@@ -234,7 +256,15 @@ class BenchSession:
         log.final = {k: v.verdict for k, v in verdicts.items()}
         log.looks, log.processes, log.spent_s = dict(self.looks), {k: done[k] for k in first}, spent()
 
-    def take(self, nodeid: str, cell: Cell, processes: int, request: dict, threshold: float) -> CellResult:
+    def take(
+        self,
+        nodeid: str,
+        cell: Cell,
+        processes: int,
+        request: dict,
+        threshold: float,
+        statistic: str = DEFAULT_STATISTIC,
+    ) -> CellResult:
         """The cell's measured result (from the interleaved schedule, or measured now); a cell
         whose model failed its check gets the reason, and no worker."""
         result = self.scheduled.pop(nodeid, None)
@@ -248,7 +278,9 @@ class BenchSession:
                 processes=processes,
                 **request,
             )
-        result.nodeid, result.threshold = nodeid, threshold
+            if self.options.profile_ops:
+                self.profile_ops(build_request(cell, **request), result)
+        result.nodeid, result.threshold, result.statistic = nodeid, threshold, statistic
         self.results.append(result)
         return result
 
@@ -295,7 +327,9 @@ class BenchSession:
             return None
         results = {r.nodeid: r for r in self.results}
         self.comparison = self._compare(
-            {m.nodeid: results.get(m.nodeid) for m in measured}, {m.nodeid: m.threshold for m in measured}
+            {m.nodeid: results.get(m.nodeid) for m in measured},
+            {m.nodeid: m.threshold for m in measured},
+            {m.nodeid: m.statistic for m in measured},
         )
         for verdict in self.comparison.verdicts:
             result = results.get(verdict.name)
@@ -303,7 +337,12 @@ class BenchSession:
                 verdict.note = f"not measured now: {result.status} ({result.message})"
         return self.comparison
 
-    def _compare(self, current: dict[str, CellResult | None], thresholds: dict[str, float | None]) -> Comparison:
+    def _compare(
+        self,
+        current: dict[str, CellResult | None],
+        thresholds: dict[str, float | None],
+        statistics: dict[str, str] | None = None,
+    ) -> Comparison:
         """The verdicts of ``current`` (name -> its result, None when not measured) against the
         baseline; with --until-decided each cell at its look's level (its share of alpha)."""
         return compare(
@@ -317,6 +356,7 @@ class BenchSession:
             threads={n: r.threads.resolved for n, r in current.items() if r is not None and r.threads},
             current_info={n: extra_info(r) for n, r in current.items() if r is not None and r.ok},
             looks={n: self.looks.get(n, 1) for n in current} if self.options.until_decided else None,
+            statistics=statistics,
         )
 
     @property

@@ -17,8 +17,10 @@ from pathlib import Path
 
 from harness.compare.compare import Comparison
 from harness.compare.history import CellHistory, analyse
+from harness.compare.percentiles import DEFAULT_STATISTIC
 from harness.report.figures import png_bytes, pyplot
 from harness.report.markdown import cell_rows, profile_headline, summary_markdown
+from harness.report.op_profile import op_diff_html
 from harness.report.tables import (
     HISTORY_HEADER,
     METRIC_COLUMNS,
@@ -181,6 +183,9 @@ def _table_html(rows: list[dict], verdicts) -> str:
         "backend",
         "threads",
         "median ms",
+        "p90 ms",
+        "p99 ms",
+        "samples/s",
         "GFLOP/s",
         "% of peak",
         "compile s",
@@ -196,11 +201,16 @@ def _table_html(rows: list[dict], verdicts) -> str:
         v = by.get(r["name"])
         verdict = f"<span style='color:{COLORS[v.verdict]}'>{html_text(v.verdict)}</span>" if v else "-"
         ratio = f"{v.ratio:.3f} [{v.low:.3f}, {v.high:.3f}]" if v and v.ratio is not None else "-"
+        if v and v.ratio is not None and v.statistic != DEFAULT_STATISTIC:
+            ratio += f" ({html_text(v.statistic)})"
         cells = [
             r["cell"],
             r["backend"],
             f"{r['threads']}{' (oversubscribed)' if r['oversubscribed'] else ''}",
             f"{r['median_ms']:.3f}",
+            r["p90_ms"],
+            r["p99_ms"],
+            fmt_or_dash(r["samples_per_s"], ".1f"),
             fmt_or_dash(r["gflops"], ".1f"),
             fmt_or_dash(r["pct_peak"], ".1f"),
             fmt_or_dash(r["compile_s"], ".2f"),
@@ -250,6 +260,7 @@ img.plot{{max-width:100%}}</style>
 <p>Generated {datetime.now().isoformat(timespec="seconds")}.</p>
 <p>{headline}</p>
 {_table_html(rows, verdicts)}
+{"".join(op_diff_html(v.op_diff, html_text, short_name(v.name)) for v in verdicts or [] if v.op_diff is not None)}
 {body}
 <h2>Change points over the saved runs</h2>
 {_change_points_html(histories)}

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from harness.compare.compare import Comparison
 from harness.compare.history import CellHistory, ChangePoint
+from harness.report.op_profile import op_diff_markdown
 from harness.report.tables import (
     HISTORY_HEADER,
     VERDICT_HEADER,
@@ -18,6 +19,7 @@ from harness.report.tables import (
     fmt_or_dash,
     history_notes,
     history_summary,
+    percentile_ms,
     short_name,
     verdict_counts,
     verdict_rows,
@@ -67,6 +69,9 @@ def verdict_markdown(comparison: Comparison) -> str:
     out += ["| " + " | ".join(VERDICT_HEADER) + " |", "|" + "---|" * len(VERDICT_HEADER)]
     out += ["| " + " | ".join(markdown_text(c) for c in r) + " |" for r in rows]
     out += ["", ", ".join(f"**{n}** {k}" for k, n in verdict_counts(comparison).items()) or "no cells", ""]
+    for v in comparison.verdicts:
+        if v.op_diff is not None:
+            out += [op_diff_markdown(v.op_diff, markdown_text, short_name(v.name))]
     out += [f"- {line}" for line in drift_lines(comparison)]
     return "\n".join(out) + "\n"
 
@@ -91,6 +96,9 @@ def cell_rows(result: dict) -> list[dict]:
                 "label": info.get("backend_label"),
                 "threads": info.get("threads_resolved"),
                 "median_ms": median_ms,
+                "p90_ms": percentile_ms(info, "p90"),
+                "p99_ms": percentile_ms(info, "p99"),
+                "samples_per_s": process_median(info, "samples_per_s"),
                 "gflops": gflops,
                 "pct_peak": 100 * gflops / peak if gflops and peak else None,
                 "compile_s": info.get("compile_s"),
@@ -112,15 +120,16 @@ def summary_markdown(
         "",
         profile_headline(current, markdown_text, lambda value: f"**{markdown_text(value)}**"),
         "",
-        "| cell | backend | threads | median ms | GFLOP/s | % of peak | compile s | first inference ms | model MiB "
-        "| max rel err | processes |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| cell | backend | threads | median ms | p90 ms | p99 ms | samples/s | GFLOP/s | % of peak | compile s "
+        "| first inference ms | model MiB | max rel err | processes |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         flag = " (oversubscribed)" if r["oversubscribed"] else ""
         out.append(
             f"| {markdown_text(r['cell'])} | {markdown_text(r['backend'])} | {markdown_text(r['threads'])}{flag} | "
-            f"{r['median_ms']:.3f} | {fmt_or_dash(r['gflops'], '.1f')} | {fmt_or_dash(r['pct_peak'], '.1f')} | "
+            f"{r['median_ms']:.3f} | {r['p90_ms']} | {r['p99_ms']} | {fmt_or_dash(r['samples_per_s'], '.1f')} | "
+            f"{fmt_or_dash(r['gflops'], '.1f')} | {fmt_or_dash(r['pct_peak'], '.1f')} | "
             f"{fmt_or_dash(r['compile_s'], '.2f')} | {fmt_or_dash(r['first_inference_ms'], '.3f')} | "
             f"{fmt_or_dash(r['model_mb'], '.1f')} | {fmt_or_dash(r['max_rel_err'], '.1e')} | "
             f"{markdown_text(r['processes'] or '-')} |"

@@ -10,8 +10,11 @@ from collections import Counter
 from harness.compare.compare import Comparison
 from harness.compare.history import CellHistory, ChangePoint
 from harness.compare.metrics import METRICS, NOT_COMPARED, MetricVerdict
+from harness.compare.percentiles import DEFAULT_STATISTIC
 from harness.machine.drift import control_samples
+from harness.report.op_profile import op_diff_lines
 from harness.run.protocol import CellResult
+from harness.store.results import percentiles
 
 MARK = {
     "regression": "REGRESSION",
@@ -66,12 +69,22 @@ def metric_notes(metrics: dict) -> list[str]:
     return [f"{name}: {m.note}" for name, m in metrics.items() if m.verdict in METRIC_FAILS and m.note]
 
 
+def percentile_ms(info: dict, name: str) -> str:
+    """A cell's saved percentile in ms, or 'n/a' where its calls do not support one, '-' where
+    none was recorded (harness.store.results.percentiles)."""
+    if info.get(f"{name}_s") is not None:
+        return f"{info[f'{name}_s'] * 1e3:.3f}"
+    return "n/a" if name in ((info.get("percentiles") or {}).get("not_supported") or {}) else "-"
+
+
 def cell_lines(results: list[CellResult]) -> list[str]:
-    """The run's cells: status, median, GFLOP/s, compile time, first inference and model memory
+    """The run's cells: status, median, p90 and p99 ('n/a': too few calls to support one), samples/s
+    of a throughput or server scenario, GFLOP/s, compile time, first inference and model memory
     (medians over the worker processes), parity error, threads that ran and what the runtime
     reports, flags."""
     lines = [
-        f"{'cell':<44} {'status':<13} {'median ms':>10} {'GFLOP/s':>8} {'compile s':>9} {'1st inf ms':>10} "
+        f"{'cell':<44} {'status':<13} {'median ms':>10} {'p90 ms':>9} {'p99 ms':>9} {'samples/s':>9} "
+        f"{'GFLOP/s':>8} {'compile s':>9} {'1st inf ms':>10} "
         f"{'model MiB':>9} {'max rel err':>11} {'ran':>3} {'threads (runtime)':<28}"
     ]
     for r in sorted(results, key=lambda r: r.nodeid or r.cell.id):
@@ -80,8 +93,11 @@ def cell_lines(results: list[CellResult]) -> list[str]:
             f" BUSY MACHINE ({r.foreign_load:.2f} CPUs used by other processes)" if r.busy else ""
         )
         first, memory = r.process_median("first_inference_s"), r.process_median("model_rss_mb")
+        tail = percentiles(r) if med else {}
         lines.append(
             f"{r.cell.id:<44} {r.status:<13} {fmt_or_dash(med and med * 1e3, '.3f'):>10} "
+            f"{percentile_ms(tail, 'p90'):>9} {percentile_ms(tail, 'p99'):>9} "
+            f"{fmt_or_dash(r.process_median('samples_per_s'), '.1f'):>9} "
             f"{fmt_or_dash(r.gflops(), '.2f'):>8} {fmt_or_dash(r.compile_s, '.2f'):>9} "
             f"{fmt_or_dash(first and first * 1e3, '.3f'):>10} {fmt_or_dash(memory, '.1f'):>9} "
             f"{fmt_or_dash(r.max_rel_err, '.2e'):>11} {fmt_or_dash(r.threads_ran(), 'd'):>3} "
@@ -126,7 +142,7 @@ def verdict_rows(comparison: Comparison) -> list[list[str]]:
             [
                 short_name(v.name),
                 MARK[v.verdict],
-                fmt_or_dash(v.ratio),
+                fmt_or_dash(v.ratio) + ("" if v.statistic == DEFAULT_STATISTIC else f" ({v.statistic})"),
                 f"[{v.low:.3f}, {v.high:.3f}]" if v.low is not None else "-",
                 f"±{v.resolution:.1%}" if v.resolution is not None else "-",
                 f"{v.mixture[0]:.3f} [{v.mixture[1]:.3f}, {v.mixture[2]:.3f}]" if v.mixture else "-",
@@ -163,6 +179,9 @@ def verdict_lines(comparison: Comparison) -> list[str]:
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
     lines.append(", ".join(f"{n} {k}" for k, n in verdict_counts(comparison).items()) or "no cells")
     lines += metric_counts(comparison)
+    for v in comparison.verdicts:
+        if v.op_diff is not None:
+            lines += op_diff_lines(v.op_diff, short_name(v.name))
     lines += drift_lines(comparison)
     return lines
 

@@ -38,6 +38,7 @@ def build_request(
     budget: CpuBudget | None = None,
     confinement: Confinement | None = None,
     remote: dict | None = None,
+    profile_ops: int = 0,
 ) -> Request:
     """``timing``: TimingOptions or their fields; ``parity``: ParityPolicy overrides; ``budget``
     the machine's CPU budget (measured when None), narrowed by ``confinement``. Under a CPU quota
@@ -61,6 +62,7 @@ def build_request(
         confinement=confinement.to_dict() if confinement.active else {},
         cpus=cpus,
         remote=remote,
+        profile_ops=profile_ops,
     )
 
 

@@ -12,11 +12,11 @@ Import-light on purpose: the worker imports this before any runtime loads.
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import asdict, dataclass, field, fields
 from typing import Literal, get_args
 
+from harness.compare.percentiles import DEFAULT_STATISTIC, quantile
 from harness.machine.load import BUSY_LOAD
 from harness.machine.peak import gflops
 from harness.machine.threads import CpuBudget, ThreadSettings, via_api
@@ -51,6 +51,7 @@ class Request:
     confinement: dict = field(default_factory=dict)  # Confinement.to_dict() (quota, cpuset, pin)
     cpus: list[int] | None = None  # the CPUs the worker is bound to (cpuset or pinning), in order
     remote: dict | None = None  # a TVM RPC device the cell runs on (harness.backends.tvm.remote)
+    profile_ops: int = 0  # > 0: profile this many inferences per operator, time and check nothing
 
     def settings(self) -> ThreadSettings:
         """What the backend applies through its own API for this cell's thread control."""
@@ -76,6 +77,7 @@ class Request:
             "confinement": dict(self.confinement),
             "cpus": self.cpus,
             "remote": self.remote,
+            "profile_ops": self.profile_ops,
         }
 
     @classmethod
@@ -93,6 +95,7 @@ class Request:
             dict(data.get("confinement") or {}),
             data.get("cpus"),
             data.get("remote"),
+            int(data.get("profile_ops") or 0),
         )
 
 
@@ -125,7 +128,10 @@ class ProcessMetrics:
       (``Compiled.allocator_mb``). None for every built-in backend: ONNX Runtime's Python API has no
       allocator statistics, torch reports allocator statistics for accelerators only (cuda, mps,
       xpu), and TVM's CPU runtime exposes none (its global functions only clear the VM's memory
-      manager).
+      manager);
+    - ``samples_per_s``: a throughput or server scenario's samples per second in this process
+      (``LoadReport.samples_per_s``); None in the latency scenario, whose latency verdict is its
+      throughput's.
     """
 
     compile_s: float | None = None
@@ -133,6 +139,41 @@ class ProcessMetrics:
     first_inference_s: float | None = None
     model_rss_mb: float | None = None
     allocator_mb: float | None = None
+    samples_per_s: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LoadReport:
+    """One worker process's run of a throughput or server scenario. Times in seconds.
+
+    - ``samples_per_s``: completed queries x ``batch`` over the window (throughput: what the
+      streams sustained back to back; server: what was served at the offered rate, or at the peak
+      rate found);
+    - ``target_qps`` (server): the offered Poisson rate, as given or as found; ``achieved_qps``:
+      completed queries over the window; ``dropped``: arrivals not served within ``max_window_s``;
+    - ``p99_bound_s`` and ``tried`` (find-peak): the bound and each tried rate as
+      ``[qps, p99_s, queries, passed]``; ``peak_qps``: the highest rate that passed (None: none did);
+    - ``unloaded_median_s``: one stream's median call, unloaded (what find-peak starts from);
+    - ``harness_cpu_s``: the stream threads' CPU outside their calls (the load generator's cost).
+    """
+
+    kind: str
+    streams: int
+    batch: int
+    window_s: float = 0.0
+    queries: int = 0
+    samples_per_s: float | None = None
+    target_qps: float | None = None
+    achieved_qps: float | None = None
+    dropped: int = 0
+    p99_bound_s: float | None = None
+    peak_qps: float | None = None
+    tried: list = field(default_factory=list)
+    unloaded_median_s: float | None = None
+    harness_cpu_s: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -151,8 +192,14 @@ class CellResult:
       ``compile_s``, ``compile_cache`` state, ``first_inference_s`` and the model's memory; measured
       once per process, so compared across processes (harness.compare.metrics).
     - ``samples``: one ``Samples`` per worker process (rounds of ``iterations`` calls each; with
-      ``iterations`` 1, as for any call above ~50 us, a round is one call), each with what ran
-      during its rounds: ``threads_ran``, ``cpu_s``, ``window_s``.
+      ``iterations`` 1, as for any call above 5 us, a round is one call), each with what ran
+      during its rounds: ``threads_ran``, ``cpu_s``, ``window_s``. In a throughput or server
+      scenario (harness.plan.scenario) a round is one query under that load, its latency counted
+      from its scheduled arrival for a server.
+    - ``load``: one ``LoadReport`` per worker process of a throughput or server scenario.
+    - ``op_profile``: the per-operator profile (harness.compare.op_profile ``OpProfile.to_dict()``)
+      of a separate worker process that timed nothing (--profile-ops), or None with
+      ``op_profile_error`` saying why there is none.
     - ``confinement``: the quota, CPU set and pinning the workers ran under (``{}``: none).
     - ``flops``: FLOPs of one inference (2 per multiply-add), counted by the first worker.
     - ``peak_rss_mb``: the largest peak RSS of the cell's worker processes (imports, compile,
@@ -160,7 +207,8 @@ class CellResult:
     - ``wall_s``: wall time of all the cell's worker processes, start-up and compile included.
     - ``foreign_load``: the largest CPU load of other processes seen during any of its workers (CPUs).
     - ``parity``: ``ParityReport.to_dict()`` from the first worker (None when not checked).
-    - ``nodeid`` and ``threshold``: the pytest test that recorded it and its regression threshold.
+    - ``nodeid``, ``threshold`` and ``statistic``: the pytest test that recorded it, its regression
+      threshold and the statistic of each process its verdict judges (harness.compare.percentiles).
     - ``build``: facts of what the backend built, by its own account (``Compiled.build_info``) in the
       first process, e.g. TVM's ``tuning_db`` digest and ``tuning_coverage``, ``compile_cache`` (hit,
       miss, rebuilt (why), off), ``artifact_bytes`` with ``artifact`` (what was measured, or why
@@ -183,6 +231,9 @@ class CellResult:
     parity: dict | None = None
     samples: list[Samples] = field(default_factory=list)
     process_metrics: list[ProcessMetrics] = field(default_factory=list)
+    load: list[LoadReport] = field(default_factory=list)
+    op_profile: dict | None = None
+    op_profile_error: str | None = None
     pid: int | None = None
     peak_rss_mb: float | None = None
     wall_s: float | None = None
@@ -192,6 +243,7 @@ class CellResult:
     cpu_budget: CpuBudget | None = None
     nodeid: str | None = None
     threshold: float | None = None
+    statistic: str = DEFAULT_STATISTIC
     confinement: dict = field(default_factory=dict)
     build: dict = field(default_factory=dict)
 
@@ -220,11 +272,9 @@ class CellResult:
 
     def quantile_s(self, q: float) -> float | None:
         """The q-quantile of the per-call times, all processes pooled (of round means where a round
-        holds several calls)."""
+        holds several calls; harness.compare.percentiles says when the calls support it)."""
         pooled = sorted(x for group in self.per_process() for x in group)
-        if not pooled:
-            return None
-        return pooled[min(len(pooled) - 1, max(0, math.ceil(q * len(pooled)) - 1))]
+        return quantile(pooled, q) if pooled else None
 
     def throughput(self) -> float | None:
         """Inferences per second, back to back, one stream."""
@@ -276,6 +326,7 @@ class CellResult:
             return later
         self.samples.extend(later.samples)
         self.process_metrics.extend(later.process_metrics)  # each process's own: the first misses, later ones hit
+        self.load.extend(later.load)
         if later.foreign_load is not None:
             self.foreign_load = max(self.foreign_load or 0.0, later.foreign_load)
         self.peak_rss_mb = max(self.peak_rss_mb or 0.0, later.peak_rss_mb or 0.0)
@@ -291,6 +342,7 @@ class CellResult:
             threads=asdict(self.threads),
             samples=[s.to_dict() for s in self.samples],
             process_metrics=[m.to_dict() for m in self.process_metrics],
+            load=[r.to_dict() for r in self.load],
             cpu_budget=self.cpu_budget.to_dict() if self.cpu_budget else None,
         )
         return data
@@ -318,6 +370,7 @@ class CellResult:
         )
         values["samples"] = [Samples(**s) for s in data.get("samples") or []]
         values["process_metrics"] = [ProcessMetrics(**m) for m in data.get("process_metrics") or []]
+        values["load"] = [LoadReport(**r) for r in data.get("load") or []]
         values["cpu_budget"] = CpuBudget(**data["cpu_budget"]) if data.get("cpu_budget") else None
         values["message"] = data.get("message") or ""
         values["confinement"] = data.get("confinement") or {}

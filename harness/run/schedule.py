@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 
+from harness.compare.percentiles import DEFAULT_STATISTIC
 from harness.plan.cell import Cell
 from harness.run.launcher import DEFAULT_TIMEOUT_S, build_request, run_in_process, run_inline
 from harness.run.protocol import CellResult, Request
@@ -24,6 +25,7 @@ class PlannedCell:
     processes: int = 1  # worker processes whose timings are pooled (the first pass)
     request: dict = field(default_factory=dict)  # build_request keyword arguments (timing, parity, measure)
     threshold: float | None = None  # the cell's regression threshold (what --until-decided judges with)
+    statistic: str = DEFAULT_STATISTIC  # what its verdict judges of each process (harness.compare.percentiles)
 
 
 def build_requests(plan: list[PlannedCell]) -> dict[Hashable, Request]:

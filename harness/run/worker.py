@@ -78,7 +78,9 @@ def run_request(request: Request) -> CellResult:
     from harness.backends import get_backend
     from harness.models import build_model
     from harness.models.base import INPUT_SEED_PARITY, INPUT_SEED_TIMING
+    from harness.plan.scenario import DEFAULT_SCENARIO, ScenarioError, parse_scenario
     from harness.plan.targets import get_target
+    from harness.run.load import batch_of, drive
     from harness.run.parity import ParityPolicy, check_parity
     from harness.run.timing import measure
 
@@ -141,6 +143,16 @@ def run_request(request: Request) -> CellResult:
             allocator = getattr(compiled, "allocator_mb", None)
             metrics.allocator_mb = allocator() if allocator else None
         result.process_metrics = [metrics]
+        if request.profile_ops:  # a process of its own: nothing else runs in it
+            stage = "profile ops"
+            profiler = getattr(compiled, "profile_ops", None)
+            if step is None or profiler is None:
+                where = "on an RPC device" if step is None else f"in the {cell.backend} backend"
+                result.op_profile_error = f"no per-operator profiler {where}"
+            else:
+                result.op_profile = profiler(timing_inputs, request.profile_ops).to_dict()
+            result.threads.runtime = compiled.thread_info()
+            return _finish(result)
         if request.check_parity:  # later processes of a cell only add samples
             result.flops = model.flops()  # counted after the memory figure: counting may trace the model
             stage = "parity"
@@ -152,7 +164,23 @@ def run_request(request: Request) -> CellResult:
             result.parity = report.to_dict()
             if not report.passed:
                 result.status, result.message = "parity_failed", report.message
-        if result.ok and request.measure:
+        scenario = parse_scenario(cell.scenario)
+        if result.ok and request.measure and scenario.kind != DEFAULT_SCENARIO:
+            stage = scenario.kind
+            if step is None:
+                raise ScenarioError(f"the {scenario.kind} scenario drives this host's CPU, not an RPC device")
+            problem = scenario.oversubscription(request.threads, request.cpu_budget.effective_cpus)
+            if problem:
+                raise ScenarioError(problem)
+            steps = [step]  # each stream its own compiled instance (session, VM, module), built as the first was
+            for _ in range(scenario.streams_for(request.threads, request.cpu_budget.effective_cpus) - 1):
+                steps.append(backend.compile(model, target, settings, timing_inputs).prepare(timing_inputs))
+                steps[-1]()  # its first inference, outside the window
+            report, samples = drive(scenario, steps, batch_of(timing_inputs))
+            result.load = [report]
+            result.samples = [samples]
+            metrics.samples_per_s = report.samples_per_s
+        elif result.ok and request.measure:
             stage = "timing"
             if step is None:  # timed where it runs (a remote device's own evaluator)
                 result.samples = [compiled.measure(timing_inputs, request.timing)]

@@ -5,12 +5,16 @@ A saved result is what ``--benchmark-json`` / ``--benchmark-save`` write, plus:
 - per benchmark, ``extra_info`` (``extra_info(result)``): the cell, backend and version, threads
   (asked, resolved, thread control, inter-op, spin, what the runtime reports, the threads that ran
   per process, CPU/wall), the confinement (quota, cpuset, pinning), compile_s (the first
-  process's, for display), FLOPs, mean, p90, p99, max and calls/s, parity (``max_rel_err`` and
+  process's, for display), FLOPs, mean, max and calls/s, the percentiles ``p50_s``, ``p90_s``,
+  ``p99_s`` (null where the calls do not support one) with ``percentiles`` (what they are of, the
+  calls, why any is missing), ``verdict_statistic`` (what the cell's verdict judges), parity (``max_rel_err`` and
   ``cosine_distance`` against float64, from the first process), the backend's build facts as they
   are (``compile_cache``, ``artifact_bytes`` and ``artifact``: the size on disk of what it built and
   what that is, ...), flags, and the samples *per worker process* (``samples.per_process``: at most
   ``MAX_STORED_SAMPLES`` evenly spaced order statistics of the per-call seconds per process, 6
   significant digits) that verdicts need;
+- per benchmark with --profile-ops, ``extra_info.op_profile``: the cell's per-operator profile
+  (harness.compare.op_profile, bounded to a few KB), or null with ``op_profile_error`` saying why;
 - per benchmark, ``extra_info.process_metrics``: what each worker process measured once
   (harness.run.protocol.ProcessMetrics), one entry per process in each list:
   ``{"compile_s": [...], "compile_cache": [...], "first_inference_s": [...], "model_rss_mb": [...],
@@ -39,6 +43,8 @@ import statistics
 from dataclasses import fields
 from pathlib import Path
 
+from harness.compare.op_profile import OpProfile
+from harness.compare.percentiles import REPORTED, STATISTIC_KEY, VERDICT_STATISTICS, basis, calls_needed, supported
 from harness.compare.sequential import LOOK_KEY, MAX_LOOKS
 from harness.machine.peak import gflops
 from harness.run.protocol import CellResult, ProcessMetrics
@@ -113,17 +119,16 @@ def extra_info(result: CellResult) -> dict:
     if result.gflops() is not None:
         info["gflops_per_s"] = result.gflops()
     if result.mean_s() is not None:
-        info.update(
-            mean_s=result.mean_s(),
-            p90_s=result.quantile_s(0.9),
-            p99_s=result.quantile_s(0.99),
-            max_s=result.quantile_s(1.0),
-            calls_per_s=result.throughput(),
-        )
+        info.update(mean_s=result.mean_s(), max_s=result.quantile_s(1.0), calls_per_s=result.throughput())
+        info.update(percentiles(result))
+    info[STATISTIC_KEY] = result.statistic
     if result.process_metrics:
         info["process_metrics"] = {
             name: [significant(getattr(m, name), 6) for m in result.process_metrics] for name in PROCESS_METRICS
         }
+    if result.op_profile is not None or result.op_profile_error:
+        info["op_profile"] = result.op_profile
+        info["op_profile_error"] = result.op_profile_error
     if result.parity:
         info.update(ParityReport.from_dict(result.parity).summary())
     groups = result.per_process()
@@ -131,11 +136,32 @@ def extra_info(result: CellResult) -> dict:
         info["samples"] = {
             "per_process": [compact(g) for g in groups],
             "iterations": [s.iterations for s in result.samples],
+            "rounds_per_process": [len(g) for g in groups],  # before compacting: what percentiles rest on
             "processes": len(groups),
             "rounds": sum(map(len, groups)),
             "stored": f"up to {MAX_STORED_SAMPLES} order statistics per process",
         }
     return info
+
+
+def percentiles(result: CellResult) -> dict:
+    """``p50_s``, ``p90_s``, ``p99_s`` of the pooled per-call times (None where the calls do not
+    support one: harness.compare.percentiles) and ``percentiles``: what they are of, how many
+    calls, and why any is missing."""
+    calls = sum(len(g) for g in result.per_process())
+    values, missing = {}, {}
+    for name, q in REPORTED:
+        if supported(calls, q):
+            values[f"{name}_s"] = result.quantile_s(q)
+        else:
+            values[f"{name}_s"] = None
+            missing[name] = f"{calls} calls; needs {calls_needed(q)}"
+    values["percentiles"] = {
+        "of": basis([s.iterations for s in result.samples if s.round_s]),
+        "calls": calls,
+        "not_supported": missing,
+    }
+    return values
 
 
 # what a compacted run keeps of each cell's extra_info (the axes are in its id; versions in the profile)
@@ -243,6 +269,18 @@ def check_samples(data: dict, source: str | Path) -> None:
             raise ResultFileError(
                 f"{source}: {name}: extra_info.{LOOK_KEY} is {look!r}, not a look between 1 and {MAX_LOOKS}"
             )
+        profile = (bench.get("extra_info") or {}).get("op_profile")
+        if profile is not None:
+            try:
+                OpProfile.from_dict(profile)
+            except ValueError as exc:
+                raise ResultFileError(f"{source}: {name}: extra_info.{exc}") from None
+        statistic = (bench.get("extra_info") or {}).get(STATISTIC_KEY)
+        if statistic is not None and statistic not in VERDICT_STATISTICS:
+            raise ResultFileError(
+                f"{source}: {name}: extra_info.{STATISTIC_KEY} is {statistic!r}, not one of "
+                f"{', '.join(VERDICT_STATISTICS)}"
+            )
         samples = (bench.get("extra_info") or {}).get("samples") or {}
         if samples.get("process_medians") is not None:
             _times(samples["process_medians"], f"{source}: {name}: samples.process_medians")
@@ -319,6 +357,15 @@ def process_samples(bench: dict) -> list[list[float]] | None:
         return [[float(m)] for m in samples["process_medians"]]
     data = bench["stats"].get("data")
     return [list(map(float, data))] if data else None
+
+
+def process_rounds(bench: dict) -> list[int] | None:
+    """Per-process counts of the timed rounds (one call each, as for any call above 5 us) a saved
+    cell's stored samples summarise; None where not recorded (the stored values then count)."""
+    counts = ((bench.get("extra_info") or {}).get("samples") or {}).get("rounds_per_process")
+    if isinstance(counts, list) and counts and all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+        return counts
+    return None
 
 
 def process_median(info: dict, key: str) -> float | None:

@@ -1,0 +1,197 @@
+"""The scenario axis (harness.plan.scenario) and its load drivers (harness.run.load): ids, parsing,
+Poisson arrivals, queueing under a server load, latency from the scheduled arrival, streams for
+throughput, the peak search, the worker end to end, and the throughput verdict.
+
+Service times here are sleeps: a sleeping stream does not compete for the CPU, so the queueing
+a test checks is the harness's and not the machine's load."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness.compare.metrics import judge_metrics
+from harness.plan.cell import Cell
+from harness.plan.matrix import Matrix, MatrixError
+from harness.plan.scenario import ScenarioError, parse_scenario, poisson_arrivals
+from harness.run.load import find_peak, run_server, run_throughput
+from harness.run.schedule import run_cell
+from harness.store.results import extra_info
+
+SERVICE_S = 0.004  # each query sleeps this long: one stream serves at most 250 queries/s
+
+
+def sleeping_step(seconds: float = SERVICE_S):
+    return lambda: time.sleep(seconds)
+
+
+def test_scenario_ids_and_the_default_leaves_ids_as_they_were():
+    assert Cell("mlp", "ort", threads="2").id == "mlp-ort-llvm-sp0-t2"
+    assert Cell("mlp", "ort", threads="2", scenario="latency").id == "mlp-ort-llvm-sp0-t2"
+    assert Cell("mlp", "ort", threads="1", scenario="throughput").id == "mlp-ort-llvm-sp0-t1-throughput"
+    assert Cell("mlp", "ort", scenario="throughput:streams=2").id == "mlp-ort-llvm-sp0-t1-throughput-s2"
+    assert Cell("mlp", "ort", scenario="server:qps=200").id == "mlp-ort-llvm-sp0-t1-server-q200"
+    assert Cell("mlp", "ort", scenario="server:p99=10ms").id == "mlp-ort-llvm-sp0-t1-server-p99-10ms"
+    assert parse_scenario("server:p99=500us").p99_s == pytest.approx(5e-4)
+    assert parse_scenario("throughput").statistic == "mean" and parse_scenario("server").statistic == "p99"
+    assert parse_scenario("latency").statistic is None
+
+
+@given(
+    st.sampled_from(["throughput", "server"]),
+    st.none() | st.integers(1, 64),
+    st.none() | st.floats(0.5, 1e5).map(lambda x: float(f"{x:.3g}")),
+    st.booleans(),
+)
+def test_a_scenario_reads_back_from_its_text(kind, streams, qps, oversubscribe):
+    parts = [kind]
+    if streams:
+        parts.append(f"streams={streams}")
+    if qps and kind == "server":
+        parts.append(f"qps={qps:g}")
+    if oversubscribe:
+        parts.append("oversubscribe")
+    scenario = parse_scenario(":".join(parts))
+    assert parse_scenario(scenario.text) == scenario
+    assert scenario.text == ":".join(parts)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("batch", "the kind is one of latency, throughput, server"),
+        ("server:qps=0", "qps='0' must be positive"),
+        ("server:qps=10:p99=5ms", r"give qps \(a fixed rate\) or p99"),
+        ("throughput:qps=10", "qps and p99 belong to the server scenario"),
+        ("throughput:streams=1.5", "streams=1.5 is not a whole number"),
+        ("latency:streams=2", "latency is one stream"),
+        ("server:rate=3", "unknown setting 'rate=3'"),
+    ],
+)
+def test_a_bad_scenario_is_one_line(text, message):
+    with pytest.raises(ScenarioError, match=message):
+        parse_scenario(text)
+    with pytest.raises(MatrixError, match="axis 'scenario'"):
+        Matrix(models=["mlp"], backends=["ort"], scenario=[text])
+
+
+def test_the_scenario_axis_expands_and_streams_fit_the_cpus():
+    cells = Matrix(models=["mlp"], backends=["ort"], threads=["1"], scenario=["latency", "throughput"]).expand()
+    assert [c.id for c in cells] == ["mlp-ort-llvm-sp0-t1", "mlp-ort-llvm-sp0-t1-throughput"]
+    throughput = parse_scenario("throughput")
+    assert throughput.streams_for(1, 2.0) == 2 and throughput.streams_for(2, 2.0) == 1
+    assert throughput.streams_for(4, 2.0) == 1
+    assert (
+        parse_scenario("throughput:streams=4")
+        .oversubscription(2, 2.0)
+        .startswith("4 streams x 2 threads exceed the 2 effective CPUs")
+    )
+    assert parse_scenario("throughput:streams=4:oversubscribe").oversubscription(2, 2.0) is None
+
+
+def test_poisson_arrivals_have_the_rate_and_repeat_with_the_seed():
+    times = poisson_arrivals(200.0, 20000, seed=5)
+    gaps = [b - a for a, b in zip([0.0] + times, times)]
+    assert sum(gaps) / len(gaps) == pytest.approx(1 / 200, rel=0.03)
+    assert all(g > 0 for g in gaps)
+    assert poisson_arrivals(200.0, 50, seed=5) == times[:50]
+    assert poisson_arrivals(200.0, 50, seed=6) != times[:50]
+
+
+def _mean(values):
+    return sum(values) / len(values)
+
+
+def test_a_server_queues_as_the_offered_rate_nears_capacity():
+    """One stream, deterministic service D, Poisson arrivals: an M/D/1 queue, whose mean wait is
+    rho D / (2 (1 - rho)) (Pollaczek-Khinchine). p99 grows as the rate nears 1/D."""
+    capacity = 1 / SERVICE_S
+    stats = {}
+    for rho in (0.3, 0.6, 0.85):
+        report, latencies = run_server([sleeping_step()], 1, rho * capacity, window_s=2.0, min_queries=200)
+        assert report.dropped == 0 and report.queries == len(latencies) >= 200
+        assert report.achieved_qps == pytest.approx(rho * capacity, rel=0.25)
+        stats[rho] = (_mean(latencies), sorted(latencies)[int(0.99 * len(latencies))])
+    for rho in (0.3, 0.6):
+        expected = SERVICE_S + rho * SERVICE_S / (2 * (1 - rho))
+        assert 0.8 * expected < stats[rho][0] < 1.6 * expected, (rho, stats[rho][0], expected)
+    assert stats[0.3][1] < stats[0.6][1] < stats[0.85][1]
+    assert stats[0.85][1] > 2.5 * stats[0.3][1]
+
+
+def test_a_stall_counts_for_every_query_scheduled_during_it():
+    """No coordinated omission: a 200 ms stall at a 100 QPS offered rate delays about 20 queries,
+    each measured from when it was due, not from when the stalled stream got to it."""
+    calls = [0]
+
+    def step():
+        calls[0] += 1
+        time.sleep(0.2 if calls[0] == 50 else 0.001)
+
+    report, latencies = run_server([step], 1, 100.0, window_s=2.0, min_queries=200)
+    delayed = [x for x in latencies if x > 0.05]
+    assert len(delayed) >= 10  # with coordinated omission only the stalled call would be
+    assert max(latencies) >= 0.2
+
+
+def test_throughput_streams_run_concurrently():
+    report, latencies = run_throughput([sleeping_step(), sleeping_step()], batch=8, window_s=1.0, min_queries=100)
+    assert report.streams == 2 and report.queries == len(latencies) >= 100
+    ideal = 2 * 8 / SERVICE_S  # two streams of 8 samples every 4 ms
+    assert 0.6 * ideal < report.samples_per_s <= 1.05 * ideal
+    assert report.harness_cpu_s is not None and report.harness_cpu_s >= 0
+
+
+def test_find_peak_lands_below_capacity_under_the_bound():
+    report, latencies = find_peak([sleeping_step()], 1, p99_bound_s=10 * SERVICE_S, window_s=1.0, min_queries=100)
+    capacity = 1 / SERVICE_S
+    assert report.p99_bound_s == pytest.approx(10 * SERVICE_S)
+    assert report.peak_qps is not None and 0.4 * capacity < report.peak_qps < capacity
+    assert report.target_qps == report.peak_qps
+    passed = [t for t in report.tried if t[3]]
+    assert passed and all(t[1] <= report.p99_bound_s for t in passed)
+    assert any(not t[3] for t in report.tried)  # the search went past the bound somewhere
+    assert report.unloaded_median_s == pytest.approx(SERVICE_S, rel=0.5)
+
+
+def test_a_throughput_cell_end_to_end_inline(monkeypatch):
+    monkeypatch.setenv("INFER_BENCH_BACKENDS", "sleeper=tests.fake_backends:Sleeper")
+    monkeypatch.setenv("INFER_BENCH_SLEEP_MS", "2")
+    cell = Cell("mlp", "sleeper", threads="1", scenario="throughput:streams=2:oversubscribe")  # any machine
+    result = run_cell(cell, launcher="inline")
+    assert result.ok, result.message
+    (report,) = result.load
+    assert report.kind == "throughput" and report.streams == 2 and report.batch == 8
+    assert result.process_metrics[0].samples_per_s == report.samples_per_s > 0
+    info = extra_info(result)
+    assert info["process_metrics"]["samples_per_s"][0] == pytest.approx(report.samples_per_s, rel=1e-5)
+    assert info["p50_s"] >= 0.002 and info["percentiles"]["of"] == "single calls"
+    assert len(result.samples[0].round_s) == report.queries
+
+
+def test_streams_beyond_the_cpus_are_refused_in_one_line(monkeypatch):
+    monkeypatch.setenv("INFER_BENCH_BACKENDS", "sleeper=tests.fake_backends:Sleeper")
+    cell = Cell("mlp", "sleeper", threads="2", scenario="throughput:streams=64")
+    result = run_cell(cell, launcher="inline")
+    assert result.status == "error" and result.stage == "throughput"
+    assert "64 streams x 2 threads exceed the" in result.message and "oversubscribe" in result.message
+
+
+def _info(per_process_samples_per_s):
+    return {"process_metrics": {"samples_per_s": per_process_samples_per_s, "compile_cache": [None] * 5}}
+
+
+def test_a_throughput_fall_is_a_throughput_regression_and_latency_cells_have_none():
+    base = _info([1000.0, 1010.0, 990.0, 1005.0, 995.0])
+    fell = _info([800.0, 805.0, 795.0, 810.0, 790.0])
+    verdict = judge_metrics(base, fell, 0.01)["throughput"]
+    assert verdict.verdict == "regression"
+    assert verdict.ratio == pytest.approx(0.8, rel=0.01) and verdict.low < verdict.ratio < verdict.high < 1
+    assert judge_metrics(base, _info([1200.0, 1210.0, 1190.0, 1205.0, 1195.0]), 0.01)["throughput"].verdict == (
+        "improvement"
+    )
+    latency_cell = judge_metrics({}, {"process_metrics": {"samples_per_s": [None] * 3}}, 0.01)["throughput"]
+    assert latency_cell.verdict == "not compared" and latency_cell.note.startswith("latency scenario")
