@@ -83,7 +83,9 @@ def test_profile_ops_saves_a_profile_and_the_regression_shows_the_slowed_operato
         "-p",
         "no:cacheprovider",
         "--processes",
-        "3",
+        "5",
+        "--regression-alpha",
+        "0.1",  # the verdict is not under test here, the diff it carries is: a ~3x slowdown must be called
         "--benchmark-max-time",
         "0.2",
         "--profile-ops",
