@@ -31,6 +31,7 @@ import numpy as np
 
 from harness.compare.stats import LogInterval, level_interval, log_process_levels, welch
 from harness.compare.verdict import DEFAULT_ALPHA
+from harness.plan.scenario import DEFAULT_SCENARIO
 from harness.report.figures import png_bytes, pyplot
 from harness.report.markdown import markdown_text
 from harness.report.tables import fmt_or_dash
@@ -166,7 +167,7 @@ def scaling_table(results: list[CellResult], alpha: float = DEFAULT_ALPHA) -> di
     confidence = 1 - alpha
     groups: dict[tuple, list[CellResult]] = defaultdict(list)
     for r in results:
-        if r.ok and r.per_process():
+        if r.ok and r.per_process() and r.cell.scenario == DEFAULT_SCENARIO:  # single-stream latency only
             groups[_group_key(r)].append(r)
     table = {}
     for key, rs in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])):

@@ -57,11 +57,14 @@ class _Stream:
 
 
 def _run_streams(
-    steps: Sequence[Step], body: Callable[[int, Step, _Stream, float], None]
+    steps: Sequence[Step], body: Callable[[int, Step, _Stream, float], None], window: ActivityWindow
 ) -> tuple[list[_Stream], float]:
-    """Start one thread per step, release them together, wait for all; (their records, start)."""
+    """Start one thread per step, release them together, wait for all; (their records, start).
+    ``window`` spans the streams' work, closed while their threads still exist (an exited
+    thread's CPU is no longer in /proc: harness.run.activity)."""
     streams = [_Stream() for _ in steps]
-    ready = threading.Barrier(len(steps) + 1)
+    ready, finished = threading.Barrier(len(steps) + 1), threading.Barrier(len(steps) + 1)
+    leave = threading.Event()
     start_box: list[float] = []
     errors: list[BaseException] = []
 
@@ -73,12 +76,18 @@ def _run_streams(
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(exc)
         streams[i].thread_cpu = time.thread_time() - cpu0
+        finished.wait()
+        leave.wait()
 
     threads = [threading.Thread(target=thread, args=(i,), daemon=True) for i in range(len(steps))]
     for t in threads:
         t.start()
+    window.__enter__()
     start_box.append(time.perf_counter())
     ready.wait()
+    finished.wait()
+    window.__exit__(None, None, None)
+    leave.set()
     for t in threads:
         t.join()
     if errors:
@@ -107,8 +116,9 @@ def run_throughput(
     window_s: float = WINDOW_S,
     min_queries: int = MIN_QUERIES,
     max_window_s: float = MAX_WINDOW_S,
+    window: ActivityWindow | None = None,
 ) -> tuple[LoadReport, list[float]]:
-    """Every stream back to back; (the report, every query's latency)."""
+    """Every stream back to back; (the report, every query's latency). ``window``: what ran."""
     lock, count = threading.Lock(), [0]
 
     def body(i: int, step: Step, record: _Stream, start: float) -> None:
@@ -122,11 +132,11 @@ def run_throughput(
             with lock:
                 count[0] += 1
 
-    streams, start = _run_streams(steps, body)
+    streams, start = _run_streams(steps, body, window or ActivityWindow())
     latencies = [x for s in streams for x in s.latencies]
-    window = max(s.last_done for s in streams) - start
-    report = LoadReport("throughput", len(steps), batch, window, len(latencies))
-    report.samples_per_s = len(latencies) * batch / window if window > 0 else None
+    wall = max(s.last_done for s in streams) - start
+    report = LoadReport("throughput", len(steps), batch, wall, len(latencies))
+    report.samples_per_s = len(latencies) * batch / wall if wall > 0 else None
     report.harness_cpu_s = _harness_cpu(streams)
     return report, latencies
 
@@ -139,9 +149,10 @@ def run_server(
     min_queries: int = MIN_QUERIES,
     max_window_s: float = MAX_WINDOW_S,
     seed: int = 0,
+    window: ActivityWindow | None = None,
 ) -> tuple[LoadReport, list[float]]:
     """Poisson arrivals at ``qps`` served by the streams; (the report, every served query's
-    latency from its scheduled arrival)."""
+    latency from its scheduled arrival). ``window``: what ran."""
     count = max(min_queries, math.ceil(qps * window_s))
     arrivals = poisson_arrivals(qps, count, seed)
     lock, nxt = threading.Lock(), [0]
@@ -161,12 +172,12 @@ def run_server(
                 time.sleep(wait)
             _timed_call(step, record, due)
 
-    streams, start = _run_streams(steps, body)
+    streams, start = _run_streams(steps, body, window or ActivityWindow())
     latencies = [x for s in streams for x in s.latencies]
-    window = max((s.last_done for s in streams), default=start) - start
-    report = LoadReport("server", len(steps), batch, window, len(latencies), target_qps=qps)
+    wall = max((s.last_done for s in streams), default=start) - start
+    report = LoadReport("server", len(steps), batch, wall, len(latencies), target_qps=qps)
     report.dropped = count - len(latencies)
-    report.achieved_qps = len(latencies) / window if window > 0 else None
+    report.achieved_qps = len(latencies) / wall if wall > 0 else None
     report.samples_per_s = report.achieved_qps * batch if report.achieved_qps else None
     report.harness_cpu_s = _harness_cpu(streams)
     return report, latencies
@@ -194,6 +205,7 @@ def find_peak(
     min_queries: int = MIN_QUERIES,
     max_window_s: float = MAX_WINDOW_S,
     seed: int = 0,
+    window: ActivityWindow | None = None,
 ) -> tuple[LoadReport, list[float]]:
     """The highest Poisson rate whose p99 stays under ``p99_bound_s`` (None: ``BOUND_FACTOR`` x the
     unloaded median); (the found rate's full-window report, its latencies)."""
@@ -231,7 +243,7 @@ def find_peak(
             else:
                 high = mid
     final_rate = low if low is not None else min(t[0] for t in tried)
-    report, latencies = run_server(steps, batch, final_rate, window_s, min_queries, max_window_s, seed)
+    report, latencies = run_server(steps, batch, final_rate, window_s, min_queries, max_window_s, seed, window)
     report.p99_bound_s, report.peak_qps, report.tried = bound, low, tried
     report.unloaded_median_s = median
     return report, latencies
@@ -246,13 +258,13 @@ def batch_of(inputs: Sequence) -> int:
 def drive(scenario: Scenario, steps: Sequence[Step], batch: int) -> tuple[LoadReport, Samples]:
     """Run a throughput or server scenario on ``steps`` (one per stream); the report and the
     queries' latencies as this process's samples, with what ran during the window."""
-    with ActivityWindow() as window:
-        if scenario.kind == "throughput":
-            report, latencies = run_throughput(steps, batch)
-        elif scenario.qps is not None:
-            report, latencies = run_server(steps, batch, scenario.qps)
-        else:
-            report, latencies = find_peak(steps, batch, scenario.p99_s)
+    window = ActivityWindow()  # of the run whose latencies are the samples (a peak search's last)
+    if scenario.kind == "throughput":
+        report, latencies = run_throughput(steps, batch, window=window)
+    elif scenario.qps is not None:
+        report, latencies = run_server(steps, batch, scenario.qps, window=window)
+    else:
+        report, latencies = find_peak(steps, batch, scenario.p99_s, window=window)
     activity = window.activity
     samples = Samples(latencies, 1, 0, activity.threads_ran, activity.cpu_s, activity.window_s)
     return report, samples
