@@ -50,6 +50,9 @@ class Backend:
         unless the runtime documents a cap of its own."""
         return resolved
 
+    # optional: ``unsupported_model_reason(model: str, options: dict) -> str | None``, why this backend
+    # cannot run that model (e.g. ``ort-opt``: not an encoder), decided without building it
+
     def unsupported_reason(self, model_kind: str, target: str) -> str | None:
         """Why this backend cannot run a (model kind, target) cell, or None. No imports."""
         if model_kind not in self.model_kinds:
