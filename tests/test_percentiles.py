@@ -144,3 +144,30 @@ def test_compare_judges_the_statistic_the_current_run_saved_unless_told(tmp_path
     path.write_text(json.dumps(cur))
     with pytest.raises(ResultFileError, match=r"bad.json: suite::t\[c\]: extra_info.verdict_statistic is 'p42'"):
         load_result(path)
+
+
+def test_a_compacted_baseline_is_judged_on_its_medians_only():
+    from harness.store.results import compact_result
+
+    rng = np.random.default_rng(5)
+    base = compact_result(_saved(_processes(rng, 8, 1000, 2.0), None))
+    cur = _saved(_processes(rng, 8, 1000, 3.0), "p99")
+    (v,) = compare_results(base, cur).verdicts
+    assert v.verdict == "inconclusive" and v.statistic == "p99" and v.ratio is None
+    assert v.note.startswith("the baseline is a compacted run (it keeps its processes' medians only): no p99")
+    (median,) = compare_results(base, cur, statistic="median").verdicts
+    assert median.ratio is not None
+
+
+def test_a_saved_mean_is_the_mean_of_the_calls_in_the_order_they_ran():
+    """Stored samples are sorted order statistics: the mean verdict reads the means saved beside
+    them, so a saved result is judged as the raw calls are."""
+    rng = np.random.default_rng(6)
+    raw_base, raw_cur = _processes(rng, 6, 1000, 2.0), _processes(rng, 6, 1000, 2.0)
+    for g in raw_cur:
+        g *= 1.2
+    from_raw = judge("cell", raw_base, raw_cur, statistic="mean")
+    (saved,) = compare_results(_saved(raw_base, "mean"), _saved(raw_cur, "mean")).verdicts
+    assert saved.statistic == "mean" and saved.verdict == from_raw.verdict == "regression"
+    assert saved.ratio == pytest.approx(from_raw.ratio, rel=1e-4)
+    assert saved.high - saved.low == pytest.approx(from_raw.high - from_raw.low, rel=0.01)

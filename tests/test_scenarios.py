@@ -117,7 +117,8 @@ def test_a_server_queues_as_the_offered_rate_nears_capacity():
         stats[rho] = (_mean(latencies), sorted(latencies)[int(0.99 * len(latencies))])
     for rho in (0.3, 0.6):
         expected = SERVICE_S + rho * SERVICE_S / (2 * (1 - rho))
-        assert 0.8 * expected < stats[rho][0] < 1.6 * expected, (rho, stats[rho][0], expected)
+        # a sleep overshoots under load (longer service, higher utilisation): a generous upper bound
+        assert 0.8 * expected < stats[rho][0] < 2.5 * expected, (rho, stats[rho][0], expected)
     assert stats[0.3][1] < stats[0.6][1] < stats[0.85][1]
     assert stats[0.85][1] > 2.5 * stats[0.3][1]
 
@@ -141,7 +142,7 @@ def test_throughput_streams_run_concurrently():
     report, latencies = run_throughput([sleeping_step(), sleeping_step()], batch=8, window_s=1.0, min_queries=100)
     assert report.streams == 2 and report.queries == len(latencies) >= 100
     ideal = 2 * 8 / SERVICE_S  # two streams of 8 samples every 4 ms
-    assert 0.6 * ideal < report.samples_per_s <= 1.05 * ideal
+    assert 0.55 * ideal < report.samples_per_s <= 1.05 * ideal  # one stream alone would give 0.5 x ideal
     assert report.harness_cpu_s is not None and report.harness_cpu_s >= 0
 
 
@@ -195,3 +196,39 @@ def test_a_throughput_fall_is_a_throughput_regression_and_latency_cells_have_non
     )
     latency_cell = judge_metrics({}, {"process_metrics": {"samples_per_s": [None] * 3}}, 0.01)["throughput"]
     assert latency_cell.verdict == "not compared" and latency_cell.note.startswith("latency scenario")
+
+
+def test_the_runtimes_own_thread_count_takes_every_cpu_per_stream():
+    throughput = parse_scenario("throughput")
+    assert throughput.streams_for(None, 2.0) == 1
+    assert (
+        parse_scenario("throughput:streams=2")
+        .oversubscription(None, 2.0)
+        .startswith("2 streams x 2 threads exceed the 2 effective CPUs")
+    )
+
+
+def test_rates_the_streams_keep_up_with_drop_nothing():
+    """The peak search's short windows: a rate at half of capacity serves every arrival."""
+    for seed in range(8):
+        report, latencies = run_server([sleeping_step(0.001)], 1, 250.0, 0.4, 1, 0.8, seed)
+        assert report.dropped == 0 and len(latencies) == report.queries, seed
+
+
+def test_an_overloaded_server_is_cut_off_at_its_window():
+    start = time.perf_counter()
+    report, _ = run_server([sleeping_step(0.02)], 1, 500.0, window_s=0.5, min_queries=10, max_window_s=0.5)
+    assert time.perf_counter() - start < 1.5  # 250 arrivals of 20 ms would take 5 s
+    assert report.dropped > 150 and report.queries + report.dropped == 250
+
+
+def test_a_saved_non_positive_samples_per_s_is_one_line(tmp_path):
+    import json
+
+    from harness.store.results import ResultFileError, load_result
+
+    bench = {"fullname": "s::t[c]", "stats": {"median": 1e-3}, "extra_info": _info([1000.0, 0.0, 990.0])}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"benchmarks": [bench], "machine_info": {}, "infer_bench": {"format_version": 2}}))
+    with pytest.raises(ResultFileError, match=r"samples_per_s\[1\] is 0.0, not a positive number or null"):
+        load_result(path)

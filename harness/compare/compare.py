@@ -24,7 +24,15 @@ from harness.compare.stats import LogInterval, welch
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD, Verdict, judge
 from harness.machine.drift import control_samples
 from harness.machine.profile import version_changes
-from harness.store.results import by_name, control_of, process_rounds, process_samples, profile_of
+from harness.store.results import (
+    by_name,
+    control_of,
+    is_compacted,
+    process_mean_levels,
+    process_rounds,
+    process_samples,
+    profile_of,
+)
 
 CONTROL_RESOLUTION = 0.002  # the least relative spread assumed between control measurements
 
@@ -162,19 +170,32 @@ def compare(
         look = looks.get(name)
         level = look_alpha(alpha, look) if look else alpha
         info = current_info.get(name) or {}
-        verdict = judge(
-            name,
-            before,
-            now,
-            pick_threshold(threshold, thresholds.get(name)),
-            level,
-            comparison.drifted(cell_threads),
-            statistic=check_statistic(statistic or statistics.get(name) or DEFAULT_STATISTIC),
-            calls=(
-                process_rounds(base[name]) if name in base else None,
-                process_rounds({"extra_info": info}) if info else None,
-            ),
-        )
+        judged = check_statistic(statistic or statistics.get(name) or DEFAULT_STATISTIC)
+        levels = (None, None)
+        if judged == "mean":  # saved means, from the calls in run order (stored samples are sorted)
+            levels = (
+                process_mean_levels(base[name]) if name in base else None,
+                process_mean_levels({"extra_info": info}) if info else None,
+            )
+        unusable = _unusable_baseline(base.get(name), judged, levels[0])
+        if unusable and before and now:
+            verdict = Verdict(name, "inconclusive", threshold=pick_threshold(threshold, thresholds.get(name)))
+            verdict.alpha, verdict.note, verdict.statistic = level, unusable, judged
+        else:
+            verdict = judge(
+                name,
+                before,
+                now,
+                pick_threshold(threshold, thresholds.get(name)),
+                level,
+                comparison.drifted(cell_threads),
+                statistic=judged,
+                calls=(
+                    process_rounds(base[name]) if name in base else None,
+                    process_rounds({"extra_info": info}) if info else None,
+                ),
+                levels=levels,
+            )
         verdict.look = look
         if name in base and now and name in current_info:
             verdict.metrics = judge_metrics(base[name].get("extra_info") or {}, current_info[name], level)
@@ -184,6 +205,20 @@ def compare(
             verdict.op_diff = op_diff(*(OpProfile.from_dict(p) for p in profiles))
         comparison.verdicts.append(verdict)
     return comparison
+
+
+def _unusable_baseline(bench: dict | None, statistic: str, mean_levels) -> str | None:
+    """Why a saved baseline cell cannot be judged on ``statistic`` (None: it can)."""
+    if bench is None or statistic == DEFAULT_STATISTIC:
+        return None
+    if is_compacted(bench):
+        return (
+            f"the baseline is a compacted run (it keeps its processes' medians only): no {statistic} to "
+            f"compare; compare with a newer run or judge the median (--verdict-statistic median)"
+        )
+    if statistic == "mean" and mean_levels is None:
+        return "the baseline saved no per-process means (saved before they were recorded): judge the median"
+    return None
 
 
 def compare_results(

@@ -396,16 +396,24 @@ def ratio_estimate(
     n_boot: int = 2000,
     seed: int = 0,
     statistic: str = DEFAULT_STATISTIC,
+    levels: tuple = (None, None),
 ) -> RatioEstimate:
     """current/baseline of each process's ``statistic`` (harness.compare.percentiles), read as the
-    module docstring says."""
+    module docstring says. ``levels``: a side's (log process statistics, their within-process
+    variances) where they were computed from the calls in the order they ran (a saved ``mean``:
+    the stored samples are sorted order statistics), else None: from the samples given."""
     baseline = [np.asarray(g, dtype=np.float64) for g in baseline]
     current = [np.asarray(g, dtype=np.float64) for g in current]
     if not baseline or not current or any(g.size == 0 for g in baseline + current):
         raise ValueError("both sides need at least one process with at least one sample")
     if any(not np.all(np.isfinite(g) & (g > 0)) for g in baseline + current):
         raise ValueError("samples must be finite positive seconds")
-    (xb, floor_b), (xc, floor_c) = (log_process_levels(side, statistic) for side in (baseline, current))
+    (xb, floor_b), (xc, floor_c) = (
+        (np.asarray(given[0], dtype=np.float64), np.asarray(given[1], dtype=np.float64))
+        if given is not None
+        else log_process_levels(side, statistic)
+        for side, given in zip((baseline, current), levels)
+    )
     floors = [floor_b, floor_c]  # xb, xc: log process medians (or the judged statistic)
     states = split_states(xb, xc)
     mb, mc = states.steady

@@ -149,12 +149,15 @@ def judge(
     seed: int = 0,
     statistic: str = DEFAULT_STATISTIC,
     calls: tuple[list[int] | None, list[int] | None] = (None, None),
+    levels: tuple = (None, None),
 ) -> Verdict:
     """``baseline``/``current``: per-process arrays of per-call seconds (None = absent).
     ``drift``: the control's log ratio now/baseline, when the verdict must correct for it.
     ``statistic``: what each process contributes (median, p90, p95, p99, mean); a percentile the
     calls of a side do not support (``calls``: per-process call counts, where the arrays hold
-    fewer stored values than calls were timed) leaves the verdict inconclusive, saying so."""
+    fewer stored values than calls were timed) leaves the verdict inconclusive, saying so.
+    ``levels``: a side's per-process (log statistic, within-process variance) computed where the
+    calls were in order (harness.compare.stats ``ratio_estimate``), else None."""
     if not baseline:
         return Verdict(
             name,
@@ -181,7 +184,7 @@ def judge(
             return Verdict(
                 name, "inconclusive", threshold=threshold, alpha=alpha, note=f"{side}: {why}", statistic=statistic
             )
-    est = ratio_estimate(base, cur, confidence=1 - alpha, n_boot=n_boot, seed=seed, statistic=statistic)
+    est = ratio_estimate(base, cur, confidence=1 - alpha, n_boot=n_boot, seed=seed, statistic=statistic, levels=levels)
     steady, mixture = est.steady, est.mixture
     if drift is not None:  # a slower machine is not a slower model: divide by the control, keep its noise
         steady = steady.shifted(drift, 1 - alpha)

@@ -70,34 +70,29 @@ class Scenario:
     p99_s: float | None = None  # server find-peak bound; None: BOUND_FACTOR x the unloaded median
     oversubscribe: bool = False
 
+    def _settings(self) -> list[tuple[str, str]]:
+        """(text, id part) of each setting given, in one order."""
+        settings = []
+        if self.streams is not None:
+            settings.append((f"streams={self.streams}", f"s{self.streams}"))
+        if self.qps is not None:
+            settings.append((f"qps={self.qps:g}", f"q{self.qps:g}"))
+        if self.p99_s is not None:
+            settings.append((f"p99={self.p99_s * 1e3:g}ms", f"p99-{self.p99_s * 1e3:g}ms"))
+        if self.oversubscribe:
+            settings.append(("oversubscribe", "over"))
+        return settings
+
     @property
     def text(self) -> str:
-        keys = []
-        if self.streams is not None:
-            keys.append(f"streams={self.streams}")
-        if self.qps is not None:
-            keys.append(f"qps={self.qps:g}")
-        if self.p99_s is not None:
-            keys.append(f"p99={self.p99_s * 1e3:g}ms")
-        if self.oversubscribe:
-            keys.append("oversubscribe")
-        return ":".join([self.kind, *keys])
+        return ":".join([self.kind, *(text for text, _ in self._settings())])
 
     @property
     def id_part(self) -> str | None:
         """What the scenario adds to a cell id (None for the default: ids stay as they were)."""
         if self.kind == DEFAULT_SCENARIO:
             return None
-        parts = [self.kind]
-        if self.streams is not None:
-            parts.append(f"s{self.streams}")
-        if self.qps is not None:
-            parts.append(f"q{self.qps:g}")
-        if self.p99_s is not None:
-            parts.append(f"p99-{self.p99_s * 1e3:g}ms")
-        if self.oversubscribe:
-            parts.append("over")
-        return "-".join(parts)
+        return "-".join([self.kind, *(part for _, part in self._settings())])
 
     @property
     def statistic(self) -> str | None:
@@ -105,20 +100,26 @@ class Scenario:
         return {"throughput": "mean", "server": "p99"}.get(self.kind)
 
     def streams_for(self, threads: int | None, effective_cpus: float) -> int:
-        """Streams to run: as asked, or as many as the CPUs hold at ``threads`` each."""
+        """Streams to run: as asked, or as many as the CPUs hold at ``threads`` each (``threads``
+        None: the runtime's own choice, taken to be every effective CPU)."""
         if self.streams is not None:
             return self.streams
-        return max(1, int(effective_cpus // max(1, threads or 1)))
+        return max(1, int(effective_cpus // _per_stream(threads, effective_cpus)))
 
     def oversubscription(self, threads: int | None, effective_cpus: float) -> str | None:
         """Why these streams oversubscribe the CPUs (None: they fit, or the scenario allows it)."""
-        streams = self.streams_for(threads, effective_cpus)
-        if self.oversubscribe or streams * max(1, threads or 1) <= effective_cpus + 1e-9:
+        streams, each = self.streams_for(threads, effective_cpus), _per_stream(threads, effective_cpus)
+        if self.oversubscribe or streams * each <= effective_cpus + 1e-9:
             return None
         return (
-            f"{streams} streams x {threads or 1} threads exceed the {effective_cpus:g} effective CPUs; "
+            f"{streams} streams x {each:g} threads exceed the {effective_cpus:g} effective CPUs; "
             f"use fewer streams or threads, or add ':oversubscribe' to the scenario"
         )
+
+
+def _per_stream(threads: int | None, effective_cpus: float) -> float:
+    """The CPUs one stream's threads take: its count, or every effective CPU where the runtime chooses."""
+    return max(1, threads) if threads is not None else max(1.0, effective_cpus)
 
 
 def parse_scenario(text: str | Scenario) -> Scenario:

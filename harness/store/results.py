@@ -7,7 +7,9 @@ A saved result is what ``--benchmark-json`` / ``--benchmark-save`` write, plus:
   per process, CPU/wall), the confinement (quota, cpuset, pinning), compile_s (the first
   process's, for display), FLOPs, mean, max and calls/s, the percentiles ``p50_s``, ``p90_s``,
   ``p99_s`` (null where the calls do not support one) with ``percentiles`` (what they are of, the
-  calls, why any is missing), ``verdict_statistic`` (what the cell's verdict judges), parity (``max_rel_err`` and
+  calls, why any is missing), ``verdict_statistic`` (what the cell's verdict judges), the
+  ``scenario`` and, for a throughput or server cell, ``load`` (each process's run: samples/s,
+  achieved QPS, drops, the peak search's rates, the harness's own CPU), parity (``max_rel_err`` and
   ``cosine_distance`` against float64, from the first process), the backend's build facts as they
   are (``compile_cache``, ``artifact_bytes`` and ``artifact``: the size on disk of what it built and
   what that is, ...), flags, and the samples *per worker process* (``samples.per_process``: at most
@@ -43,9 +45,12 @@ import statistics
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
+
 from harness.compare.op_profile import OpProfile
 from harness.compare.percentiles import REPORTED, STATISTIC_KEY, VERDICT_STATISTICS, basis, calls_needed, supported
 from harness.compare.sequential import LOOK_KEY, MAX_LOOKS
+from harness.compare.stats import log_process_levels
 from harness.machine.peak import gflops
 from harness.run.protocol import CellResult, ProcessMetrics
 from harness.store.io import read_json
@@ -91,6 +96,7 @@ def extra_info(result: CellResult) -> dict:
         "sparsity": cell.sparsity,
         "measured_sparsity": result.measured_sparsity,
         "pruning": result.pruning,
+        "scenario": cell.scenario,
         "batch": cell.batch,
         "threads": cell.threads,
         "thread_control": cell.thread_control,
@@ -126,6 +132,8 @@ def extra_info(result: CellResult) -> dict:
         info["process_metrics"] = {
             name: [significant(getattr(m, name), 6) for m in result.process_metrics] for name in PROCESS_METRICS
         }
+    if result.load:  # a throughput or server scenario: each process's run (harness.run.protocol.LoadReport)
+        info["load"] = [r.to_dict() for r in result.load]
     if result.op_profile is not None or result.op_profile_error:
         info["op_profile"] = result.op_profile
         info["op_profile_error"] = result.op_profile_error
@@ -133,10 +141,15 @@ def extra_info(result: CellResult) -> dict:
         info.update(ParityReport.from_dict(result.parity).summary())
     groups = result.per_process()
     if groups:
+        mean_levels = log_process_levels(groups, "mean")
         info["samples"] = {
             "per_process": [compact(g) for g in groups],
             "iterations": [s.iterations for s in result.samples],
             "rounds_per_process": [len(g) for g in groups],  # before compacting: what percentiles rest on
+            # each process's mean and its within-process log variance, from the calls in the order they
+            # ran (the stored values are sorted: a mean verdict cannot be made from them)
+            "means": [significant(float(x), 6) for x in np.exp(mean_levels[0])],
+            "mean_log_variances": [significant(float(v), 4) for v in mean_levels[1]],
             "processes": len(groups),
             "rounds": sum(map(len, groups)),
             "stored": f"up to {MAX_STORED_SAMPLES} order statistics per process",
@@ -247,13 +260,14 @@ def _check_process_metrics(lists, where: str) -> None:
             raise ResultFileError(f"{where}.{key} is not a list")
         for i, x in enumerate(values):
             if key == "compile_cache":
-                ok = x is None or isinstance(x, str)
+                ok, what = x is None or isinstance(x, str), "a state"
             else:
                 ok = x is None or (isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x))
+                what = "a number"
+                if key == "samples_per_s" and ok and x is not None and x <= 0:  # judged as its inverse
+                    ok, what = False, "a positive number"
             if not ok:
-                raise ResultFileError(
-                    f"{where}.{key}[{i}] is {x!r}, not {'a state' if key == 'compile_cache' else 'a number'} or null"
-                )
+                raise ResultFileError(f"{where}.{key}[{i}] is {x!r}, not {what} or null")
 
 
 def check_samples(data: dict, source: str | Path) -> None:
@@ -357,6 +371,27 @@ def process_samples(bench: dict) -> list[list[float]] | None:
         return [[float(m)] for m in samples["process_medians"]]
     data = bench["stats"].get("data")
     return [list(map(float, data))] if data else None
+
+
+def process_mean_levels(bench: dict) -> tuple[list[float], list[float]] | None:
+    """A saved cell's per-process (log mean, its within-process log variance), computed from the
+    calls in the order they ran; None where not saved (a compacted run, or one saved before)."""
+    samples = (bench.get("extra_info") or {}).get("samples") or {}
+    means, variances = samples.get("means"), samples.get("mean_log_variances")
+    numbers = (means or []) + (variances or [])
+    if not means or not isinstance(variances, list) or len(means) != len(variances):
+        return None
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in numbers):
+        return None
+    if min(means) <= 0 or min(variances) < 0:
+        return None
+    return [math.log(m) for m in means], [float(v) for v in variances]
+
+
+def is_compacted(bench: dict) -> bool:
+    """The saved cell keeps only its processes' medians (harness.store.results ``compact_result``)."""
+    samples = (bench.get("extra_info") or {}).get("samples") or {}
+    return not samples.get("per_process") and bool(samples.get("process_medians"))
 
 
 def process_rounds(bench: dict) -> list[int] | None:
