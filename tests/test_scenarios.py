@@ -232,3 +232,18 @@ def test_a_saved_non_positive_samples_per_s_is_one_line(tmp_path):
     path.write_text(json.dumps({"benchmarks": [bench], "machine_info": {}, "infer_bench": {"format_version": 2}}))
     with pytest.raises(ResultFileError, match=r"samples_per_s\[1\] is 0.0, not a positive number or null"):
         load_result(path)
+
+
+def test_a_peak_search_is_judged_on_its_peak_not_on_its_latency():
+    from harness.compare.compare import compare_results
+
+    def saved(samples_per_s):
+        info = _info(samples_per_s)
+        info.update(scenario="server", samples={"per_process": [[0.01, 0.011, 0.012]] * 5})
+        bench = {"fullname": "s::t[c]", "stats": {"median": 0.011}, "extra_info": info}
+        return {"benchmarks": [bench], "machine_info": {}, "infer_bench": {"format_version": 2}}
+
+    before, after = saved([1000.0, 1010.0, 990.0, 1005.0, 995.0]), saved([800.0, 805.0, 795.0, 810.0, 790.0])
+    (v,) = compare_results(before, after).verdicts
+    assert v.verdict == "inconclusive" and v.note.startswith("a peak search's latency is measured at the rate")
+    assert v.metrics["throughput"].verdict == "regression"

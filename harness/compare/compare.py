@@ -24,6 +24,7 @@ from harness.compare.stats import LogInterval, welch
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD, Verdict, judge
 from harness.machine.drift import control_samples
 from harness.machine.profile import version_changes
+from harness.plan.scenario import DEFAULT_SCENARIO, ScenarioError, parse_scenario
 from harness.store.results import (
     by_name,
     control_of,
@@ -177,7 +178,7 @@ def compare(
                 process_mean_levels(base[name]) if name in base else None,
                 process_mean_levels({"extra_info": info}) if info else None,
             )
-        unusable = _unusable_baseline(base.get(name), judged, levels[0])
+        unusable = _unusable_baseline(base.get(name), judged, levels[0]) or _peak_search(info)
         if unusable and before and now:
             verdict = Verdict(name, "inconclusive", threshold=pick_threshold(threshold, thresholds.get(name)))
             verdict.alpha, verdict.note, verdict.statistic = level, unusable, judged
@@ -205,6 +206,20 @@ def compare(
             verdict.op_diff = op_diff(*(OpProfile.from_dict(p) for p in profiles))
         comparison.verdicts.append(verdict)
     return comparison
+
+
+def _peak_search(info: dict) -> str | None:
+    """A server cell that searched for its peak rate: its latency is at the rate each run found."""
+    try:
+        scenario = parse_scenario(info.get("scenario") or DEFAULT_SCENARIO)
+    except ScenarioError:
+        return None
+    if scenario.kind != "server" or scenario.qps is not None:
+        return None
+    return (
+        "a peak search's latency is measured at the rate each run found (its p99 near the bound by "
+        "construction): its throughput verdict (the peak rate) is the one to read"
+    )
 
 
 def _unusable_baseline(bench: dict | None, statistic: str, mean_levels) -> str | None:
