@@ -17,7 +17,7 @@ from harness.compare.metrics import judge_metrics
 from harness.plan.cell import Cell
 from harness.plan.matrix import Matrix, MatrixError
 from harness.plan.scenario import ScenarioError, parse_scenario, poisson_arrivals
-from harness.run.load import find_peak, run_server, run_throughput
+from harness.run.load import find_peak, p99_of, run_server, run_throughput
 from harness.run.schedule import run_cell
 from harness.store.results import extra_info
 
@@ -156,6 +156,7 @@ def test_find_peak_lands_below_capacity_under_the_bound():
     assert passed and all(t[1] <= report.p99_bound_s for t in passed)
     assert any(not t[3] for t in report.tried)  # the search went past the bound somewhere
     assert report.unloaded_median_s == pytest.approx(SERVICE_S, rel=0.5)
+    assert report.bound_met == (p99_of(latencies) <= report.p99_bound_s and report.dropped == 0)
 
 
 def test_a_throughput_cell_end_to_end_inline(monkeypatch):

@@ -256,6 +256,7 @@ def find_peak(
     report, latencies = run_server(steps, batch, final_rate, window_s, min_queries, max_window_s, seed, window)
     report.p99_bound_s, report.peak_qps, report.tried = bound, low, tried
     report.unloaded_median_s = median
+    report.bound_met = bool(latencies) and p99_of(latencies) <= bound and report.dropped == 0
     return report, latencies
 
 

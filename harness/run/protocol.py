@@ -156,6 +156,8 @@ class LoadReport:
       completed queries over the window; ``dropped``: arrivals not served within ``max_window_s``;
     - ``p99_bound_s`` and ``tried`` (find-peak): the bound and each tried rate as
       ``[qps, p99_s, queries, passed]``; ``peak_qps``: the highest rate that passed (None: none did);
+    - ``bound_met`` (find-peak): whether the found rate's full run kept its p99 under the bound
+      (a short try can pass a rate whose longer run queues more; LoadGen would call that run invalid);
     - ``unloaded_median_s``: one stream's median call, unloaded (what find-peak starts from);
     - ``harness_cpu_s``: the stream threads' CPU outside their calls (the load generator's cost).
     """
@@ -174,6 +176,7 @@ class LoadReport:
     tried: list = field(default_factory=list)
     unloaded_median_s: float | None = None
     harness_cpu_s: float | None = None
+    bound_met: bool | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
