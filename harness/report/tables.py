@@ -142,7 +142,8 @@ def verdict_rows(comparison: Comparison) -> list[list[str]]:
             [
                 short_name(v.name),
                 MARK[v.verdict],
-                fmt_or_dash(v.ratio) + ("" if v.statistic == DEFAULT_STATISTIC else f" ({v.statistic})"),
+                fmt_or_dash(v.ratio)
+                + ("" if v.statistic == DEFAULT_STATISTIC or v.ratio is None else f" ({v.statistic})"),
                 f"[{v.low:.3f}, {v.high:.3f}]" if v.low is not None else "-",
                 f"±{v.resolution:.1%}" if v.resolution is not None else "-",
                 f"{v.mixture[0]:.3f} [{v.mixture[1]:.3f}, {v.mixture[2]:.3f}]" if v.mixture else "-",
