@@ -48,7 +48,15 @@ from pathlib import Path
 import numpy as np
 
 from harness.compare.op_profile import OpProfile
-from harness.compare.percentiles import REPORTED, STATISTIC_KEY, VERDICT_STATISTICS, basis, calls_needed, supported
+from harness.compare.percentiles import (
+    REPORTED,
+    STATISTIC_KEY,
+    VERDICT_STATISTICS,
+    basis,
+    calls_needed,
+    quantile,
+    supported,
+)
 from harness.compare.sequential import LOOK_KEY, MAX_LOOKS
 from harness.compare.stats import log_process_levels
 from harness.machine.peak import gflops
@@ -161,11 +169,12 @@ def percentiles(result: CellResult) -> dict:
     """``p50_s``, ``p90_s``, ``p99_s`` of the pooled per-call times (None where the calls do not
     support one: harness.compare.percentiles) and ``percentiles``: what they are of, how many
     calls, and why any is missing."""
-    calls = sum(len(g) for g in result.per_process())
+    pooled = sorted(x for group in result.per_process() for x in group)  # sorted once, for every percentile
+    calls = len(pooled)
     values, missing = {}, {}
     for name, q in REPORTED:
         if supported(calls, q):
-            values[f"{name}_s"] = result.quantile_s(q)
+            values[f"{name}_s"] = quantile(pooled, q)
         else:
             values[f"{name}_s"] = None
             missing[name] = f"{calls} calls; needs {calls_needed(q)}"
