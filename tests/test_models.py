@@ -51,6 +51,28 @@ def test_encoder_flops_match_its_matmuls():
     assert build_model("bert_tiny").flops() == layers * per_layer + heads
 
 
+def test_the_hf_layout_encoder_takes_a_mask_that_hides_padded_keys():
+    hf, plain = build_model("bert_tiny_hf"), build_model("bert_tiny")
+    ids, mask = hf.make_inputs(INPUT_SEED_TIMING)
+    assert [s.name for s in hf.inputs] == ["input_ids", "attention_mask"]
+    assert mask.shape == ids.shape == (1, 128) and mask.dtype == np.int64 and (mask == 1).all()  # timed unpadded
+    assert hf.flops() == plain.flops()  # separate Q, K, V: the same matmuls as one QKV projection
+    assert hf.transformer == plain.transformer
+
+    def cls_logits(ids, mask):
+        return hf.reference([ids, mask])[0][0]
+
+    padded = mask.copy()
+    padded[:, 100:] = 0
+    other = ids.copy()
+    other[:, 100:] = (ids[:, 100:] + 1) % 1000
+    # the first token's logits see no padded key: changing padded tokens changes nothing ...
+    np.testing.assert_array_equal(cls_logits(ids, padded), cls_logits(other, padded))
+    # ... and they do change it when the same tokens are attended
+    assert not np.allclose(cls_logits(ids, mask), cls_logits(other, mask))
+    assert not np.allclose(cls_logits(ids, mask), cls_logits(ids, padded))
+
+
 def test_batch_changes_input_shape_and_flops():
     one, eight = build_model("mlp", batch=1), build_model("mlp", batch=8)
     assert one.inputs[0].shape[0] == 1 and eight.inputs[0].shape[0] == 8

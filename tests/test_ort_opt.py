@@ -21,6 +21,7 @@ from harness.run.schedule import run_cell
 
 FAST = {"max_time": 0.05, "min_rounds": 3, "warmup": False}
 FUSED_IN_BERT_TINY = {"BiasGelu": 2, "SkipLayerNormalization": 4}  # 2 layers: per layer 1 and 2; no Attention
+FUSED_IN_BERT_TINY_HF = {"Attention": 2, **FUSED_IN_BERT_TINY}  # separate Q, K, V: attention too
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +133,25 @@ def test_ort_and_ort_opt_never_share_a_compile_cache_entry(bert_tiny, cache_dir)
     assert hit["fused_ops"] == FUSED_IN_BERT_TINY and again.label == first.label
 
 
+def test_the_hf_layout_encoder_gets_fused_attention(cache_dir):
+    """Separate Q, K, V projections and an attention mask, as Hugging Face's BERT exports: the
+    optimizer fuses each layer's attention into one Attention node, and the session runs it."""
+    hf = build_model("bert_tiny_hf")
+    optimised = FusedGraph(hf, hf.transformer).onnx_model()
+    ops = _ops(optimised)
+    assert ops["Attention"] == 2 and ops["Softmax"] == 0
+    assert json.loads({p.key: p.value for p in optimised.metadata_props}[FUSED_OPS_KEY]) == FUSED_IN_BERT_TINY_HF
+    compiled = _compile("ort-opt", hf)
+    (entry,) = _entries(cache_dir)
+    session_ops = _ops(onnx.load(str(entry / OPTIMISED)))
+    assert session_ops["Attention"] == 2 and session_ops["Softmax"] == 0
+    assert session_ops["MatMul"] == 2 * 3  # per layer the output projection and the FFN's two; Q, K, V are fused
+    assert compiled.build_info()["fused_ops"] == FUSED_IN_BERT_TINY_HF
+    assert compiled.label.endswith(
+        "transformers optimizer (bert, 2 heads, hidden 128): fused Attention x2, BiasGelu x2, SkipLayerNormalization x4"
+    )
+
+
 def test_parity_through_the_worker(cache_dir):
     result = run_cell(Cell("bert_tiny", "ort-opt"), launcher="inline", timing=FAST)
     assert result.status == "ok", result.message
@@ -141,3 +161,11 @@ def test_parity_through_the_worker(cache_dir):
     assert result.build["fused_ops"] == FUSED_IN_BERT_TINY
     assert result.label.endswith("fused BiasGelu x2, SkipLayerNormalization x4; attention not fused")
     assert result.samples
+
+
+def test_fused_attention_keeps_parity_through_the_worker(cache_dir):
+    result = run_cell(Cell("bert_tiny_hf", "ort-opt", batch=2), launcher="inline", timing=FAST)
+    assert result.status == "ok", result.message
+    (output,) = result.parity["outputs"]
+    assert result.parity["passed"] and output["max_rel_err"] < 1e-4, output
+    assert result.build["fused_ops"] == FUSED_IN_BERT_TINY_HF

@@ -11,7 +11,7 @@ from functools import partial
 
 from harness.models.base import Model, TransformerFacts
 from harness.models.cnn import build_mobilenet_v2, build_resnet
-from harness.models.encoder import SIZES, build_encoder, encoder_facts
+from harness.models.encoder import HF_SUFFIX, SIZES, build_encoder, encoder_facts
 from harness.models.mlp import build_mlp
 from harness.models.onnx_light import LIGHT_GRAPHS, build_light
 from harness.models.user import UserModelError, build_from_factory, build_from_file, model_name_for
@@ -43,6 +43,13 @@ for _name, (_l, _h, _a, _s, _v) in SIZES.items():
         "torch",
         partial(build_encoder, _name, layers=_l, hidden=_h, heads=_a, seq=_s, vocab=_v),
         f"BERT-style encoder: {_l} layers, hidden {_h}, {_a} heads, seq {_s}",
+        transformer=encoder_facts(_h, _a),
+    )
+    MODELS[_name + HF_SUFFIX] = ModelEntry(
+        "torch",
+        partial(build_encoder, _name + HF_SUFFIX, layers=_l, hidden=_h, heads=_a, seq=_s, vocab=_v, hf_layout=True),
+        f"BERT-style encoder in Hugging Face's layout (separate Q/K/V, attention_mask): {_l} layers, hidden {_h}, "
+        f"{_a} heads, seq {_s}",
         transformer=encoder_facts(_h, _a),
     )
 for _name in LIGHT_GRAPHS:

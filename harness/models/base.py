@@ -21,11 +21,12 @@ class InputSpec:
     name: str
     shape: tuple[int, ...]
     dtype: str = "float32"
-    high: int = 0  # for integer inputs: values drawn from [0, high)
+    high: int = 0  # for integer inputs: values drawn from [low, high)
+    low: int = 0
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         if self.dtype.startswith("int"):
-            return rng.integers(0, max(1, self.high), size=self.shape, dtype=self.dtype)
+            return rng.integers(self.low, max(self.low + 1, self.high), size=self.shape, dtype=self.dtype)
         return rng.standard_normal(self.shape).astype(self.dtype)
 
 
