@@ -25,6 +25,7 @@ MATRIX = Matrix(
     thread_control=["both", "unset"],  # unset: the runtime's own choice, one cell per model and backend
     # torch-compile is left out of smoke: inductor recompiles in every fresh worker (5-20 s each)
     smoke={"models": ["squeezenet", "bert_tiny"], "backends": ["ort", "torch", "tvm"], "threads": ["1", "auto", "4"]},
+    host_threads_only=True,  # --targets cuda: device kernels have no host threads to sweep
 )
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,10 @@ def test_unsupported_cells_skip_with_their_reason(suite):
             ("--cpu-quota", "1", "--launcher", "inline"),
             "*1-CPU quota applies to worker processes; drop --launcher inline*",
         ),
-        (("--targets", "cuda"), "*infer-bench: unknown target 'cuda'; known targets: llvm, llvm-generic*"),
+        (
+            ("--targets", "rocm"),
+            "*infer-bench: unknown target 'rocm'; known targets: llvm, llvm-generic, cuda?:N?, cuda-tf32?:N?",
+        ),
         (("--models", "nope"), "*unknown model 'nope'; built-in models:*"),
         (("--input-shape", "x=1x2"), "*--input-shape only applies to --model-file*"),
         (("--input-shape", "x=oops", "--model-file", "m.onnx"), "*--input-shape 'x=oops': expected NAME=D1xD2*"),
@@ -89,6 +93,16 @@ def test_bad_options_are_usage_errors_with_one_line(suite, args, message):
     out = suite("--collect-only", *args)
     assert out.ret == pytest.ExitCode.USAGE_ERROR
     out.stderr.fnmatch_lines([message])
+
+
+def test_cuda_cells_on_a_machine_without_a_gpu_are_skipped_before_any_worker(suite):
+    if shutil.which("nvidia-smi"):
+        pytest.skip("this machine has nvidia-smi: its GPU decides")
+    out = suite("-rs", "--models", "mlp", "--targets", "cuda,cuda-tf32:1", "--threads", "1,2")
+    assert out.ret == pytest.ExitCode.OK
+    out.assert_outcomes(skipped=4)  # mlp on torch and ort, two targets; the thread axis collapsed to 1
+    out.stdout.fnmatch_lines(["SKIPPED ?4? *: no NVIDIA GPU here (nvidia-smi is missing or lists none)"])
+    out.stdout.no_fnmatch_line("*infer-bench cells*")  # no worker ran: nothing was measured
 
 
 def test_broken_cells_fail_alone_and_good_cells_are_recorded(suite, pytester):

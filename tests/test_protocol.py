@@ -132,6 +132,7 @@ def test_merge_keeps_each_process_metrics_and_the_store_keeps_them_per_process()
         "model_rss_mb": [50.0, 20.0, None],
         "allocator_mb": [None, None, None],
         "samples_per_s": [None, None, None],  # a latency cell
+        "device_peak_mb": [None, None, None],  # a CPU cell
     }
     assert info["compile_s"] == 2.0  # the first process's, for display
     bench = {"fullname": "t", "stats": {"median": 0.002}, "extra_info": info}

@@ -11,9 +11,10 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
+from harness.machine.gpu import no_gpu_reason
 from harness.machine.threads import CpuBudget, ThreadSettings
 from harness.models.base import Model
-from harness.plan.targets import TargetInfo
+from harness.plan.targets import TargetInfo, UnknownTargetError, get_target
 
 
 class Compiled(Protocol):
@@ -34,12 +35,19 @@ class Compiled(Protocol):
     # of what was built, None where nothing was) with ``artifact`` (what that is, or why there is none)
     # optional: ``allocator_mb() -> float | None``, the runtime allocator's own figure of the memory it
     # holds, where the runtime exposes one (no built-in backend's does on the CPU)
+    # on a device target (cuda), besides:
+    # ``clock() -> harness.run.timing.Clock``: how to time a call that returns before its kernels end
+    #   (CUDA events, or a synchronise before each clock reading); the host clock where absent
+    # ``prepare_with_transfers(inputs)``: a step that also copies the inputs to the device and the
+    #   outputs back (``--include-transfers``); ``prepare`` binds inputs already on the device
+    # ``device_info() -> dict``: the GPU's name, driver and runtime versions, and the runtime's own
+    #   memory peak (``device_peak_mb``), read after timing
 
 
 class Backend:
     name: ClassVar[str]
     model_kinds: ClassVar[frozenset[str]] = frozenset({"torch", "onnx"})
-    targets: ClassVar[frozenset[str]] = frozenset({"llvm"})
+    targets: ClassVar[frozenset[str]] = frozenset({"llvm"})  # TargetInfo.family names: "llvm", "cuda", ...
     module: ClassVar[str] = ""  # import name of the runtime package (for availability checks)
     onnx_importer: ClassVar[str | None] = None  # "onnxruntime", "tvm": who reads an ONNX graph (harness.run.user_check)
     thread_key: ClassVar[str | None] = None  # the thread_info() key with the intra-op threads the runtime uses
@@ -57,9 +65,20 @@ class Backend:
         """Why this backend cannot run a (model kind, target) cell, or None. No imports."""
         if model_kind not in self.model_kinds:
             return f"{self.name} runs {'/'.join(sorted(self.model_kinds))} models; this model is an {model_kind} graph"
-        if target not in self.targets:
+        try:
+            info = get_target(target)
+        except UnknownTargetError as exc:
+            return str(exc)
+        if info.family not in self.targets:
             return f"{self.name} does not support target {target!r} (supports: {', '.join(sorted(self.targets))})"
+        if info.on_device:
+            return no_gpu_reason(info.index) or self.device_runtime_reason(info)
         return None
+
+    def device_runtime_reason(self, target: TargetInfo) -> str | None:
+        """Why the installed runtime cannot run on ``target``'s device (a CPU-only build, a
+        provider missing), decided without importing it (harness.machine.gpu); None: it can."""
+        return f"{self.name} has no {target.device} support"
 
     def version(self) -> str:
         """Imports the runtime; raises ImportError (or anything) when unusable."""

@@ -13,7 +13,16 @@ ONNX graph the session was made from (``artifact`` says which: sizes of the two 
 ``profile_ops`` (a per-operator profile, harness.compare.op_profile): ORT profiles a session only
 when its options asked at creation, so a second session is made from what the timed one was made
 from (the graph as ORT keeps it, the same options, profiling on), run once (its events dropped: arena
-allocation) and ``runs`` times; ``end_profiling``'s JSON gives each node's kernel time and op type."""
+allocation) and ``runs`` times; ``end_profiling``'s JSON gives each node's kernel time and op type.
+
+On a cuda target (onnxruntime-gpu): the CUDA execution provider on ``cuda:N`` (``device_id``),
+``use_tf32`` as the target says, the CPU provider behind it for nodes CUDA has no kernel for; a
+session whose first provider is not CUDA's (ORT falls back silently when the provider cannot load)
+is an error, not a CPU timing under a GPU label. Inputs are bound on the device through
+``io_binding`` (outputs left there), so a timed call copies nothing; ``run_with_iobinding``
+returns after ORT has synchronised its stream, and the clock synchronises the bound outputs once
+more before reading the host timer. No compile cache on a device: ORT's saved optimised graph is
+provider-specific. ORT's Python API reports no device memory (``device_peak_mb`` None)."""
 
 from __future__ import annotations
 
@@ -39,14 +48,31 @@ def session_config(settings: ThreadSettings) -> dict[str, str]:
 OPTIMISED = "model.onnx"  # the session's optimised graph (ORT_ENABLE_ALL), as ORT saves it
 
 
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+def providers_for(target) -> tuple[list[str], list[dict]]:
+    """ORT's providers and their options for a target: the CPU's, or CUDA's (then the CPU's)."""
+    if not target.on_device:
+        return ["CPUExecutionProvider"], [{}]
+    from harness.plan.targets import TF32
+
+    cuda = {"device_id": str(target.index), "use_tf32": "1" if target.matmul_precision == TF32 else "0"}
+    return [CUDA_PROVIDER, "CPUExecutionProvider"], [cuda, {}]
+
+
 class OrtCompiled:
     label = "CPUExecutionProvider, ORT_ENABLE_ALL"
 
-    def __init__(self, session, input_names, threads, build_info: dict | None = None):
+    def __init__(self, session, input_names, threads, build_info: dict | None = None, target=None):
         self.session = session
         self.input_names = input_names
         self.threads = threads
         self._build_info = build_info or {}
+        self.target = target
+        self._binding = None
+        if target is not None and target.on_device:
+            self.label = f"{CUDA_PROVIDER} ({target.torch_device}), ORT_ENABLE_ALL, {target.precision_label()}"
 
     def build_info(self) -> dict:
         return dict(self._build_info)
@@ -55,9 +81,49 @@ class OrtCompiled:
         return self.session.run(None, dict(zip(self.input_names, inputs)))
 
     def prepare(self, inputs):
+        if self.target is not None and self.target.on_device:
+            return self._prepare_on_device(inputs)
+        return self.prepare_with_transfers(inputs)
+
+    def prepare_with_transfers(self, inputs):
+        """A call on host arrays (on a device: ORT copies them in and the outputs back)."""
         feeds = dict(zip(self.input_names, [np.ascontiguousarray(x) for x in inputs]))
         session = self.session
         return lambda: session.run(None, feeds)
+
+    def _prepare_on_device(self, inputs):
+        import onnxruntime as ort
+
+        index = self.target.index
+        binding = self.session.io_binding()
+        for name, x in zip(self.input_names, inputs):
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x), "cuda", index))
+        for output in self.session.get_outputs():
+            binding.bind_output(output.name, "cuda", index)
+        self._binding = binding
+        session = self.session
+        return lambda: session.run_with_iobinding(binding)
+
+    def clock(self):
+        from harness.run.timing import HostClock, SyncClock
+
+        if self.target is None or not self.target.on_device:
+            return HostClock()
+        return SyncClock(lambda: self._binding.synchronize_outputs() if self._binding is not None else None)
+
+    def device_info(self) -> dict:
+        import onnxruntime as ort
+
+        from harness.machine.gpu import host_gpus
+
+        gpu = next((g for g in host_gpus() if g.index == self.target.index), None)
+        return {
+            "name": gpu.name if gpu else None,
+            "compute_capability": gpu.compute_capability if gpu else None,
+            "driver": gpu.driver if gpu else None,
+            "runtime": f"onnxruntime {ort.__version__} {CUDA_PROVIDER}",
+            "device_peak_mb": None,  # not exposed by ORT's Python API
+        }
 
     def profile_ops(self, inputs, runs):
         """Per-operator profile of ``runs`` inferences (after one warm-up run) in a second,
@@ -128,6 +194,14 @@ class OnnxRuntime(Backend):
     module = "onnxruntime"
     onnx_importer = "onnxruntime"
     thread_key = "ort_intra_op_num_threads"
+    targets = frozenset({"llvm", "cuda", "cuda-tf32"})
+
+    def device_runtime_reason(self, target):
+        from harness.machine.gpu import ort_has_cuda_provider
+
+        if not ort_has_cuda_provider():
+            return f"onnxruntime has no {CUDA_PROVIDER} (onnxruntime-gpu provides it, in place of onnxruntime)"
+        return None
 
     def version(self):
         import onnxruntime
@@ -149,9 +223,27 @@ class OnnxRuntime(Backend):
             opts.inter_op_num_threads = settings.interop
             parallel = settings.interop > 1
             opts.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
-        session, info = self._session(model, opts)
+        if target.on_device:
+            session, info = self._device_session(model, opts, target)
+        else:
+            session, info = self._session(model, opts)
         names = [i.name for i in session.get_inputs()]
-        return OrtCompiled(session, names, settings.count, info)
+        return OrtCompiled(session, names, settings.count, info, target)
+
+    def _device_session(self, model, opts, target):
+        """A session on the target's device, built from the graph (no compile cache), that really
+        runs there (ORT does not fail when its CUDA provider cannot load: it falls back to the CPU)."""
+        import onnxruntime as ort
+
+        providers, options = providers_for(target)
+        graph = model.onnx_model().SerializeToString()
+        session = ort.InferenceSession(graph, opts, providers=providers, provider_options=options)
+        if session.get_providers()[0] != CUDA_PROVIDER:
+            raise RuntimeError(
+                f"{self.name}: the session runs on {', '.join(session.get_providers())}, not {CUDA_PROVIDER} "
+                "(ORT could not load it: check the CUDA and cuDNN libraries onnxruntime-gpu needs)"
+            )
+        return session, _facts("off: ORT's optimised graph is provider-specific", len(graph), ONNX_GRAPH_ON_DEVICE)
 
     def _session(self, model, opts):
         """A session from the cached optimised graph (hardware-specific: keyed by the CPU; loaded
@@ -199,6 +291,7 @@ class OnnxRuntime(Backend):
 
 OPTIMISED_GRAPH = "ORT optimised graph (ORT_ENABLE_ALL, saved by ORT)"
 ONNX_GRAPH = "serialized ONNX graph (compile cache off: ORT's optimised graph is not saved)"
+ONNX_GRAPH_ON_DEVICE = "serialized ONNX graph (a device session: ORT's optimised graph is not saved)"
 
 
 def _facts(status: str, size: int | None, artifact: str) -> dict:

@@ -106,6 +106,7 @@ def describe(transformer: TransformerFacts, fused: dict[str, int]) -> str:
 
 class OnnxRuntimeOptimized(OnnxRuntime):
     name = "ort-opt"
+    targets = frozenset({"llvm"})  # the optimizer's GPU fusions (use_gpu) are not wired yet
     onnx_importer = None  # a user's graph is never run here (no transformer facts): nothing to vet it for
 
     def unsupported_model_reason(self, model: str, options: dict) -> str | None:

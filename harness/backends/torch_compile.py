@@ -25,7 +25,15 @@ import os
 import re
 
 from harness.backends.compile_cache import cache_root
-from harness.backends.torch_eager import TorchEager, TorchModuleRunner, profile_calls, set_torch_threads
+from harness.backends.torch_eager import (
+    TorchEager,
+    TorchModuleRunner,
+    module_on,
+    place_on,
+    profile_calls,
+    set_torch_threads,
+    torch_cuda_reason,
+)
 from harness.compare.op_profile import fused_op_type
 
 KERNEL_PROFILE = {"cpp.enable_kernel_profile": True}  # inductor records each C++ kernel it generates
@@ -82,6 +90,14 @@ class CompiledModuleRunner(TorchModuleRunner):
 class TorchCompile(TorchEager):
     name = "torch-compile"
 
+    def device_runtime_reason(self, target):
+        """Inductor generates Triton kernels for a GPU: torch's CUDA build and Triton."""
+        import importlib.util
+
+        if importlib.util.find_spec("triton") is None:
+            return torch_cuda_reason() or "torch.compile on cuda generates Triton kernels: triton is not installed"
+        return torch_cuda_reason()
+
     def compile(self, model, target, threads, example):
         import torch
         from torch._dynamo.utils import counters
@@ -94,8 +110,12 @@ class TorchCompile(TorchEager):
             inductor_config.force_disable_caches = True
         else:
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root / "inductor")  # read by inductor when it caches
-        compiled = torch.compile(model.torch_module(), backend="inductor", dynamic=False)
-        runner = CompiledModuleRunner(compiled, "inductor, mode=default")
+        device = place_on(target)
+        compiled = torch.compile(module_on(model.torch_module(), device), backend="inductor", dynamic=False)
+        label = "inductor, mode=default"
+        if device != "cpu":
+            label = f"inductor (Triton), mode=default, on {device}, {target.precision_label()}"
+        runner = CompiledModuleRunner(compiled, label, device)
         runner.run(example)  # torch.compile is lazy: this call is its compile (inside compile_s)
         hits, misses = counters["inductor"]["fxgraph_cache_hit"], counters["inductor"]["fxgraph_cache_miss"]
         runner.build = {

@@ -7,6 +7,12 @@ per physical core; ``torch.set_num_threads`` overrides it; inter-op threads only
 Nothing is built: ``compile`` applies the threads and returns the module (``compile_s`` near 0),
 and there is no artifact (``artifact_bytes`` None).
 
+On a cuda target the module and the timed inputs live on the GPU (``prepare``; with
+``prepare_with_transfers`` each call copies its inputs there and its outputs back), TF32 is set as
+the target says (``torch.backends.cuda.matmul.allow_tf32`` and cuDNN's), a call is timed between
+two CUDA events on the current stream (``clock``), and ``device_info`` reads the GPU's name and
+``torch.cuda.max_memory_allocated``. The host runs one launch thread.
+
 ``profile_ops`` (a per-operator profile, harness.compare.op_profile): torch.profiler's self CPU
 time per op (an op's own time, its callees' excluded: aten::linear's is in aten::addmm), grouped by
 op and input shapes (the shapes are the detail), over ``runs`` calls after one unprofiled call."""
@@ -68,8 +74,56 @@ def profile_calls(call, tensors, runs: int, op_and_node=aten_op):
     return aggregate(times, source=TORCH_PROFILER, runtime=f"torch {torch.__version__}", runs=runs)
 
 
+def place_on(target) -> str:
+    """Put torch on ``target``'s device: its matmul precision there (TF32 or full fp32), and the
+    device made current. Returns the torch device name ("cpu" on the CPU, untouched)."""
+    if not target.on_device:
+        return "cpu"
+    import torch
+
+    from harness.plan.targets import TF32
+
+    tf32 = target.matmul_precision == TF32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.cuda.set_device(target.index)
+    return target.torch_device
+
+
+def module_on(module, device: str):
+    """``module`` on ``device``: itself on the CPU, else a copy (the model's own module stays on the
+    CPU, where its float64 reference runs)."""
+    if device == "cpu":
+        return module
+    import copy
+
+    return copy.deepcopy(module).to(device)
+
+
+def cuda_device_info(device: str) -> dict:
+    """What a cuda cell records of its GPU through torch: name, capability, the CUDA runtime
+    torch was built with, the driver (harness.machine.gpu) and the allocator's peak."""
+    import torch
+
+    from harness.machine.gpu import host_gpus
+
+    index = torch.device(device).index or 0
+    props = torch.cuda.get_device_properties(index)
+    driver = next((g.driver for g in host_gpus() if g.index == index), None)
+    return {
+        "name": props.name,
+        "compute_capability": f"{props.major}.{props.minor}",
+        "multiprocessors": props.multi_processor_count,
+        "memory_mib": props.total_memory // 2**20,
+        "driver": driver,
+        "runtime": f"CUDA {torch.version.cuda} (torch {torch.__version__})",
+        "device_peak_mb": torch.cuda.max_memory_allocated(index) / 2**20,
+    }
+
+
 class TorchModuleRunner:
-    def __init__(self, module, label: str):
+    def __init__(self, module, label: str, device: str = "cpu"):
+        self.device = device  # where ``module`` is (harness.backends.torch_eager.module_on)
         self.module = module
         self.label = label
         self.build: dict = {}
@@ -83,18 +137,35 @@ class TorchModuleRunner:
         with torch.inference_mode():
             return self.module(*tensors)
 
-    def run(self, inputs):
+    def _tensors(self, inputs):
         import torch
 
-        out = self._call([torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
+        return [torch.from_numpy(np.ascontiguousarray(x)).to(self.device) for x in inputs]
+
+    def run(self, inputs):
+        out = self._call(self._tensors(inputs))
         outs = out if isinstance(out, (tuple, list)) else [out]
-        return [o.detach().numpy() for o in outs]
+        return [o.detach().cpu().numpy() for o in outs]
 
     def prepare(self, inputs):
+        tensors = self._tensors(inputs)  # resident on the device: no copy is timed
+        return lambda: self._call(tensors)
+
+    def prepare_with_transfers(self, inputs):
+        """One call with its copies: host inputs to the device, the outputs back to the host."""
+        return lambda: self.run(inputs)
+
+    def clock(self):
+        from harness.run.timing import EventClock, HostClock
+
+        if self.device == "cpu":
+            return HostClock()
         import torch
 
-        tensors = [torch.from_numpy(np.ascontiguousarray(x)) for x in inputs]
-        return lambda: self._call(tensors)
+        return EventClock(lambda: torch.cuda.Event(enable_timing=True))
+
+    def device_info(self) -> dict:
+        return cuda_device_info(self.device) if self.device != "cpu" else {}
 
     def thread_info(self):
         return torch_thread_info()
@@ -106,19 +177,39 @@ class TorchModuleRunner:
         return profile_calls(self._call, [torch.from_numpy(np.ascontiguousarray(x)) for x in inputs], runs)
 
 
+CUDA_TARGETS = frozenset({"llvm", "cuda", "cuda-tf32"})
+
+
+def torch_cuda_reason() -> str | None:
+    """Why the installed torch cannot run on a GPU (a CPU build), without importing it."""
+    from importlib.metadata import version
+
+    from harness.machine.gpu import torch_cuda_version
+
+    if torch_cuda_version() is None:
+        return f"torch {version('torch')} is a CPU build (torch.version.cuda is None): install a CUDA build of torch"
+    return None
+
+
 class TorchEager(Backend):
     name = "torch"
     model_kinds = frozenset({"torch"})
     module = "torch"
     thread_key = "torch_num_threads"
+    targets = CUDA_TARGETS
 
     def version(self):
         import torch
 
         return torch.__version__
 
+    def device_runtime_reason(self, target):
+        return torch_cuda_reason()
+
     def compile(self, model, target, threads, example):
         set_torch_threads(threads)
-        runner = TorchModuleRunner(model.torch_module(), "eager fp32")
+        device = place_on(target)
+        label = "eager fp32" if device == "cpu" else f"eager fp32 on {device}, {target.precision_label()}"
+        runner = TorchModuleRunner(module_on(model.torch_module(), device), label, device)
         runner.build = {"artifact_bytes": None, "artifact": "none: eager PyTorch runs the module as it is"}
         return runner

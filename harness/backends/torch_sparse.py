@@ -59,6 +59,7 @@ def sparsify_linears(module) -> tuple[object, int, int]:
 
 class TorchSparse(TorchEager):
     name = "torch-sparse"
+    targets = frozenset({"llvm"})  # CSR kernels on the CPU
 
     def compile(self, model, target, threads, example):
         set_torch_threads(threads)

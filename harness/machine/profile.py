@@ -11,6 +11,7 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from harness.machine import gpu
 from harness.machine.confine import Confinement
 from harness.machine.topology import read_topology
 
@@ -119,6 +120,9 @@ def machine_profile(confinement: Confinement | None = None) -> dict:
         "python": platform.python_version(),
         "packages": package_versions(),
     }
+    gpus = gpu.host_gpus()
+    if gpus:  # absent on a CPU-only machine: its profile (and id) stays what it was
+        profile["gpus"] = [g.to_dict() for g in gpus]
     return profile
 
 
@@ -142,6 +146,8 @@ def profile_key(profile: dict) -> dict:
         key["quota_cpus"] = budget["quota_cpus"]
     if budget.get("cpuset"):
         key["cpuset"] = budget["cpuset"]
+    if profile.get("gpus"):  # the GPUs make the machine too (their driver does not: a version, like a runtime's)
+        key["gpus"] = sorted(g["name"] for g in profile["gpus"])
     return key
 
 
@@ -157,7 +163,11 @@ def profile_id(profile: dict) -> str:
     cpu = "-".join(w for w in cpu.split("-") if w not in ("processor", "cpu", "with", "radeon", "graphics"))[:24].strip(
         "-"
     )
-    return f"{cpu}-{key['effective_cpus']}cpu-{key['memory_gib']}g-{digest}"
+    gpus = ""
+    if key.get("gpus"):  # e.g. "-1xh100": how many of the first GPU's kind
+        short = re.sub(r"[^a-z0-9]+", "-", key["gpus"][0].lower().removeprefix("nvidia").strip()).split("-")[0]
+        gpus = f"-{len(key['gpus'])}x{short}"
+    return f"{cpu}-{key['effective_cpus']}cpu-{key['memory_gib']}g{gpus}-{digest}"
 
 
 def version_changes(baseline: dict | None, current: dict | None) -> list[str]:

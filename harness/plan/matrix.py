@@ -27,6 +27,7 @@ from harness.models.pruning import DEFAULT_PRUNING, PruningError, parse_pruning
 from harness.models.user import ModelFile
 from harness.plan.cell import Cell
 from harness.plan.scenario import DEFAULT_SCENARIO, ScenarioError, parse_scenario
+from harness.plan.targets import CPU, device_of
 
 AXES = (
     "models",
@@ -41,6 +42,10 @@ AXES = (
     "pruning",
     "scenario",
 )
+
+
+DEVICE_LAUNCH_THREADS = "1"  # a device cell's host threads: the one that launches its kernels
+HOST_THREAD_AXES = ("threads", "thread_control", "interop", "spin")
 
 
 class MatrixError(ValueError):
@@ -145,6 +150,7 @@ class Matrix:
     pruning: tuple = (DEFAULT_PRUNING,)
     scenario: tuple = (DEFAULT_SCENARIO,)
     smoke: dict = field(default_factory=dict)  # axis -> subset; cells inside all subsets are smoke
+    host_threads_only: bool = False  # True: a suite of host thread effects, whose device (cuda) cells are skipped
     model_files: dict = field(default_factory=dict)  # name -> ModelFile, from ModelFile entries on the models axis
 
     def __post_init__(self):
@@ -182,11 +188,16 @@ class Matrix:
 
         A thread count and inter-op threads mean nothing where they are not applied: an ``unset``
         cell's threads become ``runtime`` (the runtime's choice), an ``env``/``unset`` cell's inter-op
-        1 (no variable sets it); a dense cell (sparsity 0) has no pruning mode; the combinations
-        that then coincide give one cell."""
+        1 (no variable sets it); a dense cell (sparsity 0) has no pruning mode; a device target's
+        (cuda) kernels use no host thread pool, so its cells take the one host thread that launches
+        them (threads 1, thread control both, inter-op 1, default spin); the combinations that then
+        coincide give one cell. With ``host_threads_only`` device cells are skipped, saying why."""
         cells, seen = [], set()
         for combo in itertools.product(*(getattr(self, axis) for axis in AXES)):
             values = dict(zip(AXES, combo))
+            on_device = device_of(values["targets"]) != CPU
+            if on_device:
+                values.update(threads=DEVICE_LAUNCH_THREADS, thread_control="both", interop=1, spin="default")
             control = values["thread_control"]
             cell = Cell(
                 values["models"],
@@ -205,7 +216,12 @@ class Matrix:
             if cell.id in seen:
                 continue
             seen.add(cell.id)
-            smoke = all(values[a] in subset for a, subset in self.smoke.items())
+            # a device cell's thread axes were collapsed: the smoke subset's thread values do not apply
+            smoke = all(
+                values[a] in subset for a, subset in self.smoke.items() if not (on_device and a in HOST_THREAD_AXES)
+            )
             reason = unsupported(cell) if unsupported else None
+            if on_device and self.host_threads_only:
+                reason = f"{cell.target} runs device kernels: this suite measures host CPU threads, and it has none"
             cells.append(MatrixCell(cell, smoke, reason))
         return cells

@@ -104,7 +104,12 @@ def _measures(item) -> bool:
 def _request(item, config) -> dict:
     """What the worker needs besides the cell: timing options, parity policy, confinement."""
     options = _session(config).options
-    request = {"timing": timing_options_for(item, config), "parity": options.parity, "confinement": options.confinement}
+    request = {
+        "timing": timing_options_for(item, config),
+        "parity": options.parity,
+        "confinement": options.confinement,
+        "include_transfers": options.include_transfers,
+    }
     if options.remote:  # threads resolve against the device's CPUs
         request.update(remote=options.remote.to_dict(), budget=options.remote.budget())
     return request

@@ -204,6 +204,12 @@ def add_options(parser) -> None:
         f"{', '.join(METRICS)} or all (default {','.join(DEFAULT_FAIL_ON)})",
     )
     group.addoption(
+        "--include-transfers",
+        action="store_true",
+        help="on a device target (cuda), time each call with its host-to-device input copies and its outputs' copy "
+        "back (default: inputs resident on the device, nothing copied)",
+    )
+    group.addoption(
         "--profile-ops",
         action="store_true",
         help=f"after timing, profile each measured cell per operator in a worker process of its own ({DEFAULT_RUNS} "
@@ -283,6 +289,7 @@ class RunOptions:
     remote: RemoteDevice | None = None  # --rpc-tracker/--rpc-key: the TVM RPC device, described
     verdict_statistic: str | None = None  # --verdict-statistic: what every verdict judges (None: per test)
     profile_ops: bool = False  # --profile-ops: a per-operator profile of each measured cell
+    include_transfers: bool = False  # --include-transfers: a device cell's timed call copies in and out
 
     @property
     def interleaved(self) -> bool:
@@ -373,6 +380,7 @@ class RunOptions:
             remote,
             opt("verdict_statistic"),
             bool(opt("profile_ops")),
+            bool(opt("include_transfers")),
         )
 
 

@@ -24,7 +24,7 @@ from harness.report.tables import (
     verdict_counts,
     verdict_rows,
 )
-from harness.store.results import bench_gflops, peak_of, process_median, profile_of
+from harness.store.results import bench_gflops, cell_peak, peak_of, process_median, profile_of
 
 # What GitHub-flavoured Markdown could read as markup in a value: line breaks; the characters of
 # HTML tags and entities (GitHub renders raw HTML in Markdown); backslash, code, emphasis,
@@ -48,9 +48,11 @@ def profile_headline(current: dict, text: Callable[[object], str], strong: Calla
     peak, method = peak_of(current)
     cpu = (profile.get("cpu") or {}).get("model", "?")
     effective_cpus = (profile.get("cpu_budget") or {}).get("effective_cpus", "?")
+    gpus = profile.get("gpus") or []
+    devices = f" GPUs: {text(', '.join(g['name'] for g in gpus))} (a cuda cell's % of peak: the GPU's datasheet)." if gpus else ""
     return (
         f"Profile {strong(profile.get('profile_id', 'unknown'))} - {text(cpu)}, {text(effective_cpus)} effective CPUs; "
-        f"practical fp32 peak {fmt_or_dash(peak, '.0f')} GFLOP/s ({text(method)})."
+        f"practical fp32 peak {fmt_or_dash(peak, '.0f')} GFLOP/s ({text(method)}).{devices}"
     )
 
 
@@ -87,6 +89,7 @@ def cell_rows(result: dict) -> list[dict]:
         info = bench.get("extra_info") or {}
         median_ms = bench["stats"]["median"] * 1e3
         gflops = bench_gflops(bench)
+        cell_peak_gflops = cell_peak(info, peak)
         rows.append(
             {
                 "name": bench["fullname"],
@@ -100,7 +103,7 @@ def cell_rows(result: dict) -> list[dict]:
                 "p99_ms": percentile_ms(info, "p99"),
                 "samples_per_s": process_median(info, "samples_per_s"),
                 "gflops": gflops,
-                "pct_peak": 100 * gflops / peak if gflops and peak else None,
+                "pct_peak": 100 * gflops / cell_peak_gflops if gflops and cell_peak_gflops else None,
                 "compile_s": info.get("compile_s"),
                 "first_inference_ms": _ms(process_median(info, "first_inference_s")),
                 "model_mb": process_median(info, "model_rss_mb"),

@@ -39,6 +39,7 @@ def build_request(
     confinement: Confinement | None = None,
     remote: dict | None = None,
     profile_ops: int = 0,
+    include_transfers: bool = False,
 ) -> Request:
     """``timing``: TimingOptions or their fields; ``parity``: ParityPolicy overrides; ``budget``
     the machine's CPU budget (measured when None), narrowed by ``confinement``. Under a CPU quota
@@ -63,6 +64,7 @@ def build_request(
         cpus=cpus,
         remote=remote,
         profile_ops=profile_ops,
+        include_transfers=include_transfers,
     )
 
 

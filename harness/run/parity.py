@@ -22,6 +22,11 @@ or onnx's ReferenceEvaluator for ONNX graphs), evaluated on the same fresh input
   (root-sum-square) - it fails only when it exceeds both; with an unreliable reference only the
   10% holds. A constant cannot pass on a nearly flat output by hiding under the relative floor;
   an output without variation above ``abs_floor`` is not judged on it.
+- A device target that lets fp32 matmuls run in TF32 (``cuda-tf32``: inputs rounded to a 10-bit
+  mantissa, unit roundoff 2**-11 = 4.9e-4, against fp32's 6e-8) cannot meet a budget made of fp32
+  errors: its relative floor is raised to ``TF32_REL_FLOOR`` (1e-2 of the output's scale: about
+  twenty times TF32's per-product error of 2**-10, room for the rounding of a dozen layers). Plain
+  ``cuda`` runs full fp32 and keeps the fp32 budget (``policy_for``).
 
 Besides the pass/fail, each output reports its errors for the accuracy-drift verdict
 (harness.compare.metrics): ``max_rel_err`` (max |y - y64| / (|y64| + floor)) and
@@ -47,6 +52,20 @@ class ParityPolicy:
     def budget(self, ref_err: float, scale: float) -> tuple[float, float]:
         floor = max(self.abs_floor, self.rel_floor * scale)
         return self.multiplier * ref_err + floor, floor
+
+
+TF32_REL_FLOOR = 1e-2
+
+
+def policy_for(policy: ParityPolicy, target) -> ParityPolicy:
+    """The policy a cell on ``target`` (harness.plan.targets.TargetInfo) is held to."""
+    from dataclasses import replace
+
+    from harness.plan.targets import TF32
+
+    if target.matmul_precision == TF32:
+        return replace(policy, rel_floor=max(policy.rel_floor, TF32_REL_FLOOR))
+    return policy
 
 
 @dataclass

@@ -52,6 +52,7 @@ class Request:
     cpus: list[int] | None = None  # the CPUs the worker is bound to (cpuset or pinning), in order
     remote: dict | None = None  # a TVM RPC device the cell runs on (harness.backends.tvm.remote)
     profile_ops: int = 0  # > 0: profile this many inferences per operator, time and check nothing
+    include_transfers: bool = False  # a device cell's timed call copies its inputs in and outputs back
 
     def settings(self) -> ThreadSettings:
         """What the backend applies through its own API for this cell's thread control."""
@@ -78,6 +79,7 @@ class Request:
             "cpus": self.cpus,
             "remote": self.remote,
             "profile_ops": self.profile_ops,
+            "include_transfers": self.include_transfers,
         }
 
     @classmethod
@@ -96,6 +98,7 @@ class Request:
             data.get("cpus"),
             data.get("remote"),
             int(data.get("profile_ops") or 0),
+            bool(data.get("include_transfers", False)),
         )
 
 
@@ -129,6 +132,8 @@ class ProcessMetrics:
       allocator statistics, torch reports allocator statistics for accelerators only (cuda, mps,
       xpu), and TVM's CPU runtime exposes none (its global functions only clear the VM's memory
       manager);
+    - ``device_peak_mb``: on a device target, the runtime's own peak of device memory over the
+      process (``torch.cuda.max_memory_allocated``; ``Compiled.device_info``), read after timing;
     - ``samples_per_s``: a throughput or server scenario's samples per second in this process
       (``LoadReport.samples_per_s``); None in the latency scenario, whose latency verdict is its
       throughput's.
@@ -140,6 +145,7 @@ class ProcessMetrics:
     model_rss_mb: float | None = None
     allocator_mb: float | None = None
     samples_per_s: float | None = None
+    device_peak_mb: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -216,6 +222,8 @@ class CellResult:
       first process, e.g. TVM's ``tuning_db`` digest and ``tuning_coverage``, ``compile_cache`` (hit,
       miss, rebuilt (why), off), ``artifact_bytes`` with ``artifact`` (what was measured, or why
       nothing was); stored in extra_info as they are.
+    - ``device``: on a device target, the GPU (name, compute capability, driver, runtime versions:
+      ``Compiled.device_info``) and how calls were timed (``clock``, ``transfers``); {} on the CPU.
     """
 
     cell: Cell
@@ -249,6 +257,7 @@ class CellResult:
     statistic: str = DEFAULT_STATISTIC
     confinement: dict = field(default_factory=dict)
     build: dict = field(default_factory=dict)
+    device: dict = field(default_factory=dict)  # a device cell's GPU and how it was timed (first process)
 
     # -- reading --------------------------------------------------------------------------
     @property
@@ -378,6 +387,7 @@ class CellResult:
         values["message"] = data.get("message") or ""
         values["confinement"] = data.get("confinement") or {}
         values["build"] = data.get("build") or {}
+        values["device"] = data.get("device") or {}
         return cls(**values)
 
     @classmethod

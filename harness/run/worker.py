@@ -81,8 +81,8 @@ def run_request(request: Request) -> CellResult:
     from harness.plan.scenario import DEFAULT_SCENARIO, ScenarioError, parse_scenario
     from harness.plan.targets import get_target
     from harness.run.load import batch_of, drive
-    from harness.run.parity import ParityPolicy, check_parity
-    from harness.run.timing import measure
+    from harness.run.parity import ParityPolicy, check_parity, policy_for
+    from harness.run.timing import HostClock, measure
 
     cell = request.cell
     result = CellResult(
@@ -131,12 +131,13 @@ def run_request(request: Request) -> CellResult:
         result.build = getattr(compiled, "build_info", dict)()
         metrics.compile_cache = result.build.get("compile_cache")
         step = None
+        clock = compiled.clock() if hasattr(compiled, "clock") else HostClock()  # a device's: events or a sync
         if not hasattr(compiled, "measure"):  # a remote device ran once when deployed, inside compile
             stage = "first inference"
-            step = compiled.prepare(timing_inputs)
-            t0 = time.perf_counter()
+            step = device_step(compiled, target, timing_inputs, request.include_transfers)
+            started = clock.start()
             step()
-            metrics.first_inference_s = time.perf_counter() - t0
+            metrics.first_inference_s = clock.stop(started)
             rss_after = current_rss_mb()
             if rss_before is not None and rss_after is not None:
                 metrics.model_rss_mb = rss_after - rss_before
@@ -146,8 +147,9 @@ def run_request(request: Request) -> CellResult:
         if request.profile_ops:  # a process of its own: nothing else runs in it
             stage = "profile ops"
             profiler = getattr(compiled, "profile_ops", None)
-            if step is None or profiler is None:
+            if step is None or profiler is None or target.on_device:
                 where = "on an RPC device" if step is None else f"in the {cell.backend} backend"
+                where = f"on {cell.target} (device kernels are not profiled yet)" if target.on_device else where
                 result.op_profile_error = f"no per-operator profiler {where}"
             else:
                 result.op_profile = profiler(timing_inputs, request.profile_ops).to_dict()
@@ -159,7 +161,11 @@ def run_request(request: Request) -> CellResult:
             parity_inputs = model.make_inputs(INPUT_SEED_PARITY)
             expected64, ref32 = model.reference(parity_inputs)
             report = check_parity(
-                model.output_names(), compiled.run(parity_inputs), expected64, ref32, ParityPolicy(**request.parity)
+                model.output_names(),
+                compiled.run(parity_inputs),
+                expected64,
+                ref32,
+                policy_for(ParityPolicy(**request.parity), target),
             )
             result.parity = report.to_dict()
             if not report.passed:
@@ -167,8 +173,9 @@ def run_request(request: Request) -> CellResult:
         scenario = parse_scenario(cell.scenario)
         if result.ok and request.measure and scenario.kind != DEFAULT_SCENARIO:
             stage = scenario.kind
-            if step is None:
-                raise ScenarioError(f"the {scenario.kind} scenario drives this host's CPU, not an RPC device")
+            if step is None or target.on_device:
+                where = f"a {target.device} device" if target.on_device else "an RPC device"
+                raise ScenarioError(f"the {scenario.kind} scenario drives this host's CPU, not {where}")
             problem = scenario.oversubscription(request.threads, request.cpu_budget.effective_cpus)
             if problem:
                 raise ScenarioError(problem)
@@ -185,13 +192,41 @@ def run_request(request: Request) -> CellResult:
             if step is None:  # timed where it runs (a remote device's own evaluator)
                 result.samples = [compiled.measure(timing_inputs, request.timing)]
             else:
-                result.samples = [measure(step, request.timing)]  # one per worker process
+                result.samples = [measure(step, request.timing, clock=clock)]  # one per worker process
+        if target.on_device:
+            stage = "device info"
+            result.device = {
+                **compiled.device_info(),
+                "clock": clock.describe(),
+                "transfers": "included" if request.include_transfers else "excluded: inputs resident on the device",
+                "peak_gflops": device_peak_gflops(target),
+            }
+            metrics.device_peak_mb = result.device.pop("device_peak_mb", None)
         result.threads.runtime = compiled.thread_info()
     except Exception as exc:  # a broken cell reports, it does not crash the suite
         result.status, result.stage = "error", stage
         result.message = f"{stage} failed: {type(exc).__name__}: {_first_line(exc)}"
         result.traceback = traceback.format_exc(limit=8)[-4000:]
     return _finish(result)
+
+
+def device_peak_gflops(target) -> float | None:
+    """The datasheet peak of the target's GPU at its matmul precision (harness.machine.gpu)."""
+    from harness.machine.gpu import host_gpus
+
+    gpu = next((g for g in host_gpus() if g.index == target.index), None)
+    return gpu.peak_gflops(target.matmul_precision) if gpu else None
+
+
+def device_step(compiled, target, inputs, include_transfers: bool):
+    """The call the timing loop makes: inputs bound where the model runs (``prepare``), or on a
+    device target with ``include_transfers``, each call copying its inputs in and its outputs back."""
+    if not (target.on_device and include_transfers):
+        return compiled.prepare(inputs)
+    with_transfers = getattr(compiled, "prepare_with_transfers", None)
+    if with_transfers is None:
+        raise NotImplementedError(f"{type(compiled).__name__} cannot time its host-device copies (--include-transfers)")
+    return with_transfers(inputs)
 
 
 def _finish(result: CellResult) -> CellResult:

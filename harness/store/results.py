@@ -130,6 +130,8 @@ def extra_info(result: CellResult) -> dict:
         "regression_threshold": result.threshold,
     }
     info.update(result.build)
+    if result.device:  # a device target's GPU, versions and clock
+        info["device"] = result.device
     if result.gflops() is not None:
         info["gflops_per_s"] = result.gflops()
     if result.mean_s() is not None:
@@ -437,6 +439,14 @@ def peak_of(result: dict) -> tuple[float | None, str]:
     """(practical fp32 peak GFLOP/s, how it was measured) saved with a run."""
     extra = result.get("infer_bench") or {}
     return extra.get("peak_fp32_gflops"), extra.get("peak_method", "not measured")
+
+
+def cell_peak(extra_info: dict, run_peak: float | None) -> float | None:
+    """The peak GFLOP/s a cell's GFLOP/s is a share of: its GPU's datasheet peak at its matmul
+    precision on a device target (``device.peak_gflops``, None for a GPU not in the table), else
+    the run's measured CPU peak."""
+    device = extra_info.get("device")
+    return device.get("peak_gflops") if device else run_peak
 
 
 def control_of(result: dict | None) -> dict | None:

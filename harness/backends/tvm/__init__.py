@@ -32,6 +32,7 @@ from harness.backends.sparse_weights import describe
 from harness.backends.tvm.frontend import import_relax, remove_dropout, set_tvm_threads, tvm_target
 from harness.backends.tvm.remote import RemoteDevice, deploy, export_library
 from harness.machine.threads import ThreadSettings
+from harness.plan.targets import get_target
 
 __all__ = [
     "Tvm",
@@ -99,6 +100,30 @@ class TvmCompiled:
         main = self.vm["main"]
         return lambda: main(*args)
 
+    def prepare_with_transfers(self, inputs):
+        """A call that copies its inputs to the device and its outputs back."""
+        return lambda: self.run(inputs)
+
+    def clock(self):
+        """The host clock, after the device has finished its queued kernels on a GPU."""
+        from harness.run.timing import HostClock, SyncClock
+
+        return SyncClock(self.device.sync) if self.device.device_type != 1 else HostClock()  # 1: kDLCPU
+
+    def device_info(self) -> dict:
+        import tvm
+
+        from harness.machine.gpu import host_gpus
+
+        gpu = next((g for g in host_gpus() if g.index == self.device.index), None)
+        return {
+            "name": self.device.device_name,
+            "compute_capability": self.device.compute_version,
+            "driver": gpu.driver if gpu else None,
+            "runtime": f"TVM {tvm.__version__} CUDA runtime",
+            "device_peak_mb": None,  # TVM's runtime exposes no allocator statistics
+        }
+
     def thread_info(self):
         import tvm
 
@@ -134,12 +159,29 @@ class Tvm(Backend):
         4 asked through TVM_NUM_THREADS and config_threadpool, or config_threadpool alone, gave 2."""
         return min(resolved, budget.affinity_cpus)
 
-    targets = frozenset({"llvm", "llvm-generic"})
+    targets = frozenset({"llvm", "llvm-generic", "cuda"})  # cuda-tf32: DLight's fp32 kernels use no tensor cores
 
     def version(self):
         import tvm
 
         return tvm.__version__
+
+    def device_runtime_reason(self, target):
+        """TVM runs CUDA through its wheel's CUDA runtime library, and compiles the kernels it
+        generates with NVRTC (the cuda-bindings package) or, with TVM_CUDA_COMPILE_MODE=nvcc, nvcc."""
+        import importlib.util
+        import os
+        import shutil
+
+        from harness.machine.gpu import tvm_has_cuda_runtime
+
+        if not tvm_has_cuda_runtime():
+            return "the installed TVM has no CUDA runtime (tvm/lib/libtvm_runtime_cuda.so)"
+        if os.environ.get("TVM_CUDA_COMPILE_MODE") == "nvcc":
+            return None if shutil.which("nvcc") else "TVM_CUDA_COMPILE_MODE=nvcc, and nvcc is not on PATH"
+        if importlib.util.find_spec("cuda") is None or importlib.util.find_spec("cuda.bindings") is None:
+            return "TVM compiles CUDA kernels with NVRTC: install cuda-bindings (or set TVM_CUDA_COMPILE_MODE=nvcc)"
+        return None
 
     def compile(self, model, target, threads, example):
         import tvm
@@ -150,6 +192,8 @@ class Tvm(Backend):
 
         settings = ThreadSettings.coerce(threads)
         set_tvm_threads(settings)
+        if target.on_device:
+            return self._compile_on_device(model, target, example)
         count = settings.count or tvm.runtime.num_threads()
         tvm_tgt = tvm_target(target, count)
         # a remote device has no records of this profile's (tuning over RPC is not supported yet)
@@ -188,6 +232,28 @@ class Tvm(Backend):
         device = tvm.cpu()
         unexported = module if library is None else None
         return TvmCompiled(relax.VirtualMachine(module, device), device, label, info, unexported)
+
+    def _compile_on_device(self, model, target, example):
+        """TVM's own GPU build: ``relax.build``'s default pipeline for a GPU target (legalize, fuse,
+        the DLight GPU rules Matmul, GEMV, Reduction, GeneralReduction and Fallback, CUDA graphs),
+        for the device's own architecture (``Target.from_device``). Untuned, uncached."""
+        import tvm
+        from tvm import relax
+
+        device = tvm.cuda(target.index)
+        if not device.exist:
+            raise RuntimeError(f"{self.name}: TVM's CUDA runtime sees no {target.name}")
+        host = tvm_target(get_target("llvm-generic"), 1)
+        tvm_tgt = tvm.target.Target(tvm.target.Target.from_device(device), host=host)
+        executable = relax.build(import_relax(model, example), target=tvm_tgt, relax_pipeline="default")
+        label = f"Relax default GPU pipeline (DLight rules), untuned, on {target.name} ({tvm_tgt.attrs.get('arch')})"
+        info = {
+            "compile_cache": "off: device builds are not cached yet",
+            "target": str(tvm_tgt),
+            "artifact_bytes": None,
+            "artifact": "none: a device build is not exported",
+        }
+        return TvmCompiled(relax.VirtualMachine(executable, device), device, label, info)
 
     def _build(self, model, example, tvm_tgt, database):
         """(executable, build facts: functions, functions scheduled from the database, convolution
@@ -250,6 +316,7 @@ class TvmSparse(Tvm):
     """``tvm`` with matmuls whose constant weight has >= SPARSE_MIN zeros run by a BSR kernel."""
 
     name = "tvm-sparse"
+    targets = frozenset({"llvm", "llvm-generic"})  # CPU builds only
     sparse = True
 
 
@@ -257,6 +324,7 @@ class TvmUntuned(Tvm):
     """TVM's default_build pipeline: no fusion, no schedules (serial scalar loops)."""
 
     name = "tvm-untuned"
+    targets = frozenset({"llvm", "llvm-generic"})  # CPU builds only
 
     def compile(self, model, target, threads, example):
         import tvm

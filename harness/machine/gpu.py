@@ -1,0 +1,135 @@
+"""The host's NVIDIA GPUs and which runtimes can use them, found without importing any runtime
+(the pytest process decides which cuda cells run before any worker starts).
+
+- GPUs: ``nvidia-smi --query-gpu`` (its CSV: index, name, driver, memory, compute capability),
+  once per process; none where nvidia-smi is missing or fails (no driver, no device).
+- torch: a CUDA build says so in ``torch/version.py`` (``cuda = '12.8'``; None in a CPU build),
+  read as text.
+- onnxruntime: its CUDA execution provider is a library beside its binding
+  (``capi/libonnxruntime_providers_cuda.so``), shipped by onnxruntime-gpu only.
+- TVM: the PyPI wheel ships ``lib/libtvm_runtime_cuda.so``; it loads where the driver does.
+
+The fp32 peak of a known GPU (dense, no sparsity; vendor datasheets) gives a cuda cell its
+"% of peak"; an unknown GPU has none (None), never a guess."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+QUERY = "index,name,driver_version,memory.total,compute_cap"
+NVIDIA_SMI_TIMEOUT_S = 10
+
+# dense fp32 and TF32 tensor-core peaks in GFLOP/s, from NVIDIA's datasheets (SXM parts where
+# a name covers several; TF32 without structured sparsity). Matched on the name nvidia-smi prints.
+PEAK_GFLOPS = {
+    "H200": {"fp32": 67_000, "tf32": 494_700},
+    "H100 80GB HBM3": {"fp32": 67_000, "tf32": 494_700},  # SXM
+    "H100 PCIe": {"fp32": 51_200, "tf32": 378_000},
+    "H100 NVL": {"fp32": 60_000, "tf32": 417_500},
+    "A100": {"fp32": 19_500, "tf32": 156_000},
+    "L40S": {"fp32": 91_600, "tf32": 183_000},
+    "L40": {"fp32": 90_500, "tf32": 90_500},
+    "L4": {"fp32": 30_300, "tf32": 60_000},
+    "A10": {"fp32": 31_200, "tf32": 62_500},
+    "T4": {"fp32": 8_100, "tf32": None},  # Turing: no TF32
+    "V100": {"fp32": 15_700, "tf32": None},  # Volta: no TF32
+}
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    driver: str
+    memory_mib: int | None
+    compute_capability: str  # "9.0"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def peak_gflops(self, precision: str = "fp32") -> float | None:
+        """The datasheet peak of this GPU at ``precision`` (fp32, tf32); None where not known."""
+        for key in sorted(PEAK_GFLOPS, key=len, reverse=True):  # "H100 PCIe" before "H100"
+            if key in self.name:
+                return PEAK_GFLOPS[key].get(precision)
+        return None
+
+
+def parse_query(text: str) -> list[Gpu]:
+    """nvidia-smi's ``--query-gpu=QUERY --format=csv,noheader,nounits`` output, one GPU a line."""
+    gpus = []
+    for line in text.strip().splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) != len(QUERY.split(",")) or not fields[0].isdigit():
+            continue
+        index, name, driver, memory, capability = fields
+        gpus.append(Gpu(int(index), name, driver, int(memory) if memory.isdigit() else None, capability))
+    return gpus
+
+
+@lru_cache(maxsize=1)
+def host_gpus() -> tuple[Gpu, ...]:
+    """The NVIDIA GPUs this process can see (CUDA_VISIBLE_DEVICES aside); () without a driver."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return ()
+    try:
+        done = subprocess.run(
+            [smi, f"--query-gpu={QUERY}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=NVIDIA_SMI_TIMEOUT_S,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    return tuple(parse_query(done.stdout)) if done.returncode == 0 else ()
+
+
+def no_gpu_reason(index: int, gpus: tuple[Gpu, ...] | None = None) -> str | None:
+    """Why ``cuda:index`` is not on this host, or None."""
+    gpus = host_gpus() if gpus is None else gpus
+    if not gpus:
+        return "no NVIDIA GPU here (nvidia-smi is missing or lists none)"
+    if index not in {g.index for g in gpus}:
+        have = ", ".join(f"cuda:{g.index}" for g in gpus)
+        return f"cuda:{index} is not on this host (it has {have})"
+    return None
+
+
+def _package_dir(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+_TORCH_CUDA = re.compile(r"^cuda\s*(?::\s*[^=]+)?=\s*(?P<value>.+)$", re.M)
+
+
+def torch_cuda_version(package: Path | None = None) -> str | None:
+    """The CUDA version the installed torch was built for, read from its version.py; None for a
+    CPU build or no torch."""
+    package = package or _package_dir("torch")
+    try:
+        text = (package / "version.py").read_text() if package else ""
+    except OSError:
+        return None
+    found = _TORCH_CUDA.search(text)
+    value = found["value"].strip().strip("'\"") if found else "None"
+    return None if value == "None" else value
+
+
+def ort_has_cuda_provider(package: Path | None = None) -> bool:
+    package = package or _package_dir("onnxruntime")
+    return bool(package) and any((package / "capi").glob("libonnxruntime_providers_cuda.so*"))
+
+
+def tvm_has_cuda_runtime(package: Path | None = None) -> bool:
+    package = package or _package_dir("tvm")
+    return bool(package) and any((package / "lib").glob("libtvm_runtime_cuda.so*"))
