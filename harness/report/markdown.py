@@ -49,7 +49,8 @@ def profile_headline(current: dict, text: Callable[[object], str], strong: Calla
     cpu = (profile.get("cpu") or {}).get("model", "?")
     effective_cpus = (profile.get("cpu_budget") or {}).get("effective_cpus", "?")
     gpus = profile.get("gpus") or []
-    devices = f" GPUs: {text(', '.join(g['name'] for g in gpus))} (a cuda cell's % of peak: the GPU's datasheet)." if gpus else ""
+    names = ", ".join(g["name"] for g in gpus)
+    devices = f" GPUs: {text(names)} (a cuda cell's % of peak: its GPU's datasheet peak)." if gpus else ""
     return (
         f"Profile {strong(profile.get('profile_id', 'unknown'))} - {text(cpu)}, {text(effective_cpus)} effective CPUs; "
         f"practical fp32 peak {fmt_or_dash(peak, '.0f')} GFLOP/s ({text(method)}).{devices}"
