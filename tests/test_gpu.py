@@ -372,6 +372,7 @@ def test_the_worker_times_a_device_cell_with_its_clock_and_records_the_device(mo
     assert result.process_metrics[0].device_peak_mb == 12.5
     assert result.device["name"] == "Fake GPU" and "device_peak_mb" not in result.device
     assert result.device["clock"] == "device events recorded on the stream before and after each round"
+    assert result.samples[0].warmup_rounds > 0 and result.device["warmup"].startswith("on: a device cell always")
     assert result.device["prepared"] == ("with transfers" if include_transfers else "resident")
     resident = "excluded: inputs resident on the device"
     assert result.device["transfers"] == ("included" if include_transfers else resident)
@@ -393,5 +394,5 @@ def test_device_cells_run_no_scenario_and_no_op_profile(monkeypatch):
 
 def test_a_cpu_cell_records_no_device():
     result = run_cell(Cell("mlp", "ort", "llvm"), launcher="inline", timing={"max_time": 0.01, "warmup": False})
-    assert result.status == "ok" and result.device == {}
+    assert result.status == "ok" and result.device == {} and result.samples[0].warmup_rounds == 0
     assert result.process_metrics[0].device_peak_mb is None

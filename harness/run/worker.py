@@ -192,12 +192,13 @@ def run_request(request: Request) -> CellResult:
             if step is None:  # timed where it runs (a remote device's own evaluator)
                 result.samples = [compiled.measure(timing_inputs, request.timing)]
             else:
-                result.samples = [measure(step, request.timing, clock=clock)]  # one per worker process
+                result.samples = [measure(step, timing_for(request.timing, target), clock=clock)]  # one per process
         if target.on_device:
             stage = "device info"
             result.device = {
                 **compiled.device_info(),
                 "clock": clock.describe(),
+                "warmup": DEVICE_WARMUP,
                 "transfers": "included" if request.include_transfers else "excluded: inputs resident on the device",
                 "peak_gflops": device_peak_gflops(target),
             }
@@ -208,6 +209,17 @@ def run_request(request: Request) -> CellResult:
         result.message = f"{stage} failed: {type(exc).__name__}: {_first_line(exc)}"
         result.traceback = traceback.format_exc(limit=8)[-4000:]
     return _finish(result)
+
+
+DEVICE_WARMUP = (
+    "on: a device cell always warms up (pytest-benchmark's default is off) - library heuristics, lazy kernel "
+    "loading and the caching allocator settle in its first calls"
+)
+
+
+def timing_for(timing, target):
+    """The timing options a cell runs with: a device cell's warm up whatever was asked (DEVICE_WARMUP)."""
+    return replace(timing, warmup=True) if target.on_device else timing
 
 
 def device_peak_gflops(target) -> float | None:
