@@ -18,6 +18,7 @@ from harness.plan.cell import Cell
 from harness.plan.matrix import Matrix, MatrixError
 from harness.plan.scenario import ScenarioError, parse_scenario, poisson_arrivals
 from harness.run.load import find_peak, p99_of, run_server, run_throughput
+from harness.run.protocol import LoadReport
 from harness.run.schedule import run_cell
 from harness.store.results import extra_info
 
@@ -248,3 +249,43 @@ def test_a_peak_search_is_judged_on_its_peak_not_on_its_latency():
     (v,) = compare_results(before, after).verdicts
     assert v.verdict == "inconclusive" and v.note.startswith("a peak search's latency is measured at the rate")
     assert v.metrics["throughput"].verdict == "regression"
+
+
+def fake_server(short_limit: float, full_limit: float, full_window_s: float):
+    """``run_server`` for a model that holds the bound up to ``short_limit`` qps in a short try and
+    only up to ``full_limit`` in a full window (queues build up over a longer run); (the fake, its calls)."""
+    calls = []
+
+    def run(steps, batch, qps, window_s=1.0, min_queries=1, max_window_s=30.0, seed=0, window=None):
+        full = window_s >= full_window_s
+        calls.append((qps, full))
+        held = qps <= (full_limit if full else short_limit)
+        latencies = [0.001 if held else 1.0] * 100
+        report = LoadReport("server", len(steps), batch, window_s, len(latencies), target_qps=qps)
+        report.dropped = 0
+        return report, latencies
+
+    return run, calls
+
+
+@pytest.mark.parametrize("full_limit, held", [(75.0, True), (10.0, False)])
+def test_find_peak_lowers_the_rate_until_a_full_run_holds_the_bound(monkeypatch, full_limit, held):
+    from harness.plan.scenario import CONFIRM_FACTOR, CONFIRM_RUNS
+    from harness.run import load
+
+    fake, calls = fake_server(short_limit=100.0, full_limit=full_limit, full_window_s=3.0)
+    monkeypatch.setattr(load, "run_server", fake)
+    monkeypatch.setattr(load, "unloaded_median", lambda step: 0.01)  # capacity 100 qps
+    report, latencies = find_peak([lambda: None], 1, p99_bound_s=0.1, window_s=3.0, min_queries=100)
+    short = [qps for qps, full in calls if not full]
+    full = [qps for qps, full in calls if full]
+    low = max(q for q in short if q <= 100.0)
+    assert 90.0 < low <= 100.0  # the short search's peak
+    if held:  # 0.85^2 x ~100 = ~72: the third full run holds
+        assert full == pytest.approx([low, low * CONFIRM_FACTOR, low * CONFIRM_FACTOR**2])
+        assert report.bound_met and report.peak_qps == report.target_qps == full[-1] and max(latencies) < 0.1
+    else:  # no full run holds: the peak is the short search's, an upper estimate, and says so
+        assert len(full) == CONFIRM_RUNS + 1 and full[-1] == pytest.approx(low * CONFIRM_FACTOR**CONFIRM_RUNS)
+        assert not report.bound_met and report.peak_qps == low and report.target_qps == full[-1]
+    assert [t[0] for t in report.tried[-len(full) :]] == full  # the full runs are among the tried rates
+    assert [t[3] for t in report.tried[-len(full) :]] == [q <= full_limit for q in full]

@@ -40,6 +40,8 @@ MIN_QUERIES = 500
 MAX_WINDOW_S = 30.0
 PEAK_STEPS = 6  # FindPeakPerformance: rates tried by bisection after the bracketing
 PEAK_WINDOW_S = 1.0  # each tried rate's window (the found rate then runs the full window)
+CONFIRM_RUNS = 3  # find-peak: full runs at lower rates after the found rate's full run missed the bound
+CONFIRM_FACTOR = 0.85  # each such run's rate, times the last
 
 
 class ScenarioError(ValueError):

@@ -161,7 +161,8 @@ class LoadReport:
     - ``target_qps`` (server): the offered Poisson rate, as given or as found; ``achieved_qps``:
       completed queries over the window; ``dropped``: arrivals not served within ``max_window_s``;
     - ``p99_bound_s`` and ``tried`` (find-peak): the bound and each tried rate as
-      ``[qps, p99_s, queries, passed]``; ``peak_qps``: the highest rate that passed (None: none did);
+      ``[qps, p99_s, queries, passed]``, the short search's, then the full runs'; ``peak_qps``: the
+      rate whose full run held the bound, else the short search's highest passing rate (None: none did);
     - ``bound_met`` (find-peak): whether the found rate's full run kept its p99 under the bound
       (a short try can pass a rate whose longer run queues more; LoadGen would call that run invalid);
     - ``unloaded_median_s``: one stream's median call, unloaded (what find-peak starts from);
