@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 from harness.backends import get_backend
 from harness.backends.base import Backend
 from harness.machine import gpu as gpu_module
-from harness.machine.gpu import Gpu, ort_has_cuda_provider, parse_query, torch_cuda_version, tvm_has_cuda_runtime
+from harness.machine.gpu import (
+    Gpu,
+    ort_has_cuda_provider,
+    parse_query,
+    torch_cuda_version,
+    tvm_has_cuda_runtime,
+    visible,
+)
 from harness.machine.profile import profile_id
 from harness.plan.cell import Cell
 from harness.plan.matrix import Matrix
@@ -26,8 +33,11 @@ from harness.run.parity import ParityPolicy, check_parity, policy_for
 from harness.run.schedule import run_cell
 from harness.run.timing import EventClock, HostClock, SyncClock, TimingOptions, measure
 
-H100 = Gpu(0, "NVIDIA H100 80GB HBM3", "580.65.06", 81559, "9.0")
-SMI_OUTPUT = "0, NVIDIA H100 80GB HBM3, 580.65.06, 81559, 9.0\n1, NVIDIA A100-SXM4-40GB, 580.65.06, 40960, 8.0\n"
+H100 = Gpu(0, "NVIDIA H100 80GB HBM3", "580.65.06", 81559, "9.0", "GPU-1b2c")
+SMI_OUTPUT = (
+    "0, NVIDIA H100 80GB HBM3, 580.65.06, 81559, 9.0, GPU-1b2c\n"
+    "1, NVIDIA A100-SXM4-40GB, 580.65.06, 40960, 8.0, GPU-9f8e\n"
+)
 
 
 @pytest.fixture
@@ -75,6 +85,21 @@ def test_nvidia_smi_query_and_datasheet_peaks():
 
 
 @pytest.mark.parametrize(
+    "selection, shown",
+    [
+        (None, [("NVIDIA H100 80GB HBM3", 0), ("NVIDIA A100-SXM4-40GB", 1)]),
+        ("1", [("NVIDIA A100-SXM4-40GB", 0)]),  # renumbered: the only visible GPU is cuda:0
+        ("1,0", [("NVIDIA A100-SXM4-40GB", 0), ("NVIDIA H100 80GB HBM3", 1)]),
+        ("GPU-9f", [("NVIDIA A100-SXM4-40GB", 0)]),  # a UUID prefix
+        ("0,7,1", [("NVIDIA H100 80GB HBM3", 0)]),  # CUDA stops at the first entry naming none
+        ("", []),
+    ],
+)
+def test_cuda_visible_devices_selects_and_renumbers_as_cuda_does(selection, shown):
+    assert [(g.name, g.index) for g in visible(parse_query(SMI_OUTPUT), selection)] == shown
+
+
+@pytest.mark.parametrize(
     "text, expected",
     [
         ("cuda: Optional[str] = None\n", None),
@@ -114,8 +139,9 @@ def test_a_gpu_index_the_host_lacks_is_named(gpus):
 
 def test_with_a_gpu_the_installed_runtimes_decide(gpus, monkeypatch):
     gpus(H100)
-    # this machine's packages: torch's CPU build, onnxruntime without its CUDA provider
-    assert torch_cuda_version() is None and not ort_has_cuda_provider()
+    # packages as on this project's CPU lock: torch's CPU build, onnxruntime without its CUDA provider
+    monkeypatch.setattr(gpu_module, "torch_cuda_version", lambda package=None: None)
+    monkeypatch.setattr(gpu_module, "ort_has_cuda_provider", lambda package=None: False)
     assert unsupported_reason(Cell("mlp", "torch", "cuda")).startswith("torch 2.")
     assert unsupported_reason(Cell("mlp", "torch", "cuda")).endswith(
         "is a CPU build (torch.version.cuda is None): install a CUDA build of torch"
@@ -140,9 +166,30 @@ def test_tvm_needs_its_cuda_runtime_and_a_kernel_compiler(gpus, monkeypatch):
         "the installed TVM has no CUDA runtime (tvm/lib/libtvm_runtime_cuda.so)"
     )
     monkeypatch.setattr(gpu_module, "tvm_has_cuda_runtime", lambda package=None: True)
+    monkeypatch.setattr(gpu_module, "cuda_toolkit", lambda: None)  # a driver, no toolkit: NVRTC has no headers
+    assert tvm.device_runtime_reason(get_target("cuda")) == (
+        "TVM compiles CUDA kernels with the CUDA toolkit: set CUDA_PATH, or put nvcc on PATH"
+    )
+    monkeypatch.setattr(gpu_module, "cuda_toolkit", lambda: "/usr/local/cuda")
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name.startswith("cuda") else object())
+    assert tvm.device_runtime_reason(get_target("cuda")) == (
+        "TVM compiles CUDA kernels with NVRTC: install cuda-bindings (or set TVM_CUDA_COMPILE_MODE=nvcc)"
+    )
     monkeypatch.setenv("TVM_CUDA_COMPILE_MODE", "nvcc")
-    monkeypatch.setenv("PATH", "/nonexistent")
-    assert tvm.device_runtime_reason(get_target("cuda")) == "TVM_CUDA_COMPILE_MODE=nvcc, and nvcc is not on PATH"
+    assert tvm.device_runtime_reason(get_target("cuda")) is None
+
+
+def test_cuda_toolkit_is_found_as_tvm_finds_it(monkeypatch, tmp_path):
+    from harness.machine.gpu import cuda_toolkit
+
+    monkeypatch.setenv("CUDA_PATH", "/opt/cuda-12.8")
+    assert cuda_toolkit() == "/opt/cuda-12.8"
+    monkeypatch.delenv("CUDA_PATH")
+    (tmp_path / "cuda" / "bin").mkdir(parents=True)
+    (tmp_path / "cuda" / "bin" / "nvcc").write_text("#!/bin/sh\n")
+    (tmp_path / "cuda" / "bin" / "nvcc").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "cuda" / "bin"))
+    assert cuda_toolkit() == str(tmp_path / "cuda")
 
 
 @pytest.mark.parametrize(
@@ -314,7 +361,7 @@ def test_the_profile_lists_the_gpus_only_where_there_are_some(gpus):
 
 
 # -- the worker's device path, through a fake GPU backend ---------------------------------------
-LAUNCH_S, KERNEL_S = 2e-5, 2e-3
+LAUNCH_S, KERNEL_S, COPY_S = 2e-5, 2e-3, 5e-4
 
 
 class FakeGpuCompiled:
@@ -335,7 +382,15 @@ class FakeGpuCompiled:
 
     def prepare_with_transfers(self, inputs):
         self.prepared = "with transfers"
-        return self.device.step
+
+        def step():  # the copies in and out hold the host, then the kernel runs
+            self.device.sync()
+            self.device.host += COPY_S
+            self.device.step()
+            self.device.sync()
+            self.device.host += COPY_S
+
+        return step
 
     def clock(self):
         return EventClock(self.device.event)
@@ -366,9 +421,12 @@ def test_the_worker_times_a_device_cell_with_its_clock_and_records_the_device(mo
     cell = Cell("mlp", "fakegpu", "cuda")
     result = run_cell(cell, launcher="inline", timing=timing, include_transfers=include_transfers)
     assert result.status == "ok", result.message
-    # the device's time for a call (launch + kernel), not the 20 us the host spends launching it
-    assert np.median(result.samples[0].per_call_s) == pytest.approx(LAUNCH_S + KERNEL_S, rel=1e-6)
-    assert result.process_metrics[0].first_inference_s == pytest.approx(LAUNCH_S + KERNEL_S, rel=1e-6)
+    # the device's time for a call (launch + kernel), not the 20 us the host spends launching it;
+    # with transfers, the copies in and out too
+    call_s = LAUNCH_S + KERNEL_S + (2 * COPY_S if include_transfers else 0.0)
+    assert np.median(result.samples[0].per_call_s) == pytest.approx(call_s, rel=1e-6)
+    assert result.process_metrics[0].first_inference_s == pytest.approx(call_s, rel=1e-6)
+    assert result.process_metrics[0].model_rss_mb is None  # mostly the CUDA context on a GPU: not the model
     assert result.process_metrics[0].device_peak_mb == 12.5
     assert result.device["name"] == "Fake GPU" and "device_peak_mb" not in result.device
     assert result.device["clock"] == "device events recorded on the stream before and after each round"
@@ -392,7 +450,36 @@ def test_device_cells_run_no_scenario_and_no_op_profile(monkeypatch):
     assert profiled.op_profile_error == "no per-operator profiler on cuda (device kernels are not profiled yet)"
 
 
-def test_a_cpu_cell_records_no_device():
-    result = run_cell(Cell("mlp", "ort", "llvm"), launcher="inline", timing={"max_time": 0.01, "warmup": False})
-    assert result.status == "ok" and result.device == {} and result.samples[0].warmup_rounds == 0
-    assert result.process_metrics[0].device_peak_mb is None
+@pytest.mark.parametrize("backend", ["ort", "torch", "tvm"])
+def test_cpu_cells_are_timed_by_the_host_clock_and_record_no_device(backend):
+    timing = {"max_time": 0.01, "min_rounds": 3, "warmup": False}
+    result = run_cell(Cell("mlp", backend, "llvm"), launcher="inline", timing=timing)
+    assert result.status == "ok", result.message
+    assert result.device == {} and result.samples[0].warmup_rounds == 0
+    assert result.process_metrics[0].device_peak_mb is None and result.process_metrics[0].model_rss_mb is not None
+
+
+def test_a_baseline_timed_with_other_transfers_is_not_judged():
+    from harness.compare.compare import compare_results
+
+    def saved(transfers, seconds):
+        info = {"device": {"transfers": transfers}, "samples": {"per_process": [[seconds, seconds * 1.01]] * 5}}
+        bench = {"fullname": "s::t[c]", "stats": {"median": seconds}, "extra_info": info}
+        return {"benchmarks": [bench], "machine_info": {}, "infer_bench": {"format_version": 2}}
+
+    resident = "excluded: inputs resident on the device"
+    (same,) = compare_results(saved(resident, 0.001), saved(resident, 0.002)).verdicts
+    assert same.verdict == "regression"  # twice as slow, timed alike
+    (other,) = compare_results(saved(resident, 0.001), saved("included", 0.002)).verdicts
+    assert other.verdict == "inconclusive"
+    assert other.note == (
+        "host-device copies were excluded: inputs resident on the device in the baseline and included now: "
+        "time both the same way (--include-transfers)"
+    )
+
+
+def test_workers_number_gpus_as_nvidia_smi_does():
+    from harness.run.launcher import build_request, worker_env
+
+    env = worker_env(build_request(Cell("mlp", "torch", "cuda:1")))
+    assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"  # not CUDA's default, fastest first

@@ -84,6 +84,10 @@ def test_unsupported_cells_skip_with_their_reason(suite):
             "*infer-bench: unknown target 'rocm'; known targets: llvm, llvm-generic, cuda?:N?, cuda-tf32?:N?",
         ),
         (("--models", "nope"), "*unknown model 'nope'; built-in models:*"),
+        (
+            ("--targets", "llvm,cuda:1", "--rpc-tracker", "127.0.0.1:9190", "--rpc-key", "pi"),
+            "*infer-bench: --rpc-tracker runs cells on an RPC device's CPU, not on cuda:1",
+        ),
         (("--input-shape", "x=1x2"), "*--input-shape only applies to --model-file*"),
         (("--input-shape", "x=oops", "--model-file", "m.onnx"), "*--input-shape 'x=oops': expected NAME=D1xD2*"),
         (("--model-file", "missing.onnx"), "ERROR: infer-bench: --model-file missing.onnx: no such file"),

@@ -37,7 +37,8 @@ class Compiled(Protocol):
     # holds, where the runtime exposes one (no built-in backend's does on the CPU)
     # on a device target (cuda), besides:
     # ``clock() -> harness.run.timing.Clock``: how to time a call that returns before its kernels end
-    #   (CUDA events, or a synchronise before each clock reading); the host clock where absent
+    #   (CUDA events, or a synchronise before each clock reading); asked on a device target only (the
+    #   worker's host clock times every CPU cell), and a device cell without one is an error
     # ``prepare_with_transfers(inputs)``: a step that also copies the inputs to the device and the
     #   outputs back (``--include-transfers``); ``prepare`` binds inputs already on the device
     # ``device_info() -> dict``: the GPU's name, driver and runtime versions, and the runtime's own

@@ -55,9 +55,7 @@ def providers_for(target) -> tuple[list[str], list[dict]]:
     """ORT's providers and their options for a target: the CPU's, or CUDA's (then the CPU's)."""
     if not target.on_device:
         return ["CPUExecutionProvider"], [{}]
-    from harness.plan.targets import TF32
-
-    cuda = {"device_id": str(target.index), "use_tf32": "1" if target.matmul_precision == TF32 else "0"}
+    cuda = {"device_id": str(target.index), "use_tf32": "1" if target.tf32 else "0"}
     return [CUDA_PROVIDER, "CPUExecutionProvider"], [cuda, {}]
 
 
@@ -105,23 +103,24 @@ class OrtCompiled:
         return lambda: session.run_with_iobinding(binding)
 
     def clock(self):
-        from harness.run.timing import HostClock, SyncClock
+        """On a device: the host clock after the bound outputs are synchronised."""
+        from harness.run.timing import SyncClock
 
-        if self.target is None or not self.target.on_device:
-            return HostClock()
         return SyncClock(lambda: self._binding.synchronize_outputs() if self._binding is not None else None)
 
     def device_info(self) -> dict:
         import onnxruntime as ort
+        from onnxruntime.capi import build_and_package_info as build
 
-        from harness.machine.gpu import host_gpus
+        from harness.machine.gpu import gpu_at
 
-        gpu = next((g for g in host_gpus() if g.index == self.target.index), None)
+        gpu = gpu_at(self.target.index)
+        cuda = f", CUDA {getattr(build, 'cuda_version', '?')}, cuDNN {getattr(build, 'cudnn_version', '?')}"
         return {
             "name": gpu.name if gpu else None,
             "compute_capability": gpu.compute_capability if gpu else None,
             "driver": gpu.driver if gpu else None,
-            "runtime": f"onnxruntime {ort.__version__} {CUDA_PROVIDER}",
+            "runtime": f"onnxruntime {ort.__version__} {CUDA_PROVIDER}{cuda}",
             "device_peak_mb": None,  # not exposed by ORT's Python API
         }
 

@@ -81,11 +81,8 @@ def place_on(target) -> str:
         return "cpu"
     import torch
 
-    from harness.plan.targets import TF32
-
-    tf32 = target.matmul_precision == TF32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = target.tf32
+    torch.backends.cudnn.allow_tf32 = target.tf32
     torch.cuda.set_device(target.index)
     return target.torch_device
 
@@ -105,11 +102,12 @@ def cuda_device_info(device: str) -> dict:
     torch was built with, the driver (harness.machine.gpu) and the allocator's peak."""
     import torch
 
-    from harness.machine.gpu import host_gpus
+    from harness.machine.gpu import gpu_at
 
     index = torch.device(device).index or 0
     props = torch.cuda.get_device_properties(index)
-    driver = next((g.driver for g in host_gpus() if g.index == index), None)
+    gpu = gpu_at(index)
+    driver = gpu.driver if gpu else None
     return {
         "name": props.name,
         "compute_capability": f"{props.major}.{props.minor}",
@@ -156,11 +154,10 @@ class TorchModuleRunner:
         return lambda: self.run(inputs)
 
     def clock(self):
-        from harness.run.timing import EventClock, HostClock
-
-        if self.device == "cpu":
-            return HostClock()
+        """On a device: CUDA events on the current stream (the worker's host clock on the CPU)."""
         import torch
+
+        from harness.run.timing import EventClock
 
         return EventClock(lambda: torch.cuda.Event(enable_timing=True))
 
@@ -177,7 +174,7 @@ class TorchModuleRunner:
         return profile_calls(self._call, [torch.from_numpy(np.ascontiguousarray(x)) for x in inputs], runs)
 
 
-CUDA_TARGETS = frozenset({"llvm", "cuda", "cuda-tf32"})
+TORCH_TARGETS = frozenset({"llvm", "cuda", "cuda-tf32"})
 
 
 def torch_cuda_reason() -> str | None:
@@ -196,7 +193,7 @@ class TorchEager(Backend):
     model_kinds = frozenset({"torch"})
     module = "torch"
     thread_key = "torch_num_threads"
-    targets = CUDA_TARGETS
+    targets = TORCH_TARGETS
 
     def version(self):
         import torch

@@ -178,7 +178,11 @@ def compare(
                 process_mean_levels(base[name]) if name in base else None,
                 process_mean_levels({"extra_info": info}) if info else None,
             )
-        unusable = _unusable_baseline(base.get(name), judged, levels[0]) or _peak_search(info)
+        unusable = (
+            _unusable_baseline(base.get(name), judged, levels[0])
+            or _peak_search(info)
+            or _other_transfers(base.get(name), info)
+        )
         if unusable and before and now:
             verdict = Verdict(name, "inconclusive", threshold=pick_threshold(threshold, thresholds.get(name)))
             verdict.alpha, verdict.note, verdict.statistic = level, unusable, judged
@@ -219,6 +223,19 @@ def _peak_search(info: dict) -> str | None:
     return (
         "a peak search's latency is measured at the rate each run found (its p99 near the bound by "
         "construction): its throughput verdict (the peak rate) is the one to read"
+    )
+
+
+def _other_transfers(bench: dict | None, info: dict | None) -> str | None:
+    """Why a device cell cannot be compared with its baseline: one timed host-device copies
+    (--include-transfers) and the other did not (None: both timed the same)."""
+    before = ((bench or {}).get("extra_info") or {}).get("device") or {}
+    now = (info or {}).get("device") or {}
+    if before.get("transfers") == now.get("transfers"):
+        return None
+    return (
+        f"host-device copies were {before.get('transfers') or 'not recorded'} in the baseline and "
+        f"{now.get('transfers') or 'not recorded'} now: time both the same way (--include-transfers)"
     )
 
 

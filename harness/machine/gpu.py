@@ -1,8 +1,12 @@
 """The host's NVIDIA GPUs and which runtimes can use them, found without importing any runtime
 (the pytest process decides which cuda cells run before any worker starts).
 
-- GPUs: ``nvidia-smi --query-gpu`` (its CSV: index, name, driver, memory, compute capability),
-  once per process; none where nvidia-smi is missing or fails (no driver, no device).
+- GPUs: ``nvidia-smi --query-gpu`` (its CSV: index, name, driver, memory, compute capability,
+  uuid), once per process; none where nvidia-smi is missing or fails (no driver, no device).
+  nvidia-smi numbers GPUs in PCI bus order, CUDA by default fastest first: workers run with
+  ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (harness.run.launcher), so that ``cuda:N`` is the same GPU
+  for both, and ``CUDA_VISIBLE_DEVICES`` (indices or UUIDs) selects and renumbers them here as
+  CUDA does (``visible``).
 - torch: a CUDA build says so in ``torch/version.py`` (``cuda = '12.8'``; None in a CPU build),
   read as text.
 - onnxruntime: its CUDA execution provider is a library beside its binding
@@ -15,14 +19,15 @@ The fp32 peak of a known GPU (dense, no sparsity; vendor datasheets) gives a cud
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
-QUERY = "index,name,driver_version,memory.total,compute_cap"
+QUERY = "index,name,driver_version,memory.total,compute_cap,uuid"
 NVIDIA_SMI_TIMEOUT_S = 10
 
 # dense fp32 and TF32 tensor-core peaks in GFLOP/s, from NVIDIA's datasheets (SXM parts where
@@ -44,11 +49,12 @@ PEAK_GFLOPS = {
 
 @dataclass(frozen=True)
 class Gpu:
-    index: int
+    index: int  # its CUDA ordinal (cuda:N) in the harness's workers
     name: str
     driver: str
     memory_mib: int | None
     compute_capability: str  # "9.0"
+    uuid: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,9 +74,24 @@ def parse_query(text: str) -> list[Gpu]:
         fields = [f.strip() for f in line.split(",")]
         if len(fields) != len(QUERY.split(",")) or not fields[0].isdigit():
             continue
-        index, name, driver, memory, capability = fields
-        gpus.append(Gpu(int(index), name, driver, int(memory) if memory.isdigit() else None, capability))
+        index, name, driver, memory, capability, uuid = fields
+        gpus.append(Gpu(int(index), name, driver, int(memory) if memory.isdigit() else None, capability, uuid))
     return gpus
+
+
+def visible(gpus: list[Gpu], selection: str | None) -> list[Gpu]:
+    """The GPUs CUDA shows under ``CUDA_VISIBLE_DEVICES=selection``, numbered as it numbers them:
+    all where unset; else the listed ones (nvidia-smi indices or UUID prefixes) in the listed
+    order, up to the first entry that names none (CUDA ignores the rest)."""
+    if selection is None:
+        return list(gpus)
+    shown = []
+    for entry in (e.strip() for e in selection.split(",")):
+        found = [g for g in gpus if (entry.isdigit() and g.index == int(entry)) or (entry and g.uuid.startswith(entry))]
+        if len(found) != 1 or found[0] in shown:
+            break
+        shown.append(found[0])
+    return [replace(g, index=ordinal) for ordinal, g in enumerate(shown)]
 
 
 @lru_cache(maxsize=1)
@@ -88,13 +109,23 @@ def host_gpus() -> tuple[Gpu, ...]:
         )
     except (OSError, subprocess.TimeoutExpired):
         return ()
-    return tuple(parse_query(done.stdout)) if done.returncode == 0 else ()
+    if done.returncode != 0:
+        return ()
+    return tuple(visible(parse_query(done.stdout), os.environ.get("CUDA_VISIBLE_DEVICES")))
+
+
+def gpu_at(index: int) -> Gpu | None:
+    """The host GPU that is ``cuda:index``, or None."""
+    return next((g for g in host_gpus() if g.index == index), None)
 
 
 def no_gpu_reason(index: int, gpus: tuple[Gpu, ...] | None = None) -> str | None:
     """Why ``cuda:index`` is not on this host, or None."""
     gpus = host_gpus() if gpus is None else gpus
     if not gpus:
+        selection = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if selection is not None and shutil.which("nvidia-smi"):
+            return f"no NVIDIA GPU visible (CUDA_VISIBLE_DEVICES={selection!r})"
         return "no NVIDIA GPU here (nvidia-smi is missing or lists none)"
     if index not in {g.index for g in gpus}:
         have = ", ".join(f"cuda:{g.index}" for g in gpus)
@@ -128,6 +159,18 @@ def torch_cuda_version(package: Path | None = None) -> str | None:
 def ort_has_cuda_provider(package: Path | None = None) -> bool:
     package = package or _package_dir("onnxruntime")
     return bool(package) and any((package / "capi").glob("libonnxruntime_providers_cuda.so*"))
+
+
+def cuda_toolkit() -> str | None:
+    """The CUDA toolkit's root as TVM finds it (``tvm.support.nvcc.find_cuda_path``: CUDA_PATH,
+    else nvcc on PATH, else /usr/local/cuda with its nvcc); None where there is none. TVM needs
+    its headers for NVRTC too."""
+    if "CUDA_PATH" in os.environ:
+        return os.environ["CUDA_PATH"]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        return os.path.realpath(os.path.join(nvcc, "../.."))
+    return "/usr/local/cuda" if os.path.exists("/usr/local/cuda/bin/nvcc") else None
 
 
 def tvm_has_cuda_runtime(package: Path | None = None) -> bool:

@@ -34,6 +34,11 @@ class TargetInfo:
         return self.kind or self.name
 
     @property
+    def tf32(self) -> bool:
+        """True: fp32 matmuls and convolutions may round their inputs to TF32."""
+        return self.matmul_precision == TF32
+
+    @property
     def on_device(self) -> bool:
         """True: kernels run on an accelerator, not on the host's CPUs."""
         return self.device != CPU
@@ -46,7 +51,7 @@ class TargetInfo:
         """What the label says of fp32 matmuls on a device ('' on the CPU)."""
         if not self.on_device:
             return ""
-        if self.matmul_precision == TF32:
+        if self.tf32:
             return "fp32 matmuls: TF32 (10-bit mantissa inputs)"
         return "fp32 matmuls: full fp32"
 

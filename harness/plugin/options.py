@@ -25,7 +25,7 @@ from harness.plan.matrix import AXES, MatrixError, parse_list
 from harness.plan.scenario import parse_scenario
 from harness.plan.shard import Shard, ShardError
 from harness.plan.support import check_axis_overrides, onnx_importers
-from harness.plan.targets import UnknownTargetError
+from harness.plan.targets import CPU, UnknownTargetError, device_of
 from harness.run.launcher import DEFAULT_TIMEOUT_S
 from harness.run.parity import ParityPolicy
 from harness.run.user_check import Vetted, vet
@@ -307,6 +307,9 @@ class RunOptions:
             vetted = vet(model[1], onnx_importers(axes.get("backends") or registered()), where) if model else None
             confinement = Confinement.parse(opt("cpu_quota"), opt("cpuset"), opt("pin"), opt("memory_limit"))
             shard = Shard.parse(opt("shard")) if opt("shard") else None
+            devices = [t for t in axes.get("targets", []) if device_of(t) != CPU]
+            if opt("rpc_tracker") and devices:  # before connecting to the tracker
+                raise RemoteError(f"--rpc-tracker runs cells on an RPC device's CPU, not on {', '.join(devices)}")
             remote = remote_device(opt("rpc_tracker"), opt("rpc_key"), opt("rpc_target"), opt("rpc_cross_compiler"))
             fail_on = parse_fail_on(opt("fail_on"))
         except (

@@ -27,6 +27,7 @@ from harness.run.timing import TimingOptions
 from harness.store.io import read_json, write_json
 
 DEFAULT_TIMEOUT_S = 600.0
+GPU_ORDER_ENV = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}  # cuda:N is nvidia-smi's N-th (harness.machine.gpu)
 QUOTA_WINDOW_S = 2.0  # under a CPU quota, time windows of at least this long (20 CFS periods)
 
 
@@ -116,6 +117,7 @@ def worker_env(request: Request, extra_env: dict | None = None) -> dict[str, str
             env.pop(name, None)
         else:
             env[name] = value
+    env.update(GPU_ORDER_ENV)
     env.update(extra_env or {})
     return env
 

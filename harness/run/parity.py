@@ -25,7 +25,7 @@ or onnx's ReferenceEvaluator for ONNX graphs), evaluated on the same fresh input
 - A device target that lets fp32 matmuls run in TF32 (``cuda-tf32``: inputs rounded to a 10-bit
   mantissa, unit roundoff 2**-11 = 4.9e-4, against fp32's 6e-8) cannot meet a budget made of fp32
   errors: its relative floor is raised to ``TF32_REL_FLOOR`` (1e-2 of the output's scale: about
-  twenty times TF32's per-product error of 2**-10, room for the rounding of a dozen layers). Plain
+  ten times TF32's per-product error of 2**-10, room for the rounding of a dozen layers). Plain
   ``cuda`` runs full fp32 and keeps the fp32 budget (``policy_for``).
 
 Besides the pass/fail, each output reports its errors for the accuracy-drift verdict
@@ -61,9 +61,7 @@ def policy_for(policy: ParityPolicy, target) -> ParityPolicy:
     """The policy a cell on ``target`` (harness.plan.targets.TargetInfo) is held to."""
     from dataclasses import replace
 
-    from harness.plan.targets import TF32
-
-    if target.matmul_precision == TF32:
+    if target.tf32:
         return replace(policy, rel_floor=max(policy.rel_floor, TF32_REL_FLOOR))
     return policy
 

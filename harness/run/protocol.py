@@ -126,7 +126,8 @@ class ProcessMetrics:
       the first inference, minus the same just before the model was built (the backend's runtime
       already imported): the model, its compiled form and what the first inference kept, plus
       whatever building the model imported (an ORT or TVM cell of a torch model: torch's exporter).
-      None on an RPC device (this host's memory is not the device's);
+      None on an RPC device (this host's memory is not the device's) and on a GPU (the CUDA context
+      and its libraries would be most of it: ``device_peak_mb`` is the model's there);
     - ``allocator_mb``: the runtime allocator's own figure, where the runtime exposes one on the CPU
       (``Compiled.allocator_mb``). None for every built-in backend: ONNX Runtime's Python API has no
       allocator statistics, torch reports allocator statistics for accelerators only (cuda, mps,

@@ -131,7 +131,7 @@ def run_request(request: Request) -> CellResult:
         result.build = getattr(compiled, "build_info", dict)()
         metrics.compile_cache = result.build.get("compile_cache")
         step = None
-        clock = compiled.clock() if hasattr(compiled, "clock") else HostClock()  # a device's: events or a sync
+        clock = device_clock(compiled, target) if target.on_device else HostClock()
         if not hasattr(compiled, "measure"):  # a remote device ran once when deployed, inside compile
             stage = "first inference"
             step = device_step(compiled, target, timing_inputs, request.include_transfers)
@@ -139,7 +139,7 @@ def run_request(request: Request) -> CellResult:
             step()
             metrics.first_inference_s = clock.stop(started)
             rss_after = current_rss_mb()
-            if rss_before is not None and rss_after is not None:
+            if rss_before is not None and rss_after is not None and not target.on_device:
                 metrics.model_rss_mb = rss_after - rss_before
             allocator = getattr(compiled, "allocator_mb", None)
             metrics.allocator_mb = allocator() if allocator else None
@@ -222,11 +222,20 @@ def timing_for(timing, target):
     return replace(timing, warmup=True) if target.on_device else timing
 
 
+def device_clock(compiled, target):
+    """How a device cell's calls are timed: the backend's clock (events, or a synchronise before
+    each reading). A device backend without one cannot be timed honestly: an error, not a guess."""
+    clock = getattr(compiled, "clock", None)
+    if clock is None:
+        raise NotImplementedError(f"{type(compiled).__name__} has no clock for {target.name}: its calls return early")
+    return clock()
+
+
 def device_peak_gflops(target) -> float | None:
     """The datasheet peak of the target's GPU at its matmul precision (harness.machine.gpu)."""
-    from harness.machine.gpu import host_gpus
+    from harness.machine.gpu import gpu_at
 
-    gpu = next((g for g in host_gpus() if g.index == target.index), None)
+    gpu = gpu_at(target.index)
     return gpu.peak_gflops(target.matmul_precision) if gpu else None
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from harness.backends.base import Backend
 from harness.backends.sparse_weights import describe
 from harness.backends.tvm.frontend import import_relax, remove_dropout, set_tvm_threads, tvm_target
-from harness.backends.tvm.remote import RemoteDevice, deploy, export_library
+from harness.backends.tvm.remote import RemoteDevice, RemoteError, deploy, export_library
 from harness.machine.threads import ThreadSettings
 from harness.plan.targets import get_target
 
@@ -105,22 +105,22 @@ class TvmCompiled:
         return lambda: self.run(inputs)
 
     def clock(self):
-        """The host clock, after the device has finished its queued kernels on a GPU."""
-        from harness.run.timing import HostClock, SyncClock
+        """On a device: the host clock after the device has finished its queued kernels."""
+        from harness.run.timing import SyncClock
 
-        return SyncClock(self.device.sync) if self.device.device_type != 1 else HostClock()  # 1: kDLCPU
+        return SyncClock(self.device.sync)
 
     def device_info(self) -> dict:
         import tvm
 
-        from harness.machine.gpu import host_gpus
+        from harness.machine.gpu import gpu_at
 
-        gpu = next((g for g in host_gpus() if g.index == self.device.index), None)
+        gpu = gpu_at(self.device.index)
         return {
             "name": self.device.device_name,
             "compute_capability": self.device.compute_version,
-            "driver": gpu.driver if gpu else None,
-            "runtime": f"TVM {tvm.__version__} CUDA runtime",
+            "driver": gpu.driver if gpu else self.device.driver_version,
+            "runtime": f"TVM {tvm.__version__} CUDA runtime, CUDA API {self.device.api_version}",
             "device_peak_mb": None,  # TVM's runtime exposes no allocator statistics
         }
 
@@ -167,18 +167,20 @@ class Tvm(Backend):
         return tvm.__version__
 
     def device_runtime_reason(self, target):
-        """TVM runs CUDA through its wheel's CUDA runtime library, and compiles the kernels it
-        generates with NVRTC (the cuda-bindings package) or, with TVM_CUDA_COMPILE_MODE=nvcc, nvcc."""
+        """TVM runs CUDA through its wheel's CUDA runtime library and compiles the kernels it
+        generates with NVRTC (the cuda-bindings package) or, with TVM_CUDA_COMPILE_MODE=nvcc, nvcc;
+        either way it needs the CUDA toolkit (its headers; harness.machine.gpu.cuda_toolkit)."""
         import importlib.util
         import os
-        import shutil
 
-        from harness.machine.gpu import tvm_has_cuda_runtime
+        from harness.machine import gpu
 
-        if not tvm_has_cuda_runtime():
+        if not gpu.tvm_has_cuda_runtime():
             return "the installed TVM has no CUDA runtime (tvm/lib/libtvm_runtime_cuda.so)"
+        if gpu.cuda_toolkit() is None:
+            return "TVM compiles CUDA kernels with the CUDA toolkit: set CUDA_PATH, or put nvcc on PATH"
         if os.environ.get("TVM_CUDA_COMPILE_MODE") == "nvcc":
-            return None if shutil.which("nvcc") else "TVM_CUDA_COMPILE_MODE=nvcc, and nvcc is not on PATH"
+            return None
         if importlib.util.find_spec("cuda") is None or importlib.util.find_spec("cuda.bindings") is None:
             return "TVM compiles CUDA kernels with NVRTC: install cuda-bindings (or set TVM_CUDA_COMPILE_MODE=nvcc)"
         return None
@@ -193,6 +195,8 @@ class Tvm(Backend):
         settings = ThreadSettings.coerce(threads)
         set_tvm_threads(settings)
         if target.on_device:
+            if target.remote:
+                raise RemoteError(f"{self.name}: {target.name} is a local GPU; an RPC device runs CPU targets")
             return self._compile_on_device(model, target, example)
         count = settings.count or tvm.runtime.num_threads()
         tvm_tgt = tvm_target(target, count)
@@ -235,8 +239,9 @@ class Tvm(Backend):
 
     def _compile_on_device(self, model, target, example):
         """TVM's own GPU build: ``relax.build``'s default pipeline for a GPU target (legalize, fuse,
-        the DLight GPU rules Matmul, GEMV, Reduction, GeneralReduction and Fallback, CUDA graphs),
-        for the device's own architecture (``Target.from_device``). Untuned, uncached."""
+        the DLight GPU rules Matmul, GEMV, Reduction, GeneralReduction and Fallback; no CUDA graphs:
+        ``relax.backend.use_cuda_graph`` is left unset), for the device's own architecture
+        (``Target.from_device``). Untuned, uncached."""
         import tvm
         from tvm import relax
 
