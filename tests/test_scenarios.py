@@ -147,6 +147,26 @@ def test_throughput_streams_run_concurrently():
     assert report.harness_cpu_s is not None and report.harness_cpu_s >= 0
 
 
+@pytest.mark.parametrize("kind", ["throughput", "server"])
+def test_a_failing_stream_stops_the_others_and_its_error_is_raised(kind):
+    calls = []
+
+    def failing():
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        time.sleep(SERVICE_S)
+
+    healthy = sleeping_step()
+    t0 = time.perf_counter()
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        if kind == "throughput":
+            run_throughput([failing, healthy], batch=1, window_s=5.0, min_queries=10_000, max_window_s=10.0)
+        else:
+            run_server([failing, healthy], batch=1, qps=100.0, window_s=5.0, min_queries=500, max_window_s=10.0)
+    assert time.perf_counter() - t0 < 2.0  # not the 5 s window: the healthy stream stopped too
+
+
 def test_find_peak_lands_below_capacity_under_the_bound():
     report, latencies = find_peak([sleeping_step()], 1, p99_bound_s=10 * SERVICE_S, window_s=1.0, min_queries=100)
     capacity = 1 / SERVICE_S

@@ -59,6 +59,7 @@ class _Stream:
     last_done: float = 0.0
     call_cpu: float = 0.0
     thread_cpu: float = 0.0
+    halt: threading.Event = field(default_factory=threading.Event)  # shared: set when a stream failed
 
 
 def _run_streams(
@@ -66,8 +67,10 @@ def _run_streams(
 ) -> tuple[list[_Stream], float]:
     """Start one thread per step, release them together, wait for all; (their records, start).
     ``window`` spans the streams' work, closed while their threads still exist (an exited
-    thread's CPU is no longer in /proc: harness.run.activity)."""
-    streams = [_Stream() for _ in steps]
+    thread's CPU is no longer in /proc: harness.run.activity). A stream whose call raises sets the
+    streams' shared ``halt``: the others stop at their next query, and the error is raised here."""
+    halt = threading.Event()
+    streams = [_Stream(halt=halt) for _ in steps]
     ready, finished = threading.Barrier(len(steps) + 1), threading.Barrier(len(steps) + 1)
     leave = threading.Event()
     start_box: list[float] = []
@@ -83,6 +86,7 @@ def _run_streams(
             body(i, steps[i], streams[i], start_box[0])
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(exc)
+            halt.set()
         streams[i].thread_cpu = time.thread_time() - cpu0
         try:
             finished.wait()
@@ -141,7 +145,7 @@ def run_throughput(
             now = time.perf_counter()
             with lock:
                 enough = now - start >= window_s and count[0] >= min_queries
-            if enough or now - start >= max_window_s:
+            if enough or now - start >= max_window_s or record.halt.is_set():
                 return
             _timed_call(step, record, time.perf_counter())
             with lock:
@@ -177,7 +181,7 @@ def run_server(
             with lock:
                 k = nxt[0]
                 nxt[0] += 1
-            if k >= count or time.perf_counter() - start > max_window_s:  # the rest are dropped
+            if k >= count or time.perf_counter() - start > max_window_s or record.halt.is_set():  # the rest dropped
                 return
             due = start + arrivals[k]
             wait = due - time.perf_counter()
