@@ -109,6 +109,13 @@ def test_cuda_cells_on_a_machine_without_a_gpu_are_skipped_before_any_worker(sui
     out.stdout.no_fnmatch_line("*infer-bench cells*")  # no worker ran: nothing was measured
 
 
+def test_streams_beyond_the_cpus_are_skipped_before_any_worker(suite):
+    out = suite("-rs", "--models", "mlp", "--backends", "ort", "--threads", "1", "--scenario", "throughput:streams=64")
+    out.assert_outcomes(skipped=1)
+    out.stdout.fnmatch_lines(["SKIPPED ?1? *: 64 streams x 1 threads exceed the * effective CPUs; use fewer streams*"])
+    out.stdout.no_fnmatch_line("*infer-bench cells*")  # no worker ran
+
+
 def test_broken_cells_fail_alone_and_good_cells_are_recorded(suite, pytester):
     out = suite(
         "--model-factory",

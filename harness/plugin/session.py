@@ -34,6 +34,7 @@ from harness.machine.threads import resolve_threads
 from harness.models import UserModelError
 from harness.plan.cell import Cell
 from harness.plan.matrix import Matrix, MatrixCell
+from harness.plan.scenario import DEFAULT_SCENARIO, parse_scenario
 from harness.plan.shard import assign, recorded_costs
 from harness.plan.support import onnx_importers, unsupported_reason
 from harness.plugin.options import RunOptions
@@ -47,6 +48,17 @@ from harness.run.schedule import PlannedCell, Progress, build_requests, run_cell
 from harness.run.user_check import vet
 from harness.store.baselines import BaselineStore
 from harness.store.results import ResultFileError, extra_info, migrate, profile_of
+
+
+def oversubscription(cell: Cell, confinement) -> str | None:
+    """Why a throughput or server cell's streams do not fit this host's CPUs as its worker would
+    see them (inside the run's confinement), found before any worker compiles the model (the
+    worker checks again: harness.run.worker)."""
+    scenario = parse_scenario(cell.scenario)
+    if scenario.kind == DEFAULT_SCENARIO:
+        return None
+    budget, _ = confinement.placement(cell.threads)
+    return scenario.oversubscription(resolve_threads(cell.threads, budget), budget.effective_cpus)
 
 
 @dataclass
@@ -109,6 +121,8 @@ class BenchSession:
             importer = get_backend(cell.backend).onnx_importer
             if reason is None and not self.broken_reason(cell) and importer in refused.get(cell.model, {}):
                 reason = refused[cell.model][importer]
+            if reason is None and not self.options.remote:
+                reason = oversubscription(cell, confinement)
             return reason
 
         return matrix.expand(unsupported, model_options)
