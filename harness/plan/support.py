@@ -10,7 +10,7 @@ from harness.backends import get_backend
 from harness.models import is_batchable, model_kind
 from harness.plan.cell import Cell
 from harness.plan.matrix import normalize_axis
-from harness.plan.targets import UnknownTargetError, get_target
+from harness.plan.targets import get_target
 
 
 def unsupported_reason(cell: Cell) -> str | None:
@@ -18,10 +18,6 @@ def unsupported_reason(cell: Cell) -> str | None:
     backend = get_backend(cell.backend)
     if backend.module and importlib.util.find_spec(backend.module) is None:
         return f"backend {cell.backend}: package {backend.module!r} is not installed"
-    try:
-        get_target(cell.target)
-    except UnknownTargetError as exc:
-        return str(exc)
     reason = backend.unsupported_reason(model_kind(cell.model, cell.model_options), cell.target)
     model_reason = getattr(backend, "unsupported_model_reason", None)  # optional: a backend for some models only
     if reason is None and model_reason is not None:
