@@ -119,9 +119,9 @@ def gpu_at(index: int) -> Gpu | None:
     return next((g for g in host_gpus() if g.index == index), None)
 
 
-def no_gpu_reason(index: int, gpus: tuple[Gpu, ...] | None = None) -> str | None:
+def no_gpu_reason(index: int) -> str | None:
     """Why ``cuda:index`` is not on this host, or None."""
-    gpus = host_gpus() if gpus is None else gpus
+    gpus = host_gpus()
     if not gpus:
         selection = os.environ.get("CUDA_VISIBLE_DEVICES")
         if selection is not None and shutil.which("nvidia-smi"):

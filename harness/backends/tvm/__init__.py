@@ -72,6 +72,9 @@ def exported_facts(module) -> dict:
         return library_facts(Path(tmp) / LIBRARY)
 
 
+CPU_TARGETS = frozenset({"llvm", "llvm-generic"})  # what tvm-sparse and tvm-untuned build for (CPU only)
+
+
 class TvmCompiled:
     def __init__(self, vm, device, label: str, build_info: dict | None = None, unexported=None):
         self.vm = vm
@@ -159,7 +162,7 @@ class Tvm(Backend):
         4 asked through TVM_NUM_THREADS and config_threadpool, or config_threadpool alone, gave 2."""
         return min(resolved, budget.affinity_cpus)
 
-    targets = frozenset({"llvm", "llvm-generic", "cuda"})  # cuda-tf32: DLight's fp32 kernels use no tensor cores
+    targets = CPU_TARGETS | {"cuda"}  # not cuda-tf32: DLight's fp32 kernels use no tensor cores
 
     def version(self):
         import tvm
@@ -321,7 +324,7 @@ class TvmSparse(Tvm):
     """``tvm`` with matmuls whose constant weight has >= SPARSE_MIN zeros run by a BSR kernel."""
 
     name = "tvm-sparse"
-    targets = frozenset({"llvm", "llvm-generic"})  # CPU builds only
+    targets = CPU_TARGETS
     sparse = True
 
 
@@ -329,7 +332,7 @@ class TvmUntuned(Tvm):
     """TVM's default_build pipeline: no fusion, no schedules (serial scalar loops)."""
 
     name = "tvm-untuned"
-    targets = frozenset({"llvm", "llvm-generic"})  # CPU builds only
+    targets = CPU_TARGETS
 
     def compile(self, model, target, threads, example):
         import tvm
