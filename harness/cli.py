@@ -16,7 +16,14 @@ from pathlib import Path
 from harness.backends.tvm.tuning import DEFAULT_TRIALS
 from harness.compare.change_points import DEFAULT_MAX_PVALUE, DEFAULT_WINDOW
 from harness.compare.compare import compare_results, profile_mismatch
-from harness.compare.metrics import DEFAULT_FAIL_ON, METRICS, MetricNameError, parse_fail_on
+from harness.compare.metrics import (
+    DEFAULT_FAIL_ON,
+    METRIC_THRESHOLDS_HELP,
+    METRICS,
+    MetricNameError,
+    parse_fail_on,
+    parse_metric_thresholds,
+)
 from harness.compare.percentiles import DEFAULT_STATISTIC, VERDICT_STATISTICS
 from harness.compare.verdict import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from harness.store.baselines import KEEP_SAMPLES
@@ -61,8 +68,12 @@ def _judged(args, baseline_path: str, current: dict):
     path applies: results from different machine profiles are refused unless asked for."""
     if Path(baseline_path).is_dir():  # a store: the latest saved run of the current result's profile
         baseline_path = latest_saved_run(baseline_path, current)
+    try:
+        metric_thresholds = parse_metric_thresholds(args.metric_thresholds)
+    except MetricNameError as exc:
+        raise UsageProblem(str(exc)) from None
     comparison = compare_results(
-        load_result(baseline_path), current, args.threshold, args.alpha, args.verdict_statistic
+        load_result(baseline_path), current, args.threshold, args.alpha, args.verdict_statistic, metric_thresholds
     )
     mismatch = profile_mismatch(comparison.baseline_profile, comparison.current_profile)
     if mismatch and not args.allow_profile_mismatch:
@@ -282,6 +293,12 @@ def _judging_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"minimum practical effect for every cell, beating each result's own (its test's marker or suite "
         f"when it ran); default: those, else {DEFAULT_THRESHOLD}. 0 counts any significant change",
+    )
+    parser.add_argument(
+        "--metric-thresholds",
+        default=None,
+        metavar="LIST",
+        help=METRIC_THRESHOLDS_HELP,
     )
     parser.add_argument(
         "--alpha", type=_fraction, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA})"

@@ -19,9 +19,11 @@ from harness.compare.metrics import (
     METRICS,
     NOT_COMPARED,
     PROCESS_METRICS,
+    MetricNameError,
     MetricVerdict,
     cache_state,
     judge_metrics,
+    parse_metric_thresholds,
 )
 from harness.report.tables import metric_mark
 from tests.test_cli import crafted
@@ -172,6 +174,38 @@ def test_thresholds_are_per_metric_and_overridable():
     assert list(judge_metrics({}, {}, ALPHA)) == [m for m in METRICS if m != "latency"]
 
 
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(DEFAULT_THRESHOLDS)),
+        st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False),
+        min_size=1,
+    )
+)
+def test_metric_thresholds_parse_what_they_print(thresholds):
+    text = ", ".join(f"{name} = {value!r}" for name, value in thresholds.items())
+    assert parse_metric_thresholds(text) == thresholds
+    assert parse_metric_thresholds(None) == {}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("latency=0.1", "'latency' is not a metric with a threshold (latency's is --regression-threshold"),
+        ("speed=0.1", "'speed' is not a metric with a threshold; use NAME=FRACTION with NAME one of throughput,"),
+        ("memory", "memory='' is not a threshold; give a fraction >= 0 (0.5 = 50% worse; default 0.1)"),
+        ("compile=-0.1", "compile='-0.1' is not a threshold"),
+        ("compile=nan", "compile='nan' is not a threshold"),
+        ("size=inf", "size='inf' is not a threshold"),
+        ("compile=fast", "compile='fast' is not a threshold"),
+        (" , ", "empty; use e.g. compile=0.5,memory=0.2"),
+    ],
+)
+def test_bad_metric_thresholds_name_the_entry(text, message):
+    with pytest.raises(MetricNameError) as raised:
+        parse_metric_thresholds(text)
+    assert str(raised.value).startswith(f"--metric-thresholds {text!r}: ") and message in str(raised.value)
+
+
 # -- one value per side ------------------------------------------------------------------------------
 ARTIFACT = "TVM Relax library (export_library's shared object)"
 
@@ -283,6 +317,16 @@ def test_compare_fail_on_chooses_what_fails(tmp_path, capsys):
     assert "test_latency[mlp-tvm]" in row and "x REGRESSION" in row and "memory: cache hit, 3 vs 3 processes" in row
     assert "memory: 1 regression" in text
     assert main(["compare", str(base), str(cur), "--fail-on", "latency,compile,size"]) == 0
+    # a memory threshold above the +140% seen: a minor regression, which --fail-on memory lets pass
+    assert main(["compare", str(base), str(cur), "--fail-on", "memory", "--metric-thresholds", "memory=1.5"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(base), str(cur), "--metric-thresholds", "memory=1.5", "--format", "json"]) == 0
+    memory = json.loads(capsys.readouterr().out)["verdicts"][0]["metrics"]["memory"]
+    assert (memory["verdict"], memory["threshold"]) == ("minor regression", 1.5)
+    assert main(["compare", str(base), str(cur), "--fail-on", "memory", "--metric-thresholds", "memory=1.2"]) == 1
+    capsys.readouterr()
+    assert main(["compare", str(base), str(cur), "--metric-thresholds", "latency=0.1"]) == 2
+    assert capsys.readouterr().err.startswith("error: --metric-thresholds 'latency=0.1': 'latency' is not a metric")
     assert main(["compare", str(base), str(cur), "--fail-on", "all", "--format", "md"]) == 1
     assert "| test_latency[mlp-tvm] | unchanged |" in capsys.readouterr().out
     assert main(["compare", str(base), str(cur), "--fail-on", "memory,speed"]) == 2
@@ -417,3 +461,18 @@ def test_each_misbehaving_backend_is_flagged_on_its_own_metric_alone(pytester, m
     )
     leaky.assert_outcomes(passed=1)
     assert leaky.ret == pytest.ExitCode.TESTS_FAILED
+    # ... unless its threshold is raised past what it grew by (pytest's --metric-thresholds)
+    lenient = pytester.runpytest_subprocess(
+        *common, "-k", "leaky", "--benchmark-compare", "--fail-on-regression", "--fail-on", "memory",
+        "--metric-thresholds", "memory=1000", "--benchmark-json", "lenient.json",
+    )  # fmt: skip
+    lenient.assert_outcomes(passed=1)
+    assert lenient.ret == pytest.ExitCode.OK, lenient.stdout.str()[-3000:]
+    (verdict,) = json.loads((pytester.path / "lenient.json").read_text())["infer_bench"]["verdicts"]
+    assert (verdict["metrics"]["memory"]["verdict"], verdict["metrics"]["memory"]["threshold"]) == (
+        "minor regression",
+        1000,
+    )
+    bad = pytester.runpytest_subprocess(*common, "--metric-thresholds", "memory=lots")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*infer-bench: --metric-thresholds 'memory=lots': memory='lots' is not a threshold*"])

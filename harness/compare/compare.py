@@ -135,15 +135,17 @@ def compare(
     looks: dict[str, int] | None = None,
     statistics: dict[str, str | None] | None = None,
     statistic: str | None = None,
+    metric_thresholds: dict[str, float] | None = None,
 ) -> Comparison:
     """Verdicts for ``current`` (name -> per-process samples, None when not measured) against the
     saved ``baseline``. ``threshold`` (the command line) beats a cell's own ``thresholds[name]``,
     which beats the default (``pick_threshold``). ``threads``: each cell's resolved thread count,
     to match the drift control measured at it. ``names`` defaults to current's, then the baseline's.
     ``current_info``: each current cell's extra_info; the cells in it and in the baseline get the
-    verdicts beyond latency (``Verdict.metrics``, harness.compare.metrics), their defaults'
-    thresholds (``threshold`` is latency's). ``looks``: the --until-decided look of each cell that
-    had one; its verdicts are made at that look's share of ``alpha`` (harness.compare.sequential).
+    verdicts beyond latency (``Verdict.metrics``, harness.compare.metrics) at their default
+    thresholds, or ``metric_thresholds``'s (metric -> threshold; ``threshold`` is latency's).
+    ``looks``: the --until-decided look of each cell that had one; its verdicts are made at that
+    look's share of ``alpha`` (harness.compare.sequential).
     ``statistic`` (the command line) beats each cell's own ``statistics[name]`` (its suite's or
     marker's choice), which beats the median (harness.compare.percentiles)."""
     base = by_name(baseline)
@@ -203,7 +205,9 @@ def compare(
             )
         verdict.look = look
         if name in base and now and name in current_info:
-            verdict.metrics = judge_metrics(base[name].get("extra_info") or {}, current_info[name], level)
+            verdict.metrics = judge_metrics(
+                base[name].get("extra_info") or {}, current_info[name], level, metric_thresholds
+            )
         before_info = (base[name].get("extra_info") or {}) if name in base else {}
         profiles = (before_info.get("op_profile"), info.get("op_profile"))
         if verdict.verdict == "regression" and None not in profiles:
@@ -259,11 +263,13 @@ def compare_results(
     threshold: float | None = None,
     alpha: float = DEFAULT_ALPHA,
     statistic: str | None = None,
+    metric_thresholds: dict[str, float] | None = None,
 ) -> Comparison:
     """Two saved results. ``threshold`` (the command line) beats each benchmark's saved
     ``regression_threshold`` (its marker or suite when it ran), which beats the default; a cell
     measured with --until-decided is judged at its saved look's level, and each cell by its saved
-    ``verdict_statistic`` unless ``statistic`` (the command line) says otherwise."""
+    ``verdict_statistic`` unless ``statistic`` (the command line) says otherwise; the metrics
+    beyond latency at ``metric_thresholds`` where given."""
     benches = by_name(current)
     info = {name: b.get("extra_info") or {} for name, b in benches.items()}
     return compare(
@@ -279,4 +285,5 @@ def compare_results(
         looks={name: i[LOOK_KEY] for name, i in info.items() if i.get(LOOK_KEY) is not None},
         statistics={name: i.get(STATISTIC_KEY) for name, i in info.items()},
         statistic=statistic,
+        metric_thresholds=metric_thresholds,
     )

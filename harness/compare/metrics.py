@@ -5,7 +5,7 @@ saved cells' ``extra_info`` (harness.store.results), no I/O.
 ``METRICS`` are the names ``--fail-on`` takes (latency is judged in harness.compare.verdict; only
 a ``regression`` of a metric named there fails a gate, a ``minor regression`` too with
 ``--fail-on-minor``). Every default below is defined once, in ``DEFAULT_THRESHOLDS`` and the
-constants it is built from.
+constants it is built from; ``--metric-thresholds`` (``parse_metric_thresholds``) overrides them.
 
 **Measured once per worker process** (``extra_info.process_metrics``, one value per process):
 ``throughput`` (a throughput or server scenario's samples/s in that process, harness.run.load;
@@ -100,6 +100,11 @@ DEFAULT_THRESHOLDS = {
     "size": 0.05,
     "accuracy": ACCURACY_FACTOR - 1,  # as a ratio threshold: current/baseline >= 1 + 9
 }
+METRIC_THRESHOLDS_HELP = (
+    "thresholds of the verdicts beyond latency, overriding the defaults "
+    + ",".join(f"{name}={value:g}" for name, value in DEFAULT_THRESHOLDS.items())
+    + ", e.g. compile=0.5,memory=0.2 (accuracy's is its error factor less one; latency's is its own option)"
+)
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,37 @@ def parse_fail_on(text: str | None) -> tuple[str, ...]:
             f"use a comma list of {', '.join(METRICS)} (or all)"
         )
     return tuple(dict.fromkeys(names))
+
+
+def parse_metric_thresholds(text: str | None) -> dict[str, float]:
+    """'compile=0.5,memory=0.2' -> {'compile': 0.5, 'memory': 0.2}: thresholds that override
+    ``DEFAULT_THRESHOLDS`` (None -> none). A value is the ratio's excess as a fraction, as latency's
+    (0.5: 50% worse); accuracy's is its error factor less one (9: ten times the baseline's error).
+    Latency's threshold has its own option; a bad entry raises MetricNameError, naming it."""
+    thresholds: dict[str, float] = {}
+    for entry in (e.strip() for e in (text or "").split(",")):
+        if not entry:
+            continue
+        name, _, value = (part.strip() for part in entry.partition("="))
+        if name not in DEFAULT_THRESHOLDS:
+            hint = " (latency's is --regression-threshold / compare --threshold)" if name == "latency" else ""
+            raise MetricNameError(
+                f"--metric-thresholds {text!r}: {name!r} is not a metric with a threshold{hint}; "
+                f"use NAME=FRACTION with NAME one of {', '.join(DEFAULT_THRESHOLDS)}"
+            )
+        try:
+            threshold = float(value)
+        except ValueError:
+            threshold = -1.0
+        if not (math.isfinite(threshold) and threshold >= 0):
+            raise MetricNameError(
+                f"--metric-thresholds {text!r}: {name}={value!r} is not a threshold; give a fraction >= 0 "
+                f"(0.5 = 50% worse; default {DEFAULT_THRESHOLDS[name]:g})"
+            )
+        thresholds[name] = threshold
+    if text is not None and not thresholds:
+        raise MetricNameError(f"--metric-thresholds {text!r}: empty; use e.g. compile=0.5,memory=0.2")
+    return thresholds
 
 
 @dataclass

@@ -12,7 +12,14 @@ import pytest
 from harness.backends import UnknownBackendError, registered
 from harness.backends.tvm.remote import RemoteDevice, RemoteError, describe, needs_cross_compiler
 from harness.compare.compare import pick_threshold
-from harness.compare.metrics import DEFAULT_FAIL_ON, METRICS, MetricNameError, parse_fail_on
+from harness.compare.metrics import (
+    DEFAULT_FAIL_ON,
+    METRIC_THRESHOLDS_HELP,
+    METRICS,
+    MetricNameError,
+    parse_fail_on,
+    parse_metric_thresholds,
+)
 from harness.compare.op_profile import DEFAULT_RUNS
 from harness.compare.percentiles import DEFAULT_STATISTIC, VERDICT_STATISTICS, StatisticError, check_statistic
 from harness.compare.sequential import DEFAULT_BUDGET_MINUTES
@@ -204,6 +211,12 @@ def add_options(parser) -> None:
         f"{', '.join(METRICS)} or all (default {','.join(DEFAULT_FAIL_ON)})",
     )
     group.addoption(
+        "--metric-thresholds",
+        default=None,
+        metavar="LIST",
+        help=METRIC_THRESHOLDS_HELP,
+    )
+    group.addoption(
         "--include-transfers",
         action="store_true",
         help="on a device target (cuda), time each call with its host-to-device input copies and its outputs' copy "
@@ -279,6 +292,7 @@ class RunOptions:
     regression_threshold: float | None = None
     regression_alpha: float = DEFAULT_ALPHA
     fail_on: tuple[str, ...] = DEFAULT_FAIL_ON  # metrics whose regression fails the gate
+    metric_thresholds: dict[str, float] = field(default_factory=dict)  # --metric-thresholds overrides
     until_decided: bool = False
     budget_minutes: float | None = None  # with until_decided (None: DEFAULT_BUDGET_MINUTES)
     drift_control: bool = True
@@ -312,6 +326,7 @@ class RunOptions:
                 raise RemoteError(f"--rpc-tracker runs cells on an RPC device's CPU, not on {', '.join(devices)}")
             remote = remote_device(opt("rpc_tracker"), opt("rpc_key"), opt("rpc_target"), opt("rpc_cross_compiler"))
             fail_on = parse_fail_on(opt("fail_on"))
+            metric_thresholds = parse_metric_thresholds(opt("metric_thresholds"))
         except (
             MetricNameError,
             RemoteError,
@@ -373,6 +388,7 @@ class RunOptions:
             opt("regression_threshold"),
             opt("regression_alpha"),
             fail_on,
+            metric_thresholds,
             bool(opt("until_decided")),
             budget,
             not opt("no_drift_control") and remote is None,  # the control measures this host, not a device

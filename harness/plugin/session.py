@@ -371,6 +371,7 @@ class BenchSession:
             current_info={n: extra_info(r) for n, r in current.items() if r is not None and r.ok},
             looks={n: self.looks.get(n, 1) for n in current} if self.options.until_decided else None,
             statistics=statistics,
+            metric_thresholds=self.options.metric_thresholds,
         )
 
     @property
