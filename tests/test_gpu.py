@@ -8,6 +8,10 @@ a real GPU. Those paths have not run on one (README, "GPU targets")."""
 
 from __future__ import annotations
 
+import importlib.util
+import platform
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -17,7 +21,9 @@ from harness.backends import get_backend
 from harness.backends.base import Backend
 from harness.machine import gpu as gpu_module
 from harness.machine.gpu import (
+    CudaToolkit,
     Gpu,
+    cuda_toolkit,
     ort_has_cuda_provider,
     parse_query,
     torch_cuda_version,
@@ -161,35 +167,133 @@ def test_with_a_gpu_the_installed_runtimes_decide(gpus, monkeypatch):
 def test_tvm_needs_its_cuda_runtime_and_a_kernel_compiler(gpus, monkeypatch):
     gpus(H100)
     tvm = get_backend("tvm")
+    monkeypatch.delenv("TVM_CUDA_COMPILE_MODE", raising=False)
     monkeypatch.setattr(gpu_module, "tvm_has_cuda_runtime", lambda package=None: False)
     assert tvm.device_runtime_reason(get_target("cuda")) == (
         "the installed TVM has no CUDA runtime (tvm/lib/libtvm_runtime_cuda.so)"
     )
     monkeypatch.setattr(gpu_module, "tvm_has_cuda_runtime", lambda package=None: True)
-    monkeypatch.setattr(gpu_module, "cuda_toolkit", lambda: None)  # a driver, no toolkit: NVRTC has no headers
-    assert tvm.device_runtime_reason(get_target("cuda")) == (
-        "TVM compiles CUDA kernels with the CUDA toolkit: set CUDA_PATH, or put nvcc on PATH"
+    monkeypatch.setattr(gpu_module, "cuda_toolkit", lambda: CudaToolkit("/usr/local/cuda"))
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        "importlib.util.find_spec", lambda name, *a: None if name.startswith("cuda") else real_find_spec(name, *a)
     )
-    monkeypatch.setattr(gpu_module, "cuda_toolkit", lambda: "/usr/local/cuda")
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name.startswith("cuda") else object())
     assert tvm.device_runtime_reason(get_target("cuda")) == (
         "TVM compiles CUDA kernels with NVRTC: install cuda-bindings (or set TVM_CUDA_COMPILE_MODE=nvcc)"
     )
-    monkeypatch.setenv("TVM_CUDA_COMPILE_MODE", "nvcc")
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object())  # cuda-bindings there
     assert tvm.device_runtime_reason(get_target("cuda")) is None
+    monkeypatch.setattr(gpu_module, "cuda_toolkit", lambda: None)  # a driver, no headers: NVRTC cannot compile
+    monkeypatch.delenv("CUDA_PATH", raising=False)
+    assert tvm.device_runtime_reason(get_target("cuda")) == (
+        "TVM's NVRTC compiles need the CUDA headers: install a CUDA toolkit, or the CUDA lock's "
+        "cuda-toolkit[cccl] wheels (or set CUDA_PATH)"
+    )
+    monkeypatch.setenv("CUDA_PATH", "/opt/empty")
+    assert tvm.device_runtime_reason(get_target("cuda")) == (
+        "CUDA_PATH=/opt/empty lacks the headers TVM's NVRTC compiles need (cuda_runtime.h, CCCL's cuda/std)"
+    )
+    monkeypatch.setenv("TVM_CUDA_COMPILE_MODE", "nvcc")  # nvcc finds its own headers
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert tvm.device_runtime_reason(get_target("cuda")) == "TVM_CUDA_COMPILE_MODE=nvcc, but no nvcc is on PATH"
 
 
-def test_cuda_toolkit_is_found_as_tvm_finds_it(monkeypatch, tmp_path):
-    from harness.machine.gpu import cuda_toolkit
+def cuda_tree(root: Path, headers: str = "include", cccl: str | None = "include") -> Path:
+    """A CUDA header tree: cuda_runtime.h under ``root/headers``, CCCL's cuda/std/cstdint under
+    ``root/cccl`` (None: no CCCL)."""
+    (root / headers).mkdir(parents=True, exist_ok=True)
+    (root / headers / "cuda_runtime.h").write_text("")
+    if cccl is not None:
+        (root / cccl / "cuda" / "std").mkdir(parents=True, exist_ok=True)
+        (root / cccl / "cuda" / "std" / "cstdint").write_text("")
+    return root
 
-    monkeypatch.setenv("CUDA_PATH", "/opt/cuda-12.8")
-    assert cuda_toolkit() == "/opt/cuda-12.8"
-    monkeypatch.delenv("CUDA_PATH")
-    (tmp_path / "cuda" / "bin").mkdir(parents=True)
-    (tmp_path / "cuda" / "bin" / "nvcc").write_text("#!/bin/sh\n")
-    (tmp_path / "cuda" / "bin" / "nvcc").chmod(0o755)
-    monkeypatch.setenv("PATH", str(tmp_path / "cuda" / "bin"))
-    assert cuda_toolkit() == str(tmp_path / "cuda")
+
+@pytest.fixture
+def no_cuda(monkeypatch, tmp_path):
+    """A host with no CUDA headers anywhere (this machine's own toolkit and wheels hidden)."""
+    monkeypatch.delenv("CUDA_PATH", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setattr(gpu_module, "DEFAULT_CUDA_ROOT", tmp_path / "no-usr-local-cuda")
+    monkeypatch.setattr(gpu_module, "_package_dir", lambda module: None)
+    return tmp_path
+
+
+def test_cuda_headers_are_found_where_tvm_reads_them(no_cuda, monkeypatch):
+    tmp = no_cuda
+    assert cuda_toolkit() is None
+    # a system toolkit: CCCL under targets/<triple>/include/cccl, which TVM looks in itself
+    triple = f"{platform.machine()}-{platform.system().lower()}"
+    system = cuda_tree(tmp / "cuda-13.0", cccl=f"targets/{triple}/include/cccl")
+    monkeypatch.setattr(gpu_module, "DEFAULT_CUDA_ROOT", system)
+    assert cuda_toolkit() == CudaToolkit(str(system), (), str(system))
+    # CUDA_PATH is the only place looked at once set: one without headers is none
+    monkeypatch.setenv("CUDA_PATH", str(tmp / "elsewhere"))
+    assert cuda_toolkit() is None
+    monkeypatch.setenv("CUDA_PATH", str(cuda_tree(tmp / "elsewhere", cccl="include/cccl")))
+    found = cuda_toolkit()  # CCCL in include/cccl, where TVM does not look: passed as an include
+    assert found == CudaToolkit(str(tmp / "elsewhere"), (str(tmp / "elsewhere" / "include" / "cccl"),), "CUDA_PATH")
+    # headers but no CCCL: NVRTC's preamble includes cuda/std/cstdint, so no toolkit
+    monkeypatch.setenv("CUDA_PATH", str(cuda_tree(tmp / "no-cccl", cccl=None)))
+    assert cuda_toolkit() is None
+
+
+def test_an_nvcc_wrapper_script_leads_to_its_toolkit(no_cuda, monkeypatch):
+    """As on a machine with /usr/local/bin/nvcc = 'exec /usr/local/cuda-13.0/bin/nvcc "$@"': TVM takes
+    /usr/local for the toolkit (it has no headers); the script's nvcc leads to the real one."""
+    tmp = no_cuda
+    real = cuda_tree(tmp / "cuda-13.0")
+    (real / "bin").mkdir()
+    (real / "bin" / "nvcc").write_text("")
+    bin_dir = tmp / "usr-local" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "nvcc").write_text(f'#!/bin/sh\nexec {real}/bin/nvcc "$@"\n')
+    (bin_dir / "nvcc").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert cuda_toolkit() == CudaToolkit(str(real), (), "nvcc on PATH")
+    (bin_dir / "nvcc").write_text("#!/bin/sh\necho not a wrapper\n")  # a script naming no nvcc: no toolkit
+    assert cuda_toolkit() is None
+
+
+def test_the_cuda_wheels_headers_serve_when_no_toolkit_is_installed(no_cuda, monkeypatch):
+    """The CUDA lock's layout: nvidia/cu13/include (cuda_runtime.h) and nvidia/cu13/include/cccl; a
+    worker hands TVM the root and the CCCL folder, keeping flags the user set."""
+    site = no_cuda / "site-packages"
+    wheel = cuda_tree(site / "nvidia" / "cu13", cccl="include/cccl")
+    monkeypatch.setattr(gpu_module, "_package_dir", lambda module: site / module if module == "nvidia" else None)
+    found = cuda_toolkit()
+    assert found == CudaToolkit(str(wheel), (str(wheel / "include" / "cccl"),), "NVIDIA's CUDA wheels")
+    assert found.env({}) == {"CUDA_PATH": str(wheel), "TVM_CUDA_NVRTC_EXTRA_OPTS": f"-I{wheel}/include/cccl"}
+    assert found.env({"CUDA_PATH": "/mine", "TVM_CUDA_NVRTC_EXTRA_OPTS": "-lineinfo"}) == {
+        "CUDA_PATH": "/mine",
+        "TVM_CUDA_NVRTC_EXTRA_OPTS": f"-lineinfo -I{wheel}/include/cccl",
+    }
+    # CUDA 12's wheels: headers in nvidia/cuda_runtime/include, CCCL in nvidia/cuda_cccl/include
+    monkeypatch.setattr(gpu_module, "_package_dir", lambda module: no_cuda / "cu12" if module == "nvidia" else None)
+    runtime = cuda_tree(no_cuda / "cu12" / "cuda_runtime", cccl=None)
+    cuda_tree(no_cuda / "cu12" / "cuda_cccl", headers="other", cccl="include")
+    assert cuda_toolkit() == CudaToolkit(
+        str(runtime), (str(no_cuda / "cu12" / "cuda_cccl" / "include"),), "NVIDIA's CUDA wheels"
+    )
+
+
+def test_an_ort_session_that_fell_back_to_the_cpu_is_an_error(monkeypatch):
+    """The installed onnxruntime has no CUDA provider here (the CPU lock), as onnxruntime-gpu has none
+    loadable on a host without a driver: ORT warns and runs on the CPU; the cell must not."""
+    import onnxruntime
+
+    from harness.models import build_model
+
+    preloaded = []
+    monkeypatch.setattr(onnxruntime, "preload_dlls", lambda: preloaded.append(True), raising=False)
+    model = build_model("mlp")
+    with pytest.raises(RuntimeError) as raised:
+        get_backend("ort").compile(model, get_target("cuda"), 1, model.make_inputs(0))
+    assert str(raised.value) == (
+        "ort: the session runs on CPUExecutionProvider, not CUDAExecutionProvider (ORT could not load it: "
+        "check the CUDA and cuDNN libraries onnxruntime-gpu needs)"
+    )
+    assert preloaded == [True]  # the wheels' CUDA libraries are loaded before the session
 
 
 @pytest.mark.parametrize(

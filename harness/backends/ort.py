@@ -231,10 +231,14 @@ class OnnxRuntime(Backend):
 
     def _device_session(self, model, opts, target):
         """A session on the target's device, built from the graph (no compile cache), that really
-        runs there (ORT does not fail when its CUDA provider cannot load: it falls back to the CPU)."""
+        runs there (ORT does not fail when its CUDA provider cannot load: it falls back to the CPU).
+        The CUDA and cuDNN libraries that onnxruntime-gpu[cuda,cudnn] installs are loaded first
+        (``preload_dlls``): its provider library finds them only once loaded, by torch or so."""
         import onnxruntime as ort
 
         providers, options = providers_for(target)
+        if hasattr(ort, "preload_dlls"):  # the nvidia-* wheels' CUDA and cuDNN are not on the loader's path
+            ort.preload_dlls()
         graph = model.onnx_model().SerializeToString()
         session = ort.InferenceSession(graph, opts, providers=providers, provider_options=options)
         if session.get_providers()[0] != CUDA_PROVIDER:

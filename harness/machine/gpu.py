@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ from pathlib import Path
 
 QUERY = "index,name,driver_version,memory.total,compute_cap,uuid"
 NVIDIA_SMI_TIMEOUT_S = 10
+DEFAULT_CUDA_ROOT = Path("/usr/local/cuda")  # where CUDA's installers put the toolkit
 
 # dense fp32 and TF32 tensor-core peaks in GFLOP/s, from NVIDIA's datasheets (SXM parts where
 # a name covers several; TF32 without structured sparsity). Matched on the name nvidia-smi prints.
@@ -161,16 +163,91 @@ def ort_has_cuda_provider(package: Path | None = None) -> bool:
     return bool(package) and any((package / "capi").glob("libonnxruntime_providers_cuda.so*"))
 
 
-def cuda_toolkit() -> str | None:
-    """The CUDA toolkit's root as TVM finds it (``tvm.support.nvcc.find_cuda_path``: CUDA_PATH,
-    else nvcc on PATH, else /usr/local/cuda with its nvcc); None where there is none. TVM needs
-    its headers for NVRTC too."""
-    if "CUDA_PATH" in os.environ:
-        return os.environ["CUDA_PATH"]
+@dataclass(frozen=True)
+class CudaToolkit:
+    """CUDA headers TVM's NVRTC compile can use: ``root`` is what TVM is given as CUDA_PATH (it reads
+    ``root/include`` and ``root/targets/<triple>/include[/cccl]``), ``includes`` the directories it
+    would not look in by itself (a pip layout's CCCL), ``found`` where the root came from."""
+
+    root: str
+    includes: tuple[str, ...] = ()
+    found: str = ""
+
+    def env(self, environ: dict | None = None) -> dict[str, str]:
+        """The variables a worker sets before TVM compiles CUDA: CUDA_PATH (a user's own is kept)
+        and the include flags added to TVM_CUDA_NVRTC_EXTRA_OPTS."""
+        environ = os.environ if environ is None else environ
+        env = {"CUDA_PATH": environ.get("CUDA_PATH") or self.root}
+        if self.includes:
+            flags = " ".join(f"-I{d}" for d in self.includes)
+            env["TVM_CUDA_NVRTC_EXTRA_OPTS"] = f"{environ.get('TVM_CUDA_NVRTC_EXTRA_OPTS', '')} {flags}".strip()
+        return env
+
+
+def _target_include(root: Path) -> Path:
+    return root / "targets" / f"{platform.machine()}-{platform.system().lower()}" / "include"
+
+
+def _toolkit_at(root: Path, found: str, extra: list[Path]) -> CudaToolkit | None:
+    """The headers under ``root`` as TVM reads them, with CCCL from ``extra`` where TVM's own places
+    lack it; None without ``cuda_runtime.h`` or CCCL's ``cuda/std/cstdint`` (NVRTC's preamble)."""
+    own = [root / "include", _target_include(root), _target_include(root) / "cccl"]
+    if not any((d / "cuda_runtime.h").is_file() for d in own):
+        return None
+    if any((d / "cuda" / "std" / "cstdint").is_file() for d in own):
+        return CudaToolkit(str(root), (), found)
+    cccl = [d for d in [root / "include" / "cccl", *extra] if (d / "cuda" / "std" / "cstdint").is_file()]
+    return CudaToolkit(str(root), (str(cccl[0]),), found) if cccl else None
+
+
+def _wheel_roots() -> list[Path]:
+    """CUDA header folders of NVIDIA's pip wheels (CUDA 13: nvidia/cu13; 12: nvidia/cuda_runtime)."""
+    nvidia = _package_dir("nvidia")
+    return [nvidia / name for name in ("cu13", "cuda_runtime")] if nvidia else []
+
+
+def cuda_toolkit() -> CudaToolkit | None:
+    """The CUDA headers for TVM's NVRTC kernel compiles, or None. CUDA_PATH, where set, is the only
+    place looked at (the user chose it). Otherwise the first with the headers of: the toolkit of
+    nvcc on PATH (its ``../..``; for a wrapper script that ``exec``s another nvcc, that one's too),
+    /usr/local/cuda, and the CUDA wheels that torch and ``cuda-toolkit[cccl]`` install (the CUDA
+    lock). TVM looks only at CUDA_PATH or nvcc's ``../..`` (a wrapper script's own folder), so a
+    worker hands it what this found (``CudaToolkit.env``)."""
+    wheels = _wheel_roots()
+    cccl = [w / "include" / "cccl" for w in wheels] + [w.parent / "cuda_cccl" / "include" for w in wheels]
+    if os.environ.get("CUDA_PATH"):
+        return _toolkit_at(Path(os.environ["CUDA_PATH"]), "CUDA_PATH", cccl)
+    candidates = [(Path(root), "nvcc on PATH") for root in _nvcc_roots()]
+    candidates.append((DEFAULT_CUDA_ROOT, str(DEFAULT_CUDA_ROOT)))
+    candidates += [(w, "NVIDIA's CUDA wheels") for w in wheels]
+    for root, found in candidates:
+        toolkit = _toolkit_at(root, found, cccl)
+        if toolkit is not None:
+            return toolkit
+    return None
+
+
+_EXEC_LINE = re.compile(r"^\s*exec\s+(\S+/nvcc)\b", re.M)
+
+
+def _nvcc_roots() -> list[str]:
+    """The toolkit root of nvcc on PATH: ``realpath(nvcc)/../..`` as TVM takes it, and where nvcc is
+    a small wrapper script that execs another nvcc, that one's root too."""
     nvcc = shutil.which("nvcc")
-    if nvcc:
-        return os.path.realpath(os.path.join(nvcc, "../.."))
-    return "/usr/local/cuda" if os.path.exists("/usr/local/cuda/bin/nvcc") else None
+    if nvcc is None:
+        return []
+    real = os.path.realpath(nvcc)
+    roots = [os.path.dirname(os.path.dirname(real))]
+    try:
+        with open(real, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return roots
+    if head.startswith(b"#!"):
+        target = _EXEC_LINE.search(head.decode("utf-8", "replace"))
+        if target:
+            roots.append(os.path.dirname(os.path.dirname(os.path.realpath(target[1]))))
+    return roots
 
 
 def tvm_has_cuda_runtime(package: Path | None = None) -> bool:

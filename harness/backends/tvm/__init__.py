@@ -25,6 +25,8 @@ compiled function (op_profile.py); none on an RPC device."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from harness.backends.base import Backend
@@ -170,22 +172,29 @@ class Tvm(Backend):
         return tvm.__version__
 
     def device_runtime_reason(self, target):
-        """TVM runs CUDA through its wheel's CUDA runtime library and compiles the kernels it
-        generates with NVRTC (the cuda-bindings package) or, with TVM_CUDA_COMPILE_MODE=nvcc, nvcc;
-        either way it needs the CUDA toolkit (its headers; harness.machine.gpu.cuda_toolkit)."""
+        """TVM runs CUDA through its wheel's CUDA runtime library, which compiles the kernels TVM
+        generated when it loads them: with NVRTC (the cuda-bindings package), which needs the CUDA
+        headers (harness.machine.gpu.cuda_toolkit), or with TVM_CUDA_COMPILE_MODE=nvcc, nvcc."""
         import importlib.util
         import os
+        import shutil
 
         from harness.machine import gpu
 
         if not gpu.tvm_has_cuda_runtime():
             return "the installed TVM has no CUDA runtime (tvm/lib/libtvm_runtime_cuda.so)"
-        if gpu.cuda_toolkit() is None:
-            return "TVM compiles CUDA kernels with the CUDA toolkit: set CUDA_PATH, or put nvcc on PATH"
         if os.environ.get("TVM_CUDA_COMPILE_MODE") == "nvcc":
-            return None
+            return None if shutil.which("nvcc") else "TVM_CUDA_COMPILE_MODE=nvcc, but no nvcc is on PATH"
         if importlib.util.find_spec("cuda") is None or importlib.util.find_spec("cuda.bindings") is None:
             return "TVM compiles CUDA kernels with NVRTC: install cuda-bindings (or set TVM_CUDA_COMPILE_MODE=nvcc)"
+        if gpu.cuda_toolkit() is None:
+            where = os.environ.get("CUDA_PATH")
+            return (
+                f"CUDA_PATH={where} lacks the headers TVM's NVRTC compiles need (cuda_runtime.h, CCCL's cuda/std)"
+                if where
+                else "TVM's NVRTC compiles need the CUDA headers: install a CUDA toolkit, or the CUDA lock's "
+                "cuda-toolkit[cccl] wheels (or set CUDA_PATH)"
+            )
         return None
 
     def compile(self, model, target, threads, example):
@@ -248,9 +257,14 @@ class Tvm(Backend):
         import tvm
         from tvm import relax
 
+        from harness.machine.gpu import cuda_toolkit
+
         device = tvm.cuda(target.index)
         if not device.exist:
             raise RuntimeError(f"{self.name}: TVM's CUDA runtime sees no {target.name}")
+        toolkit = cuda_toolkit()
+        if toolkit is not None:  # TVM's NVRTC compile reads them
+            os.environ.update(toolkit.env())
         host = tvm_target(get_target("llvm-generic"), 1)
         tvm_tgt = tvm.target.Target(tvm.target.Target.from_device(device), host=host)
         executable = relax.build(import_relax(model, example), target=tvm_tgt, relax_pipeline="default")
@@ -260,7 +274,9 @@ class Tvm(Backend):
             "target": str(tvm_tgt),
             "artifact_bytes": None,
             "artifact": "none: a device build is not exported",
+            "cuda_headers": f"{toolkit.root} ({toolkit.found})" if toolkit else None,
         }
+        # the VirtualMachine loads the kernels, compiling their CUDA source (NVRTC): part of compile_s
         return TvmCompiled(relax.VirtualMachine(executable, device), device, label, info)
 
     def _build(self, model, example, tvm_tgt, database):
