@@ -296,6 +296,43 @@ def test_an_ort_session_that_fell_back_to_the_cpu_is_an_error(monkeypatch):
     assert preloaded == [True]  # the wheels' CUDA libraries are loaded before the session
 
 
+def _tvm_cuda_compile_reason() -> str | None:
+    """Why TVM's CUDA kernels cannot be built and compiled here (none where the CUDA lock is
+    installed: it needs no GPU)."""
+    if not tvm_has_cuda_runtime():
+        return "the installed TVM has no CUDA runtime"
+    if importlib.util.find_spec("cuda") is None or importlib.util.find_spec("cuda.bindings") is None:
+        return "no cuda-bindings (NVRTC): install the CUDA lock"
+    return None if cuda_toolkit() else "no CUDA headers: install the CUDA lock"
+
+
+@pytest.mark.skipif(_tvm_cuda_compile_reason() is not None, reason=str(_tvm_cuda_compile_reason()))
+@pytest.mark.parametrize("model_name", ["mlp", "bert_tiny"])
+def test_tvm_builds_cuda_kernels_that_nvrtc_compiles_for_an_h100(model_name, monkeypatch):
+    """What runs without a GPU of a tvm cuda cell: the backend's GPU build for sm_90 (the H100's,
+    named here: ``Target.from_device`` needs the device), then the CUDA source it carries compiled
+    by the callback TVM's CUDA runtime calls when it loads the kernels, with the headers the worker
+    hands TVM (``CudaToolkit.env``). The cubin is not loaded or run."""
+    from tvm.support import nvcc
+
+    from harness.backends.tvm.frontend import import_relax
+    from harness.backends.tvm.pipeline import build_for_gpu, gpu_target
+    from harness.models import build_model
+
+    for name, value in cuda_toolkit().env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("TVM_CUDA_COMPILE_MODE", raising=False)  # NVRTC, TVM's default
+    model = build_model(model_name)
+    target = gpu_target({"kind": "cuda", "arch": "sm_90", "max_threads_per_block": 1024, "thread_warp_size": 32})
+    executable = build_for_gpu(import_relax(model, model.make_inputs(0)), target)
+    (cuda,) = [m for m in executable.mod.imports[0].imports if m.kind == "cuda"]
+    source = cuda.inspect_source("")
+    assert source.count("__global__") >= 5
+    with target:
+        cubin = bytes(nvcc.tvm_callback_cuda_compile(source))
+    assert cubin[:4] == b"\x7fELF" and len(cubin) > 10_000
+
+
 @pytest.mark.parametrize(
     "backend, target, supports",
     [

@@ -34,7 +34,6 @@ from harness.backends.sparse_weights import describe
 from harness.backends.tvm.frontend import import_relax, remove_dropout, set_tvm_threads, tvm_target
 from harness.backends.tvm.remote import RemoteDevice, RemoteError, deploy, export_library
 from harness.machine.threads import ThreadSettings
-from harness.plan.targets import get_target
 
 __all__ = [
     "Tvm",
@@ -250,13 +249,12 @@ class Tvm(Backend):
         return TvmCompiled(relax.VirtualMachine(module, device), device, label, info, unexported)
 
     def _compile_on_device(self, model, target, example):
-        """TVM's own GPU build: ``relax.build``'s default pipeline for a GPU target (legalize, fuse,
-        the DLight GPU rules Matmul, GEMV, Reduction, GeneralReduction and Fallback; no CUDA graphs:
-        ``relax.backend.use_cuda_graph`` is left unset), for the device's own architecture
+        """TVM's own GPU build (``pipeline.build_for_gpu``) for the device's own architecture
         (``Target.from_device``). Untuned, uncached."""
         import tvm
         from tvm import relax
 
+        from harness.backends.tvm.pipeline import build_for_gpu, gpu_target
         from harness.machine.gpu import cuda_toolkit
 
         device = tvm.cuda(target.index)
@@ -265,9 +263,8 @@ class Tvm(Backend):
         toolkit = cuda_toolkit()
         if toolkit is not None:  # TVM's NVRTC compile reads them
             os.environ.update(toolkit.env())
-        host = tvm_target(get_target("llvm-generic"), 1)
-        tvm_tgt = tvm.target.Target(tvm.target.Target.from_device(device), host=host)
-        executable = relax.build(import_relax(model, example), target=tvm_tgt, relax_pipeline="default")
+        tvm_tgt = gpu_target(tvm.target.Target.from_device(device))
+        executable = build_for_gpu(import_relax(model, example), tvm_tgt)
         label = f"Relax default GPU pipeline (DLight rules), untuned, on {target.name} ({tvm_tgt.attrs.get('arch')})"
         info = {
             "compile_cache": "off: device builds are not cached yet",

@@ -10,7 +10,9 @@
 3. ``build``: TVM's dataflow lowering and finalisation, then codegen.
 
 ``tvm-untuned`` skips 1's layout change and 2 entirely: TVM's ``default_build`` pipeline, the naive
-serial loop nests (the floor a schedule is measured against)."""
+serial loop nests (the floor a schedule is measured against).
+
+A GPU target takes none of these: ``build_for_gpu`` is TVM's own GPU build."""
 
 from __future__ import annotations
 
@@ -96,3 +98,24 @@ def build(scheduled_mod, target):
             return tvm.transform.Sequential(cpu.dataflow_lower_passes(target) + cpu.finalize_passes(target))(mod)
 
     return tvm.compile(scheduled_mod, target=target, relax_pipeline=lower)
+
+
+def gpu_target(cuda: dict | object):
+    """A CUDA target (``Target.from_device``'s, or its attributes: ``{"kind": "cuda", "arch":
+    "sm_90", ...}``) with the generic x86-64 host its launch code is compiled for."""
+    import tvm
+
+    from harness.backends.tvm.frontend import tvm_target
+    from harness.plan.targets import get_target
+
+    return tvm.target.Target(cuda, host=tvm_target(get_target("llvm-generic"), 1))
+
+
+def build_for_gpu(mod, target):
+    """``relax.build``'s default pipeline for a GPU target: legalize, fuse, the DLight GPU rules
+    (Matmul, GEMV, Reduction, GeneralReduction, Fallback); no CUDA graphs
+    (``relax.backend.use_cuda_graph`` unset). Needs no GPU: the executable carries its kernels as
+    CUDA source, which TVM's CUDA runtime compiles (NVRTC, or nvcc) when a VirtualMachine loads it."""
+    from tvm import relax
+
+    return relax.build(mod, target=target, relax_pipeline="default")
