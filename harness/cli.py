@@ -63,15 +63,19 @@ def latest_saved_run(store_root: str, current: dict) -> Path:
     return latest
 
 
-def _judged(args, baseline_path: str, current: dict):
+def _metric_thresholds(args) -> dict[str, float]:
+    """--metric-thresholds, parsed before anything is read (a bad one is a usage error, always)."""
+    try:
+        return parse_metric_thresholds(args.metric_thresholds)
+    except MetricNameError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+def _judged(args, baseline_path: str, current: dict, metric_thresholds: dict[str, float]):
     """The comparison of a loaded result with a baseline file, under the one rule every judging
     path applies: results from different machine profiles are refused unless asked for."""
     if Path(baseline_path).is_dir():  # a store: the latest saved run of the current result's profile
         baseline_path = latest_saved_run(baseline_path, current)
-    try:
-        metric_thresholds = parse_metric_thresholds(args.metric_thresholds)
-    except MetricNameError as exc:
-        raise UsageProblem(str(exc)) from None
     comparison = compare_results(
         load_result(baseline_path), current, args.threshold, args.alpha, args.verdict_statistic, metric_thresholds
     )
@@ -94,7 +98,7 @@ def cmd_compare(args) -> int:
         fail_on = parse_fail_on(args.fail_on)
     except MetricNameError as exc:
         raise UsageProblem(str(exc)) from None
-    comparison = _judged(args, args.baseline, load_result(args.current))
+    comparison = _judged(args, args.baseline, load_result(args.current), _metric_thresholds(args))
     failing = comparison.failing(args.fail_on_minor, fail_on)
     if args.format == "json":
         print(
@@ -262,11 +266,12 @@ def cmd_merge(args) -> int:
 def cmd_report(args) -> int:
     from harness.report.html import write_reports
 
+    metric_thresholds = _metric_thresholds(args)
     current = load_result(args.result)
     comparison = None
     if args.baseline:
         try:
-            comparison = _judged(args, args.baseline, current)
+            comparison = _judged(args, args.baseline, current, metric_thresholds)
         except UsageProblem as exc:
             if not Path(args.baseline).is_dir():
                 raise

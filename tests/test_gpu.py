@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import importlib.util
 import platform
+import shlex
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +42,7 @@ from harness.run.parity import ParityPolicy, check_parity, policy_for
 from harness.run.schedule import run_cell
 from harness.run.timing import EventClock, HostClock, SyncClock, TimingOptions, measure
 
+WHEEL_ROOTS = gpu_module._wheel_roots
 H100 = Gpu(0, "NVIDIA H100 80GB HBM3", "580.65.06", 81559, "9.0", "GPU-1b2c")
 SMI_OUTPUT = (
     "0, NVIDIA H100 80GB HBM3, 580.65.06, 81559, 9.0, GPU-1b2c\n"
@@ -191,7 +195,8 @@ def test_tvm_needs_its_cuda_runtime_and_a_kernel_compiler(gpus, monkeypatch):
     )
     monkeypatch.setenv("CUDA_PATH", "/opt/empty")
     assert tvm.device_runtime_reason(get_target("cuda")) == (
-        "CUDA_PATH=/opt/empty lacks the headers TVM's NVRTC compiles need (cuda_runtime.h, CCCL's cuda/std)"
+        "CUDA_PATH=/opt/empty lacks the headers TVM's NVRTC compiles need (cuda_runtime.h, CCCL's cuda/std): "
+        "point it at a toolkit that has them, or unset it to use nvcc's, /usr/local/cuda or the CUDA lock's wheels"
     )
     monkeypatch.setenv("TVM_CUDA_COMPILE_MODE", "nvcc")  # nvcc finds its own headers
     monkeypatch.setenv("PATH", "/nonexistent")
@@ -215,7 +220,7 @@ def no_cuda(monkeypatch, tmp_path):
     monkeypatch.delenv("CUDA_PATH", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     monkeypatch.setattr(gpu_module, "DEFAULT_CUDA_ROOT", tmp_path / "no-usr-local-cuda")
-    monkeypatch.setattr(gpu_module, "_package_dir", lambda module: None)
+    monkeypatch.setattr(gpu_module, "_wheel_roots", lambda: [])
     return tmp_path
 
 
@@ -247,33 +252,50 @@ def test_an_nvcc_wrapper_script_leads_to_its_toolkit(no_cuda, monkeypatch):
     (real / "bin" / "nvcc").write_text("")
     bin_dir = tmp / "usr-local" / "bin"
     bin_dir.mkdir(parents=True)
-    (bin_dir / "nvcc").write_text(f'#!/bin/sh\nexec {real}/bin/nvcc "$@"\n')
-    (bin_dir / "nvcc").chmod(0o755)
+    (bin_dir / "nvcc").touch(mode=0o755)
     monkeypatch.setenv("PATH", str(bin_dir))
-    assert cuda_toolkit() == CudaToolkit(str(real), (), "nvcc on PATH")
-    (bin_dir / "nvcc").write_text("#!/bin/sh\necho not a wrapper\n")  # a script naming no nvcc: no toolkit
-    assert cuda_toolkit() is None
+    found = CudaToolkit(str(real), (), "nvcc on PATH")
+    for script in (
+        f'exec {real}/bin/nvcc "$@"',
+        f'# CUDA 13\nexec "{real}/bin/nvcc" "$@"',  # quoted
+        'exec ../../cuda-13.0/bin/nvcc "$@"',  # relative to the script, not to the working directory
+    ):
+        (bin_dir / "nvcc").write_text(f"#!/bin/sh\n{script}\n")
+        assert cuda_toolkit() == found, script
+    for script in (
+        "echo not a wrapper",  # names no nvcc
+        'exec "${CUDA_HOME}/bin/nvcc" "$@"',  # a variable: not followed
+        'exec /nonexistent/bin/nvcc "$@"',  # an nvcc that is not there
+    ):
+        (bin_dir / "nvcc").write_text(f"#!/bin/sh\n{script}\n")
+        assert cuda_toolkit() is None, script
 
 
 def test_the_cuda_wheels_headers_serve_when_no_toolkit_is_installed(no_cuda, monkeypatch):
-    """The CUDA lock's layout: nvidia/cu13/include (cuda_runtime.h) and nvidia/cu13/include/cccl; a
-    worker hands TVM the root and the CCCL folder, keeping flags the user set."""
+    """The CUDA lock's layout: nvidia/cu13/include (cuda_runtime.h) and nvidia/cu13/include/cccl in a
+    site directory; a worker hands TVM the root and the CCCL folder, keeping flags the user set."""
+    monkeypatch.setattr(gpu_module, "_wheel_roots", WHEEL_ROOTS)  # the real search, over a site of our own
+    monkeypatch.delitem(sys.modules, "nvidia", raising=False)
     site = no_cuda / "site-packages"
     wheel = cuda_tree(site / "nvidia" / "cu13", cccl="include/cccl")
-    monkeypatch.setattr(gpu_module, "_package_dir", lambda module: site / module if module == "nvidia" else None)
+    monkeypatch.syspath_prepend(str(site))
     found = cuda_toolkit()
     assert found == CudaToolkit(str(wheel), (str(wheel / "include" / "cccl"),), "NVIDIA's CUDA wheels")
     assert found.env({}) == {"CUDA_PATH": str(wheel), "TVM_CUDA_NVRTC_EXTRA_OPTS": f"-I{wheel}/include/cccl"}
-    assert found.env({"CUDA_PATH": "/mine", "TVM_CUDA_NVRTC_EXTRA_OPTS": "-lineinfo"}) == {
-        "CUDA_PATH": "/mine",
-        "TVM_CUDA_NVRTC_EXTRA_OPTS": f"-lineinfo -I{wheel}/include/cccl",
-    }
+    # a user's own flags are kept; ours are added once however often a worker asks
+    mine = {"CUDA_PATH": "/mine", "TVM_CUDA_NVRTC_EXTRA_OPTS": "-lineinfo"}
+    mine.update(found.env(mine))
+    mine.update(found.env(mine))
+    assert mine == {"CUDA_PATH": "/mine", "TVM_CUDA_NVRTC_EXTRA_OPTS": f"-lineinfo -I{wheel}/include/cccl"}
+    # a folder with a space survives TVM's shlex split
+    spaced = CudaToolkit("/r", ("/my env/cccl",))
+    assert shlex.split(spaced.env({})["TVM_CUDA_NVRTC_EXTRA_OPTS"]) == ["-I/my env/cccl"]
     # CUDA 12's wheels: headers in nvidia/cuda_runtime/include, CCCL in nvidia/cuda_cccl/include
-    monkeypatch.setattr(gpu_module, "_package_dir", lambda module: no_cuda / "cu12" if module == "nvidia" else None)
-    runtime = cuda_tree(no_cuda / "cu12" / "cuda_runtime", cccl=None)
-    cuda_tree(no_cuda / "cu12" / "cuda_cccl", headers="other", cccl="include")
+    shutil.rmtree(wheel)
+    runtime = cuda_tree(site / "nvidia" / "cuda_runtime", cccl=None)
+    cuda_tree(site / "nvidia" / "cuda_cccl", headers="other", cccl="include")
     assert cuda_toolkit() == CudaToolkit(
-        str(runtime), (str(no_cuda / "cu12" / "cuda_cccl" / "include"),), "NVIDIA's CUDA wheels"
+        str(runtime), (str(site / "nvidia" / "cuda_cccl" / "include"),), "NVIDIA's CUDA wheels"
     )
 
 
@@ -284,6 +306,8 @@ def test_an_ort_session_that_fell_back_to_the_cpu_is_an_error(monkeypatch):
 
     from harness.models import build_model
 
+    if ort_has_cuda_provider() and gpu_module.host_gpus():
+        pytest.skip("onnxruntime-gpu and a GPU here: ORT would run on it, not fall back")
     preloaded = []
     monkeypatch.setattr(onnxruntime, "preload_dlls", lambda: preloaded.append(True), raising=False)
     model = build_model("mlp")

@@ -192,11 +192,12 @@ def test_metric_thresholds_parse_what_they_print(thresholds):
     [
         ("latency=0.1", "'latency' is not a metric with a threshold (latency's is --regression-threshold"),
         ("speed=0.1", "'speed' is not a metric with a threshold; use NAME=FRACTION with NAME one of throughput,"),
-        ("memory", "memory='' is not a threshold; give a fraction >= 0 (0.5 = 50% worse; default 0.1)"),
-        ("compile=-0.1", "compile='-0.1' is not a threshold"),
-        ("compile=nan", "compile='nan' is not a threshold"),
-        ("size=inf", "size='inf' is not a threshold"),
-        ("compile=fast", "compile='fast' is not a threshold"),
+        ("memory", "'memory' is not NAME=FRACTION with a fraction >= 0 (e.g. memory=0.5: 50% worse; default 0.1)"),
+        ("compile=-0.1", "'compile=-0.1' is not NAME=FRACTION"),
+        ("compile=nan", "'compile=nan' is not NAME=FRACTION"),
+        ("size=inf", "'size=inf' is not NAME=FRACTION"),
+        ("compile=fast", "'compile=fast' is not NAME=FRACTION"),
+        ("memory=0.1,memory=5", "memory is given twice; give each metric once"),
         (" , ", "empty; use e.g. compile=0.5,memory=0.2"),
     ],
 )
@@ -325,8 +326,9 @@ def test_compare_fail_on_chooses_what_fails(tmp_path, capsys):
     assert (memory["verdict"], memory["threshold"]) == ("minor regression", 1.5)
     assert main(["compare", str(base), str(cur), "--fail-on", "memory", "--metric-thresholds", "memory=1.2"]) == 1
     capsys.readouterr()
-    assert main(["compare", str(base), str(cur), "--metric-thresholds", "latency=0.1"]) == 2
-    assert capsys.readouterr().err.startswith("error: --metric-thresholds 'latency=0.1': 'latency' is not a metric")
+    for command in (["compare", str(base), str(cur)], ["report", str(cur), "--baseline", str(tmp_path)]):
+        assert main([*command, "--metric-thresholds", "latency=0.1"]) == 2  # before any file is read
+        assert capsys.readouterr().err.startswith("error: --metric-thresholds 'latency=0.1': 'latency' is not a")
     assert main(["compare", str(base), str(cur), "--fail-on", "all", "--format", "md"]) == 1
     assert "| test_latency[mlp-tvm] | unchanged |" in capsys.readouterr().out
     assert main(["compare", str(base), str(cur), "--fail-on", "memory,speed"]) == 2
@@ -475,4 +477,10 @@ def test_each_misbehaving_backend_is_flagged_on_its_own_metric_alone(pytester, m
     )
     bad = pytester.runpytest_subprocess(*common, "--metric-thresholds", "memory=lots")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
-    bad.stderr.fnmatch_lines(["*infer-bench: --metric-thresholds 'memory=lots': memory='lots' is not a threshold*"])
+    bad.stderr.fnmatch_lines(["*infer-bench: --metric-thresholds 'memory=lots': 'memory=lots' is not NAME=FRACTION*"])
+    # the saved run keeps them: compare judges it as the run did, and its own option beats them
+    saved = pytester.path / "lenient.json"
+    assert json.loads(saved.read_text())["benchmarks"][0]["extra_info"]["metric_thresholds"] == {"memory": 1000}
+    base = next((pytester.path / "store").rglob("*base.json"))
+    assert main(["compare", str(base), str(saved), "--fail-on", "memory"]) == 0
+    assert main(["compare", str(base), str(saved), "--fail-on", "memory", "--metric-thresholds", "memory=0.1"]) == 1

@@ -237,8 +237,8 @@ class OnnxRuntime(Backend):
         import onnxruntime as ort
 
         providers, options = providers_for(target)
-        if hasattr(ort, "preload_dlls"):  # the nvidia-* wheels' CUDA and cuDNN are not on the loader's path
-            ort.preload_dlls()
+        if hasattr(ort, "preload_dlls"):  # since ORT 1.21 (the lock has 1.31): a user's older onnxruntime-gpu lacks it
+            ort.preload_dlls()  # the nvidia-* wheels' CUDA and cuDNN are not on the loader's path
         graph = model.onnx_model().SerializeToString()
         session = ort.InferenceSession(graph, opts, providers=providers, provider_options=options)
         if session.get_providers()[0] != CUDA_PROVIDER:

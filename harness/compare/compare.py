@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.compare.metrics import DEFAULT_FAIL_ON, judge_metrics
+from harness.compare.metrics import DEFAULT_FAIL_ON, METRIC_THRESHOLDS_KEY, judge_metrics
 from harness.compare.op_profile import OpProfile, op_diff
 from harness.compare.percentiles import DEFAULT_STATISTIC, STATISTIC_KEY, check_statistic
 from harness.compare.sequential import LOOK_KEY, look_alpha
@@ -142,8 +142,9 @@ def compare(
     which beats the default (``pick_threshold``). ``threads``: each cell's resolved thread count,
     to match the drift control measured at it. ``names`` defaults to current's, then the baseline's.
     ``current_info``: each current cell's extra_info; the cells in it and in the baseline get the
-    verdicts beyond latency (``Verdict.metrics``, harness.compare.metrics) at their default
-    thresholds, or ``metric_thresholds``'s (metric -> threshold; ``threshold`` is latency's).
+    verdicts beyond latency (``Verdict.metrics``, harness.compare.metrics) at ``metric_thresholds``
+    (metric -> threshold: the command line's), else the cell's saved ones (``METRIC_THRESHOLDS_KEY``
+    in its extra_info: the command line's when it ran), else their defaults.
     ``looks``: the --until-decided look of each cell that had one; its verdicts are made at that
     look's share of ``alpha`` (harness.compare.sequential).
     ``statistic`` (the command line) beats each cell's own ``statistics[name]`` (its suite's or
@@ -205,9 +206,8 @@ def compare(
             )
         verdict.look = look
         if name in base and now and name in current_info:
-            verdict.metrics = judge_metrics(
-                base[name].get("extra_info") or {}, current_info[name], level, metric_thresholds
-            )
+            limits = {**(info.get(METRIC_THRESHOLDS_KEY) or {}), **(metric_thresholds or {})}
+            verdict.metrics = judge_metrics(base[name].get("extra_info") or {}, current_info[name], level, limits)
         before_info = (base[name].get("extra_info") or {}) if name in base else {}
         profiles = (before_info.get("op_profile"), info.get("op_profile"))
         if verdict.verdict == "regression" and None not in profiles:
@@ -269,7 +269,7 @@ def compare_results(
     ``regression_threshold`` (its marker or suite when it ran), which beats the default; a cell
     measured with --until-decided is judged at its saved look's level, and each cell by its saved
     ``verdict_statistic`` unless ``statistic`` (the command line) says otherwise; the metrics
-    beyond latency at ``metric_thresholds`` where given."""
+    beyond latency at ``metric_thresholds`` (the command line), else at those each cell ran with."""
     benches = by_name(current)
     info = {name: b.get("extra_info") or {} for name, b in benches.items()}
     return compare(

@@ -100,6 +100,7 @@ DEFAULT_THRESHOLDS = {
     "size": 0.05,
     "accuracy": ACCURACY_FACTOR - 1,  # as a ratio threshold: current/baseline >= 1 + 9
 }
+METRIC_THRESHOLDS_KEY = "metric_thresholds"  # a saved cell's extra_info: the --metric-thresholds it ran with
 METRIC_THRESHOLDS_HELP = (
     "thresholds of the verdicts beyond latency, overriding the defaults "
     + ",".join(f"{name}={value:g}" for name, value in DEFAULT_THRESHOLDS.items())
@@ -159,21 +160,23 @@ def parse_metric_thresholds(text: str | None) -> dict[str, float]:
     for entry in (e.strip() for e in (text or "").split(",")):
         if not entry:
             continue
-        name, _, value = (part.strip() for part in entry.partition("="))
+        name, equals, value = (part.strip() for part in entry.partition("="))
         if name not in DEFAULT_THRESHOLDS:
             hint = " (latency's is --regression-threshold / compare --threshold)" if name == "latency" else ""
             raise MetricNameError(
                 f"--metric-thresholds {text!r}: {name!r} is not a metric with a threshold{hint}; "
                 f"use NAME=FRACTION with NAME one of {', '.join(DEFAULT_THRESHOLDS)}"
             )
+        if name in thresholds:
+            raise MetricNameError(f"--metric-thresholds {text!r}: {name} is given twice; give each metric once")
         try:
             threshold = float(value)
         except ValueError:
             threshold = -1.0
-        if not (math.isfinite(threshold) and threshold >= 0):
+        if not equals or not (math.isfinite(threshold) and threshold >= 0):
             raise MetricNameError(
-                f"--metric-thresholds {text!r}: {name}={value!r} is not a threshold; give a fraction >= 0 "
-                f"(0.5 = 50% worse; default {DEFAULT_THRESHOLDS[name]:g})"
+                f"--metric-thresholds {text!r}: {entry!r} is not NAME=FRACTION with a fraction >= 0 "
+                f"(e.g. {name}=0.5: 50% worse; default {DEFAULT_THRESHOLDS[name]:g})"
             )
         thresholds[name] = threshold
     if text is not None and not thresholds:

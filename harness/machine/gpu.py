@@ -22,6 +22,7 @@ import importlib.util
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass, replace
@@ -175,46 +176,62 @@ class CudaToolkit:
 
     def env(self, environ: dict | None = None) -> dict[str, str]:
         """The variables a worker sets before TVM compiles CUDA: CUDA_PATH (a user's own is kept)
-        and the include flags added to TVM_CUDA_NVRTC_EXTRA_OPTS."""
+        and the include flags TVM_CUDA_NVRTC_EXTRA_OPTS lacks, quoted (TVM shlex-splits it)."""
         environ = os.environ if environ is None else environ
         env = {"CUDA_PATH": environ.get("CUDA_PATH") or self.root}
-        if self.includes:
-            flags = " ".join(f"-I{d}" for d in self.includes)
-            env["TVM_CUDA_NVRTC_EXTRA_OPTS"] = f"{environ.get('TVM_CUDA_NVRTC_EXTRA_OPTS', '')} {flags}".strip()
+        existing = environ.get("TVM_CUDA_NVRTC_EXTRA_OPTS", "")
+        missing = [f"-I{d}" for d in self.includes if f"-I{d}" not in shlex.split(existing)]
+        if missing:
+            env["TVM_CUDA_NVRTC_EXTRA_OPTS"] = " ".join([existing.strip(), *map(shlex.quote, missing)]).strip()
         return env
 
 
-def _target_include(root: Path) -> Path:
-    return root / "targets" / f"{platform.machine()}-{platform.system().lower()}" / "include"
+def _target_includes(root: Path) -> list[Path]:
+    """``root/targets/<triple>/include`` as TVM probes it (Arm servers' toolkits: sbsa-linux first)."""
+    machine, system = platform.machine(), platform.system().lower()
+    triples = [f"{machine}-{system}"]
+    if system == "linux" and machine.lower() in ("aarch64", "arm64"):
+        triples.insert(0, "sbsa-linux")
+    return [root / "targets" / triple / "include" for triple in triples]
+
+
+def _has_cccl(folder: Path) -> bool:
+    return (folder / "cuda" / "std" / "cstdint").is_file()
 
 
 def _toolkit_at(root: Path, found: str, extra: list[Path]) -> CudaToolkit | None:
     """The headers under ``root`` as TVM reads them, with CCCL from ``extra`` where TVM's own places
     lack it; None without ``cuda_runtime.h`` or CCCL's ``cuda/std/cstdint`` (NVRTC's preamble)."""
-    own = [root / "include", _target_include(root), _target_include(root) / "cccl"]
+    target = next((d for d in _target_includes(root) if d.is_dir()), None)  # the first TVM finds
+    own = [root / "include"] + ([target, target / "cccl"] if target else [])
     if not any((d / "cuda_runtime.h").is_file() for d in own):
         return None
-    if any((d / "cuda" / "std" / "cstdint").is_file() for d in own):
+    if any(_has_cccl(d) for d in own):
         return CudaToolkit(str(root), (), found)
-    cccl = [d for d in [root / "include" / "cccl", *extra] if (d / "cuda" / "std" / "cstdint").is_file()]
-    return CudaToolkit(str(root), (str(cccl[0]),), found) if cccl else None
+    cccl = next((d for d in [root / "include" / "cccl", *extra] if _has_cccl(d)), None)
+    return CudaToolkit(str(root), (str(cccl),), found) if cccl else None
 
 
 def _wheel_roots() -> list[Path]:
-    """CUDA header folders of NVIDIA's pip wheels (CUDA 13: nvidia/cu13; 12: nvidia/cuda_runtime)."""
-    nvidia = _package_dir("nvidia")
-    return [nvidia / name for name in ("cu13", "cuda_runtime")] if nvidia else []
+    """CUDA header folders of NVIDIA's pip wheels in every site directory: CUDA 13's nvidia/cu13
+    (the CUDA lock's: checked), and CUDA 12's nvidia/cuda_runtime (from its wheels' file lists; not
+    installed here)."""
+    spec = importlib.util.find_spec("nvidia")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return [Path(site) / name for site in spec.submodule_search_locations for name in ("cu13", "cuda_runtime")]
 
 
 def cuda_toolkit() -> CudaToolkit | None:
     """The CUDA headers for TVM's NVRTC kernel compiles, or None. CUDA_PATH, where set, is the only
     place looked at (the user chose it). Otherwise the first with the headers of: the toolkit of
     nvcc on PATH (its ``../..``; for a wrapper script that ``exec``s another nvcc, that one's too),
-    /usr/local/cuda, and the CUDA wheels that torch and ``cuda-toolkit[cccl]`` install (the CUDA
-    lock). TVM looks only at CUDA_PATH or nvcc's ``../..`` (a wrapper script's own folder), so a
-    worker hands it what this found (``CudaToolkit.env``)."""
+    ``DEFAULT_CUDA_ROOT``, and the CUDA wheels that torch and ``cuda-toolkit[cccl]`` install (the
+    CUDA lock). TVM looks only at CUDA_PATH or nvcc's ``../..`` (a wrapper script's own folder), so
+    a worker hands it what this found (``CudaToolkit.env``)."""
     wheels = _wheel_roots()
-    cccl = [w / "include" / "cccl" for w in wheels] + [w.parent / "cuda_cccl" / "include" for w in wheels]
+    cccl = [w / "include" / "cccl" for w in wheels]
+    cccl += list(dict.fromkeys(w.parent / "cuda_cccl" / "include" for w in wheels))  # CUDA 12's CCCL wheel
     if os.environ.get("CUDA_PATH"):
         return _toolkit_at(Path(os.environ["CUDA_PATH"]), "CUDA_PATH", cccl)
     candidates = [(Path(root), "nvcc on PATH") for root in _nvcc_roots()]
@@ -227,12 +244,10 @@ def cuda_toolkit() -> CudaToolkit | None:
     return None
 
 
-_EXEC_LINE = re.compile(r"^\s*exec\s+(\S+/nvcc)\b", re.M)
-
-
 def _nvcc_roots() -> list[str]:
     """The toolkit root of nvcc on PATH: ``realpath(nvcc)/../..`` as TVM takes it, and where nvcc is
-    a small wrapper script that execs another nvcc, that one's root too."""
+    a small wrapper script whose ``exec`` line runs another nvcc (a literal path, absolute or
+    relative to the script), that one's root too."""
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         return []
@@ -240,13 +255,24 @@ def _nvcc_roots() -> list[str]:
     roots = [os.path.dirname(os.path.dirname(real))]
     try:
         with open(real, "rb") as fh:
-            head = fh.read(4096)
+            head = fh.read(4096).decode("utf-8", "replace")
     except OSError:
         return roots
-    if head.startswith(b"#!"):
-        target = _EXEC_LINE.search(head.decode("utf-8", "replace"))
-        if target:
-            roots.append(os.path.dirname(os.path.dirname(os.path.realpath(target[1]))))
+    if not head.startswith("#!"):
+        return roots
+    for line in head.splitlines()[1:]:
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError:
+            continue
+        if words[:1] != ["exec"]:
+            continue
+        runs = next((w for w in words[1:] if not w.startswith("-")), "")
+        if os.path.basename(runs) == "nvcc" and "$" not in runs:
+            other = os.path.realpath(os.path.join(os.path.dirname(real), runs))
+            if os.path.isfile(other) and other != real:
+                roots.append(os.path.dirname(os.path.dirname(other)))
+        break
     return roots
 
 

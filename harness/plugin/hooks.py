@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 
 from harness.backends import UnknownBackendError
+from harness.compare.metrics import METRIC_THRESHOLDS_KEY
 from harness.compare.sequential import LOOK_KEY
 from harness.machine.profile import current_profile
 from harness.models import UnknownModelError
@@ -214,6 +215,8 @@ def measure_cell(request, benchmark):
             verdict_statistic(item, bench.options, cell),
         )
         record(benchmark, result)
+        if bench.options.metric_thresholds:  # compare and report judge the saved run by them too
+            benchmark.extra_info[METRIC_THRESHOLDS_KEY] = dict(bench.options.metric_thresholds)
         if bench.adaptation is not None and not bench.adaptation.note:  # compare judges it at this look's level too
             benchmark.extra_info[LOOK_KEY] = bench.looks.get(item.nodeid, 1)
         if result.status == "unavailable":

@@ -175,7 +175,6 @@ class Tvm(Backend):
         generated when it loads them: with NVRTC (the cuda-bindings package), which needs the CUDA
         headers (harness.machine.gpu.cuda_toolkit), or with TVM_CUDA_COMPILE_MODE=nvcc, nvcc."""
         import importlib.util
-        import os
         import shutil
 
         from harness.machine import gpu
@@ -189,7 +188,9 @@ class Tvm(Backend):
         if gpu.cuda_toolkit() is None:
             where = os.environ.get("CUDA_PATH")
             return (
-                f"CUDA_PATH={where} lacks the headers TVM's NVRTC compiles need (cuda_runtime.h, CCCL's cuda/std)"
+                f"CUDA_PATH={where} lacks the headers TVM's NVRTC compiles need (cuda_runtime.h, CCCL's "
+                f"cuda/std): point it at a toolkit that has them, or unset it to use nvcc's, {gpu.DEFAULT_CUDA_ROOT} "
+                "or the CUDA lock's wheels"
                 if where
                 else "TVM's NVRTC compiles need the CUDA headers: install a CUDA toolkit, or the CUDA lock's "
                 "cuda-toolkit[cccl] wheels (or set CUDA_PATH)"
@@ -261,7 +262,7 @@ class Tvm(Backend):
         if not device.exist:
             raise RuntimeError(f"{self.name}: TVM's CUDA runtime sees no {target.name}")
         toolkit = cuda_toolkit()
-        if toolkit is not None:  # TVM's NVRTC compile reads them
+        if toolkit is not None:  # TVM's NVRTC compile reads them (this worker process's environment)
             os.environ.update(toolkit.env())
         tvm_tgt = gpu_target(tvm.target.Target.from_device(device))
         executable = build_for_gpu(import_relax(model, example), tvm_tgt)
