@@ -2,6 +2,10 @@
 pyproject.toml, pinned in the lock, and installed; pyproject's ranges admit the lock's pins; inside a
 virtual environment nothing is loaded from the machine's own site-packages.
 
+Two locks: the CPU lock, and a GPU runner's CUDA lock (pyproject plus requirements/cuda.in, with
+onnxruntime-gpu in place of onnxruntime). The installed one is judged against its own lock: the
+CUDA lock's where torch is a CUDA build.
+
 A module missing from the lock fails here by name (CI installs from the lock alone), instead of as
 an ImportError in some worker process halfway through a benchmark run."""
 
@@ -21,6 +25,9 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements" / "linux-x86_64-cpu.txt"
+CUDA_LOCK = ROOT / "requirements" / "linux-x86_64-cuda.txt"
+CUDA_IN = ROOT / "requirements" / "cuda.in"
+REPLACED_IN_CUDA_LOCK = {"onnxruntime": "onnxruntime-gpu"}  # pyproject's name -> what the CUDA lock pins
 OWN = {"harness", "tests", "suites", "benchmarks", "conftest"}
 DELIBERATELY_MISSING = {
     "package_that_does_not_exist"
@@ -52,15 +59,25 @@ def imported_modules() -> dict[str, str]:
     }
 
 
-def declared() -> dict[str, Requirement]:
+def installed_lock() -> Path:
+    """The lock this environment was installed from: the CUDA lock's torch is a CUDA build."""
+    from harness.machine.gpu import torch_cuda_version
+
+    return CUDA_LOCK if torch_cuda_version() else LOCK
+
+
+def declared(lock: Path = LOCK) -> dict[str, Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     reqs = [Requirement(r) for r in project["dependencies"]]
     reqs += [Requirement(r) for extra in project.get("optional-dependencies", {}).values() for r in extra]
+    if lock == CUDA_LOCK:
+        lines = (line.split("#")[0].strip() for line in CUDA_IN.read_text().splitlines())
+        reqs += [Requirement(line) for line in lines if line]
     return {canonical(r.name): r for r in reqs}
 
 
-def locked() -> dict[str, Version]:
-    pins = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", LOCK.read_text(), re.M)
+def locked(lock: Path = LOCK) -> dict[str, Version]:
+    pins = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", lock.read_text(), re.M)
     return {canonical(name): Version(v) for name, v in pins}
 
 
@@ -72,6 +89,8 @@ def test_the_scan_sees_the_project_imports():
 
 def test_every_imported_module_is_installed_declared_and_locked():
     dists = packages_distributions()
+    lock = installed_lock()
+    declared_here, locked_here = declared(lock), locked(lock)
     problems = []
     for module, where in sorted(imported_modules().items()):
         owners = [canonical(d) for d in dists.get(module, [])]
@@ -81,27 +100,32 @@ def test_every_imported_module_is_installed_declared_and_locked():
                 f"pyproject.toml, run bash requirements/refresh and reinstall"
             )
             continue
-        if not any(o in declared() for o in owners):
+        if not any(o in declared_here for o in owners):
+            where_declared = "pyproject.toml" + (f" or {CUDA_IN.name}" if lock == CUDA_LOCK else "")
             problems.append(
-                f"{module} (imported in {where}) comes from {'/'.join(owners)}, which pyproject.toml does not declare"
+                f"{module} (imported in {where}) comes from {'/'.join(owners)}, which {where_declared} does not declare"
             )
-        if not any(o in locked() for o in owners):
+        if not any(o in locked_here for o in owners):
             problems.append(
-                f"{module} (imported in {where}) comes from {'/'.join(owners)}, which {LOCK.name} does not pin: "
-                f"run bash requirements/refresh"
+                f"{module} (imported in {where}) comes from {'/'.join(owners)}, which {lock.name} does not pin: "
+                f"run bash requirements/refresh" + (" --cuda" if lock == CUDA_LOCK else "")
             )
     assert not problems, "\n".join(problems)
 
 
-def test_pyproject_ranges_admit_the_lock():
-    pins = locked()
-    for name, req in declared().items():
-        assert name in pins, (
-            f"{req} is declared in pyproject.toml but not in {LOCK.name}: run bash requirements/refresh"
+@pytest.mark.parametrize("lock", [LOCK, CUDA_LOCK], ids=["cpu", "cuda"])
+def test_pyproject_ranges_admit_the_lock(lock):
+    pins = locked(lock)
+    refresh = "bash requirements/refresh" + (" --cuda" if lock == CUDA_LOCK else "")
+    for name, req in declared(lock).items():
+        pinned = REPLACED_IN_CUDA_LOCK.get(name, name) if lock == CUDA_LOCK else name
+        assert pinned in pins, f"{req} is declared but not in {lock.name}: run {refresh}"
+        assert req.specifier.contains(pins[pinned], prereleases=True), (
+            f"{lock.name} pins {pinned}=={pins[pinned]}, outside the declared '{req}': run {refresh}"
         )
-        assert req.specifier.contains(pins[name], prereleases=True), (
-            f"{LOCK.name} pins {name}=={pins[name]}, outside pyproject's '{req}': run bash requirements/refresh"
-        )
+    if lock == CUDA_LOCK:
+        assert not set(REPLACED_IN_CUDA_LOCK) & set(pins), "the CUDA lock pins a package it replaces"
+        assert not pins["torch"].local, "the CUDA lock's torch must be PyPI's CUDA build"
 
 
 def test_lock_takes_the_cpu_torch_build():
