@@ -11,7 +11,9 @@
   read as text.
 - onnxruntime: its CUDA execution provider is a library beside its binding
   (``capi/libonnxruntime_providers_cuda.so``), shipped by onnxruntime-gpu only.
-- TVM: the PyPI wheel ships ``lib/libtvm_runtime_cuda.so``; it loads where the driver does.
+- TVM: the PyPI wheel ships ``lib/libtvm_runtime_cuda.so``; it loads where the driver does. Its
+  CUDA runtime compiles the kernels with NVRTC, which needs the CUDA headers: ``cuda_toolkit``
+  finds them (a system toolkit, or the CUDA lock's wheels) where TVM's own search would not.
 
 The fp32 peak of a known GPU (dense, no sparsity; vendor datasheets) gives a cuda cell its
 "% of peak"; an unknown GPU has none (None), never a guess."""
