@@ -28,7 +28,7 @@ from harness.compare.sequential import (
     plan_round,
     projection,
 )
-from harness.compare.verdict import Verdict, judge
+from harness.compare.verdict import Projection, Verdict, judge
 from tests.test_statistics import side
 
 SLOWER = ("regression", "minor regression")
@@ -129,7 +129,9 @@ def test_a_matrix_sharing_a_budget_of_10_processes_per_cell_finds_5_percent_as_o
 
 
 def undecided(name, ratio, low, high, spread, steady=(10, 3)):
-    return Verdict(name, "inconclusive", ratio, low, high, spread=spread, steady=steady)
+    """An inconclusive verdict whose steady-state interval keeps it undecided."""
+    projected = Projection("steady", math.log(ratio), spread, 0.0, steady, steady)
+    return Verdict(name, "inconclusive", ratio, low, high, spread=spread, steady=steady, projection=projected)
 
 
 def test_the_planner_serves_the_cell_closest_to_a_decision_first_and_never_overspends():
@@ -142,6 +144,23 @@ def test_the_planner_serves_the_cell_closest_to_a_decision_first_and_never_overs
     assert why == {"far": "budget spent"}
     plan, why = plan_round(standings, 0.01, budget_s=4.0)
     assert plan == [("near", 2), ("far", 2)] and why == {}
+
+
+def test_a_cell_waiting_on_its_slow_state_share_is_not_projected_on_its_steady_state():
+    """Identical code under bimodal noise at 8 processes: the steady state is unchanged, but the
+    share of slow-state processes is unsettled, so the verdict waits on the mixture interval. The
+    steady state's small spread would project a decision at the next look; the mixture's does not,
+    so a cell with a real 5% slowdown gets the budget first."""
+    rng = np.random.default_rng(7)
+    aa = judge("aa", side(rng, "bimodal-70/30", 10), side(rng, "bimodal-70/30", 8), alpha=look_alpha(0.01, 3))
+    assert aa.verdict == "inconclusive" and aa.projection.interval == "mixture", aa
+    assert aa.low > 1 / 1.05 and aa.high < 1.05  # the steady state alone would be unchanged
+    target, reason = projection(Standing("aa", aa, 3, 3, 8, 1.0), 0.01)
+    assert target is None
+    assert reason == "not projected to decide the share of slow-state processes by the last look (27 processes)"
+    slower = undecided("slower", 1.05, 0.99, 1.11, (0.02, 0.02), steady=(10, 8))
+    plan, why = plan_round([Standing("aa", aa, 3, 3, 8, 1.0), Standing("slower", slower, 3, 3, 8, 1.0)], 0.01, 4.0)
+    assert plan == [("slower", 4)] and why == {"aa": "waiting: cells projected to decide go first"}
 
 
 def test_a_baseline_too_noisy_to_ever_decide_gets_nothing_and_says_why():

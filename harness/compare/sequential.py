@@ -81,17 +81,20 @@ class Standing:
 
 
 def projection(s: Standing, alpha: float) -> tuple[int | None, str]:
-    """(the first later look projected to decide, or None; why not). From the spread each side showed,
-    the steady share kept on the current side, and the baseline's steady processes fixed."""
+    """(the first later look projected to decide, or None; why not). From the interval that keeps
+    the verdict undecided (``Verdict.projection``: the steady state's, or the mixture's when the
+    steady state is unchanged but the share of slow-state processes is unsettled), the spread each
+    side showed in it, the share of processes it uses kept on the current side, and the baseline's
+    processes fixed."""
     v = s.verdict
-    margin = decision_margin(math.log(v.ratio), v.threshold) if v.ratio is not None else None
-    if margin is None or v.spread is None or v.steady is None or min(v.steady) < 2:
+    p = v.projection
+    if p is None or min(p.counts) < 2:
         return None, "too few steady processes to project from"
+    margin = decision_margin(p.diff, v.threshold)
     if margin < 1e-3:
         return None, "the estimate sits on a decision boundary"
-    kb, kc = v.steady
-    share = kc / max(1, s.processes)
-    spread = tuple(max(x, MIN_SPREAD) for x in v.spread)  # two equal medians are not a noiseless side
+    kb, share = p.counts[0], p.share[1]
+    spread = tuple(max(x, MIN_SPREAD) for x in p.spread)  # two equal medians are not a noiseless side
     counts = look_processes(s.first)
     for look in range(s.look + 1, MAX_LOOKS + 1):
         kept_c = max(2, int(counts[look - 1] * share))
@@ -101,12 +104,13 @@ def projection(s: Standing, alpha: float) -> tuple[int | None, str]:
     limit = float(welch_half_width(spread, (np.array([kb]), np.array([10**6])), 1 - look_alpha(alpha, MAX_LOOKS))[0])
     # with fewer baseline processes than machine states need, the spread seen is the one every later
     # look will use; with more, later looks may split states and see a smaller one
-    if limit >= margin and (v.processes or (kb,))[0] < MIN_PROCESSES_FOR_STATES:
+    if limit >= margin and p.processes[0] < MIN_PROCESSES_FOR_STATES:
         return None, (
             f"the baseline's {kb} steady processes alone leave ±{math.expm1(limit):.0%}: no number of current "
             f"processes decides it; record the baseline with more processes (--processes or --until-decided)"
         )
-    return None, f"not projected to decide by the last look ({counts[-1]} processes)"
+    what = "the share of slow-state processes" if p.interval == "mixture" else "it"
+    return None, f"not projected to decide {what} by the last look ({counts[-1]} processes)"
 
 
 def plan_round(standings: list[Standing], alpha: float, budget_s: float) -> tuple[list[tuple[object, int]], dict]:

@@ -52,6 +52,30 @@ DEFAULT_ALPHA = 0.01
 MAX_ADVISED_PROCESSES = 200  # beyond this the advice says the change sits on a decision boundary
 
 
+@dataclass(frozen=True)
+class Projection:
+    """What keeps an inconclusive verdict undecided, to project more processes from (its advice
+    note here; the --until-decided planner, harness.compare.sequential): the ``interval`` that must
+    narrow, ``steady`` (the steady state's) or ``mixture`` (all processes': the steady state is
+    unchanged but the share of slow-state processes is unsettled), its log estimate ``diff`` (as
+    judged: drift-corrected where the verdict is), the per-side ``spread`` of the log process levels
+    it uses, the least spread the interval itself implies (``least_spread``: two equal medians are
+    not a noiseless side), and the processes per side it uses (``counts``) out of all
+    (``processes``)."""
+
+    interval: str
+    diff: float
+    spread: tuple[float, float]
+    least_spread: float
+    counts: tuple[int, int]
+    processes: tuple[int, int]
+
+    @property
+    def share(self) -> tuple[float, float]:
+        """The share of each side's processes the interval uses, kept as processes are added."""
+        return tuple(k / max(1, p) for k, p in zip(self.counts, self.processes))
+
+
 @dataclass
 class Verdict:
     name: str
@@ -77,6 +101,7 @@ class Verdict:
     statistic: str = DEFAULT_STATISTIC  # what each process contributes (harness.compare.percentiles)
     metrics: dict = field(default_factory=dict)  # metric name -> harness.compare.metrics.MetricVerdict
     op_diff: OpDiff | None = None  # a regression whose sides both have a per-operator profile: what got slower
+    projection: Projection | None = None  # inconclusive on its intervals: what must narrow to decide
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,27 +118,29 @@ def decision_margin(diff: float, threshold: float) -> float:
     return max(up - d, d) if d < up else d
 
 
-def _advice(est: RatioEstimate, interval: LogInterval, mixture: bool, t: float) -> str:
-    """How many processes per side would let ``interval`` decide: fit inside the no-change band
-    when its estimate is inside it, clear 1 otherwise. Projects Welch's half-width (t quantile at
-    the projected degrees of freedom) from the spread seen, keeping the share of steady processes."""
-    margin = decision_margin(interval.diff, t)
-    n = max(est.processes)
-    if mixture:
-        share, spread = (1.0, 1.0), est.mixture_spread
-    else:
-        share = tuple(k / p for k, p in zip(est.kept, est.processes))
-        spread = est.spread
-    # two equal medians show a spread of 0, which would project a decision at once: never assume
-    # less spread than the interval itself implies
+def _projection(est: RatioEstimate, interval: LogInterval, mixture: bool) -> Projection:
+    """The ``Projection`` of an undecided ``interval``: the mixture's (all processes, their spread)
+    or the steady state's (the steady processes, their spread)."""
     counts = est.processes if mixture else est.kept
-    spread = tuple(max(s, interval.se * math.sqrt(min(counts) / 2)) for s in spread)
+    spread = est.mixture_spread if mixture else est.spread
+    least = interval.se * math.sqrt(min(counts) / 2)
+    return Projection("mixture" if mixture else "steady", interval.diff, spread, least, counts, est.processes)
+
+
+def _advice(projection: Projection, t: float, confidence: float) -> str:
+    """How many processes per side would let the projected interval decide: fit inside the
+    no-change band when its estimate is inside it, clear 1 otherwise. Projects Welch's half-width
+    (t quantile at the projected degrees of freedom) from the spread seen, keeping the share of
+    the processes the interval uses."""
+    margin = decision_margin(projection.diff, t)
+    mixture = projection.interval == "mixture"
     what = "whether the share of slow-state processes changed" if mixture else "whether it changed"
     if margin < 1e-3:
         return f"the estimate sits on a decision boundary: more processes will not tell {what}"
-    totals = np.arange(n + 1, MAX_ADVISED_PROCESSES + 1)
-    kept = tuple(np.maximum(2, (totals * s).astype(int)) for s in share)
-    enough = np.flatnonzero(welch_half_width(spread, kept, est.confidence) < margin)
+    totals = np.arange(max(projection.processes) + 1, MAX_ADVISED_PROCESSES + 1)
+    kept = tuple(np.maximum(2, (totals * s).astype(int)) for s in projection.share)
+    spread = tuple(max(s, projection.least_spread) for s in projection.spread)
+    enough = np.flatnonzero(welch_half_width(spread, kept, confidence) < margin)
     if enough.size:
         total = int(totals[enough[0]])
         return f"about {total} worker processes per side (--processes {total}) would decide {what}"
@@ -192,6 +219,7 @@ def judge(
     up = math.log1p(threshold)
     more_slow, fewer_slow = est.slow_share_p
     notes: list[str] = []
+    projection = None
     few = min(est.kept) < 2 or mixture is None
     if few:
         verdict = "inconclusive"
@@ -214,7 +242,8 @@ def judge(
         verdict = "unchanged"
     else:
         verdict = "inconclusive"
-        notes.append(_advice(est, mixture if _in_band(steady, up) else steady, _in_band(steady, up), threshold))
+        projection = _projection(est, mixture if _in_band(steady, up) else steady, _in_band(steady, up))
+        notes.append(_advice(projection, threshold, est.confidence))
     notes.append(_states_note(est))
     if drift is not None:
         notes.append(
@@ -245,4 +274,5 @@ def judge(
         "; ".join(n for n in notes if n),
         est.spread,
         statistic=statistic,
+        projection=projection,
     )
