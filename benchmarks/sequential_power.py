@@ -2,7 +2,7 @@
 under the verdict tests' noise models (tests/test_statistics.py), with the functions the tests use
 (tests/test_sequential.py). Seeded: the figures are properties of the code.
 
-    python benchmarks/sequential_power.py [--trials 400]
+    python benchmarks/sequential_power.py [--trials 400] [--matrices N]
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def rates(verdicts) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=400)
-    trials = parser.parse_args().trials
+    parser.add_argument("--matrices", type=int, default=None, help="shared-budget matrices (default: trials / 10)")
+    args = parser.parse_args()
+    trials, matrices = args.trials, args.matrices or max(10, args.trials // 10)
     print(
         "| noise | design | current processes (mean, A/A and +5%) | A/A: regression / regression or improvement "
         "| +5%: found slower |"
@@ -53,7 +55,7 @@ def main() -> None:
             f"| {noise} | sequential 3..27, one cell | {used:.1f} | {rates([v for v, _ in aa])[1]} | "
             f"{rates([v for v, _ in up])[0]:.1%} |"
         )
-        runs = [matrix(rng, noise) for _ in range(max(10, trials // 10))]
+        runs = [matrix(rng, noise) for _ in range(matrices)]
         seq, fixed, used = (float(np.mean([r[i] for r in runs])) for i in range(3))
         print(
             f"| {noise} | 12 cells sharing 10 each (half +5%): sequential / fixed 10 | {used:.1f} | - | "
