@@ -210,7 +210,8 @@ def _toolkit_at(root: Path, found: str, extra: list[Path]) -> CudaToolkit | None
         return None
     if any(_has_cccl(d) for d in own):
         return CudaToolkit(str(root), (), found)
-    cccl = next((d for d in [root / "include" / "cccl", *extra] if _has_cccl(d)), None)
+    nearest = sorted(extra, key=lambda d: root.parent not in d.parents)  # a wheel's own site directory first
+    cccl = next((d for d in [root / "include" / "cccl", *nearest] if _has_cccl(d)), None)
     return CudaToolkit(str(root), (str(cccl),), found) if cccl else None
 
 
