@@ -22,6 +22,9 @@ rates and the power are simulated in tests/test_sequential.py (and the README's 
 **Priority.** An undecided cell's *projected look* is the first later look whose interval,
 projected from the spread seen (Welch's half-width at the look's level; the baseline's processes fixed),
 would be narrow enough to decide: clear 1, or fit inside the no-change band, whichever is nearer.
+The interval projected is the one that keeps the verdict undecided (``Verdict.projection``): the
+steady state's, or, where the steady state is unchanged but the share of slow-state processes is
+not settled (identical code under bimodal noise), the interval over all processes, with its spread.
 Cells are served in order of the seconds of worker time that projection costs (closest to a decision
 per second first; cells not projected to decide last), one look at a time. A cell whose baseline is
 too noisy to ever decide (the projection fails even with unlimited current processes, and the
