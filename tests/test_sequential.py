@@ -13,6 +13,7 @@ functions."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -158,10 +159,16 @@ def test_a_cell_waiting_on_its_slow_state_share_is_not_projected_on_its_steady_s
     assert aa.low > 1 / 1.05 and aa.high < 1.05  # the steady state alone would be unchanged
     target, reason = projection(Standing("aa", aa, 3, 3, 8, 1.0), 0.01)
     assert target is None
-    assert reason == "not projected to decide the share of slow-state processes by the last look (27 processes)"
+    assert reason == "over all processes the ratio lies outside the no-change band: no look narrows it into it"
     slower = undecided("slower", 1.05, 0.99, 1.11, (0.02, 0.02), steady=(10, 8))
     plan, why = plan_round([Standing("aa", aa, 3, 3, 8, 1.0), Standing("slower", slower, 3, 3, 8, 1.0)], 0.01, 4.0)
     assert plan == [("slower", 4)] and why == {"aa": "waiting: cells projected to decide go first"}
+    # projected on its steady state instead (as the planner did), the same cell looked about to decide
+    steady = Projection("steady", math.log(aa.ratio), aa.spread, 0.0, aa.steady, aa.processes)
+    as_before = dataclasses.replace(aa, projection=steady)
+    assert projection(Standing("aa", as_before, 3, 3, 8, 1.0), 0.01)[0] == 4
+    standings = [Standing("aa", as_before, 3, 3, 8, 1.0), Standing("slower", slower, 3, 3, 8, 1.0)]
+    assert plan_round(standings, 0.01, 4.0)[0] == [("aa", 4)]  # and took the slowed cell's budget
 
 
 def test_a_baseline_too_noisy_to_ever_decide_gets_nothing_and_says_why():

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.compare.stats import MIN_PROCESSES_FOR_STATES, welch_half_width
-from harness.compare.verdict import Verdict, decision_margin
+from harness.compare.verdict import Verdict
 
 DEFAULT_BUDGET_MINUTES = 10.0
 LOOK_KEY = "until_decided_look"  # a saved cell's extra_info: the look its verdict is made at
@@ -93,7 +93,9 @@ def projection(s: Standing, alpha: float) -> tuple[int | None, str]:
     p = v.projection
     if p is None or min(p.counts) < 2:
         return None, "too few steady processes to project from"
-    margin = decision_margin(p.diff, v.threshold)
+    margin = p.margin(v.threshold)
+    if p.interval == "mixture" and margin <= 0:
+        return None, "over all processes the ratio lies outside the no-change band: no look narrows it into it"
     if margin < 1e-3:
         return None, "the estimate sits on a decision boundary"
     kb, share = p.counts[0], p.share[1]
@@ -109,7 +111,7 @@ def projection(s: Standing, alpha: float) -> tuple[int | None, str]:
     # look will use; with more, later looks may split states and see a smaller one
     if limit >= margin and p.processes[0] < MIN_PROCESSES_FOR_STATES:
         return None, (
-            f"the baseline's {kb} steady processes alone leave ±{math.expm1(limit):.0%}: no number of current "
+            f"the baseline's {kb} processes alone leave ±{math.expm1(limit):.0%}: no number of current "
             f"processes decides it; record the baseline with more processes (--processes or --until-decided)"
         )
     what = "the share of slow-state processes" if p.interval == "mixture" else "it"

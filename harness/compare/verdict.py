@@ -75,6 +75,14 @@ class Projection:
         """The share of each side's processes the interval uses, kept as processes are added."""
         return tuple(k / max(1, p) for k, p in zip(self.counts, self.processes))
 
+    def margin(self, threshold: float) -> float:
+        """The half-width at which the interval decides (``decision_margin``). The mixture's decides
+        only by fitting inside the no-change band (its steady state is unchanged already): 0 or less
+        where its estimate lies outside the band, which no number of processes narrows into it."""
+        if self.interval == "mixture":
+            return math.log1p(threshold) - abs(self.diff)
+        return decision_margin(self.diff, threshold)
+
 
 @dataclass
 class Verdict:
@@ -132,9 +140,14 @@ def _advice(projection: Projection, t: float, confidence: float) -> str:
     no-change band when its estimate is inside it, clear 1 otherwise. Projects Welch's half-width
     (t quantile at the projected degrees of freedom) from the spread seen, keeping the share of
     the processes the interval uses."""
-    margin = decision_margin(projection.diff, t)
+    margin = projection.margin(t)
     mixture = projection.interval == "mixture"
     what = "whether the share of slow-state processes changed" if mixture else "whether it changed"
+    if mixture and margin <= 0:
+        return (
+            "over all processes the ratio lies outside the no-change band while the steady state is unchanged: "
+            "more processes tell whether the share of slow-state processes changed only through Fisher's test"
+        )
     if margin < 1e-3:
         return f"the estimate sits on a decision boundary: more processes will not tell {what}"
     totals = np.arange(max(projection.processes) + 1, MAX_ADVISED_PROCESSES + 1)
